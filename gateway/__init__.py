@@ -1,0 +1,1 @@
+"""Consent keyword gateway (I/O layer): edges, store, send gate, outbox and the CLI."""

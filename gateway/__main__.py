@@ -1,0 +1,142 @@
+"""Command line (I/O layer): serve, migrate, check-config, classify, audit verify, sign."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from gateway import logs
+from gateway.app import WEBHOOK_PURPOSE, serve
+from gateway.edges.signing import derive_key, sign
+from gateway.errors import ConfigError
+from gateway.settings import Settings, load_settings
+from gateway.store.db import create_pool, embedded_postgres
+from gateway.store.ledger import verify
+from keywords.audit import audit
+from keywords.catalog import load_catalogs
+from keywords.classify import classify
+from keywords.errors import KeywordsError
+
+DEFAULT_CONFIG = Path("config/gateway.toml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="gateway.toml (default: %(default)s)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gateway until SIGTERM")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("check-config", help="load every sender and list what a carrier audit flags")
+    classify_cmd = sub.add_parser("classify", help="print the intent of a text as JSON")
+    classify_cmd.add_argument("--to", required=True, help="the sender (short code, list)")
+    classify_cmd.add_argument("text")
+    audit_cmd = sub.add_parser("audit", help="ledger audits")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="re-derive the ledger's hash chain")
+    sign_cmd = sub.add_parser("sign", help="print an X-Gateway-Signature header for a body")
+    sign_cmd.add_argument("body", help="the exact request body")
+    return parser
+
+
+async def _with_pool(settings: Settings, action: str) -> int:
+    async def run(dsn: str) -> int:
+        pool = await create_pool(dsn, settings.database)
+        try:
+            if action == "migrate":
+                print(json.dumps({"migrated": True, "schema": settings.database.schema}))
+                return 0
+            async with pool.acquire() as conn:
+                report = await verify(conn)
+            print(
+                json.dumps(
+                    {
+                        "ok": report.ok,
+                        "events": report.events,
+                        "redacted": report.redacted,
+                        "problems": list(report.problems),
+                    },
+                    indent=2,
+                )
+            )
+            return 0 if report.ok else 1
+        finally:
+            await pool.close()
+
+    if settings.database_url is not None:
+        return await run(settings.database_url)
+    async with embedded_postgres(Path(settings.database.embedded_data_dir)) as dsn:
+        return await run(dsn)
+
+
+def _check_config(settings: Settings) -> int:
+    catalogs = load_catalogs(settings.senders_dir)
+    findings = [f for catalog in catalogs.values() for f in audit(catalog)]
+    for finding in findings:
+        print(f"{finding.severity}: {finding.source}: {finding.key}: {finding.message}")
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = len(findings) - errors
+    print(f"{len(catalogs)} senders, {errors} errors, {warnings} warnings")
+    return 1 if errors else 0
+
+
+def _classify(settings: Settings, sender: str, text: str) -> int:
+    catalogs = load_catalogs(settings.senders_dir)
+    catalog = catalogs.get(sender)
+    if catalog is None:
+        print(f"unknown sender {sender!r}; configured: {', '.join(sorted(catalogs))}")
+        return 2
+    intent = classify(text, catalog)
+    print(json.dumps({k: (v.value if hasattr(v, "value") else v)
+                      for k, v in dataclasses.asdict(intent).items()}, indent=2))  # fmt: skip
+    return 0
+
+
+def _secret_for_signing(settings: Settings) -> bytes:
+    if not settings.secret_key_is_ephemeral:
+        return settings.secret_key
+    dev = Path("var/secret_key")
+    if dev.exists():
+        return dev.read_bytes()
+    raise ConfigError("set GATEWAY_SECRET_KEY (or start `gateway serve` once for a dev key)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gateway`` console script and ``python -m gateway``."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, os.environ)
+        logs.configure(settings.logging.level)
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+            return 0
+        if args.command in ("migrate", "audit"):
+            return asyncio.run(_with_pool(settings, args.command))
+        if args.command == "check-config":
+            return _check_config(settings)
+        if args.command == "classify":
+            return _classify(settings, args.to, args.text)
+        if args.command == "sign":
+            key = derive_key(_secret_for_signing(settings), WEBHOOK_PURPOSE)
+            print(sign(key, args.body.encode()))
+            return 0
+    except (ConfigError, KeywordsError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

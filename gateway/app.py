@@ -1,0 +1,211 @@
+"""Composition root (I/O layer): opens every resource in order and closes them in reverse.
+
+``Gateway`` is an async context manager: entering it starts PostgreSQL (embedded when no
+URL is given), migrates, opens the cache, the writer, the guard, the outbox worker and the
+HTTP server; leaving it (SIGTERM in ``serve``) stops accepting HTTP first, drains the
+writer's queue so every request in flight gets its committed answer, then closes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gateway.edges.http import HttpDeps, build_app
+from gateway.edges.signing import derive_key
+from gateway.gate import SendGate
+from gateway.metrics import Metrics
+from gateway.outbox import OutboundSender, OutboxWorker
+from gateway.pipeline import Pipeline
+from gateway.settings import Settings
+from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
+from gateway.store.db import create_pool, embedded_postgres
+from gateway.store.guard import CacheGuard
+from gateway.store.writer import ConsentWriter
+from keywords.catalog import SenderCatalog, load_catalogs
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PURPOSE = "inbound-webhook"
+
+
+class Gateway:
+    """One running gateway instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalogs: Mapping[str, SenderCatalog] | None = None,
+        senders: Mapping[str, OutboundSender] | None = None,
+        serve_http: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.catalogs = (
+            dict(catalogs) if catalogs is not None else load_catalogs(settings.senders_dir)
+        )
+        self.metrics = Metrics()
+        self._senders = dict(senders or {})
+        self._serve_http = serve_http
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_port: int | None = None
+
+    async def __aenter__(self) -> Gateway:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        dsn = s.database_url
+        if dsn is None:
+            data_dir = Path(s.database.embedded_data_dir)
+            dsn = await self._stack.enter_async_context(embedded_postgres(data_dir))
+            log.info("embedded PostgreSQL started", extra={"data_dir": str(data_dir)})
+        self.pool: asyncpg.Pool = await create_pool(dsn, s.database)
+        self._stack.push_async_callback(self.pool.close)
+
+        cache: ConsentCache
+        if s.redis_url is not None:
+            client = aioredis.Redis.from_url(
+                s.redis_url,
+                socket_timeout=s.cache.operation_timeout_seconds,
+                socket_connect_timeout=s.cache.operation_timeout_seconds,
+            )
+            cache = RedisConsentCache(
+                client,
+                secret=s.secret_key,
+                prefix=s.cache.key_prefix,
+                entry_ttl=s.cache.entry_ttl_seconds,
+                tombstone_ttl=s.cache.tombstone_ttl_seconds,
+            )
+        else:
+            log.info("no GATEWAY_REDIS_URL: single instance with an in-process cache")
+            cache = LocalConsentCache(entry_ttl=s.cache.entry_ttl_seconds)
+        self._stack.push_async_callback(cache.close)
+        self.cache = cache
+
+        self.guard = CacheGuard(
+            cache,
+            self.pool,
+            interval=s.cache.health_interval_seconds,
+            metrics=self.metrics,
+            channel=f"{s.database.schema}_cache_repair",
+        )
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            await self.guard.poll_once()
+        self._spawn(self.guard.run(), "cache-guard")
+
+        self.writer = ConsentWriter(
+            self.pool, cache, self.guard, self.metrics, max_batch=s.pipeline.max_batch
+        )
+        self.writer.start()
+        self._stack.push_async_callback(self.writer.stop)
+        self.pipeline = Pipeline(
+            self.catalogs,
+            self.writer,
+            self.metrics,
+            default_region=s.pipeline.default_region,
+            max_text_chars=s.pipeline.max_text_chars,
+        )
+        self.gate = SendGate(
+            self.pool,
+            cache,
+            self.guard,
+            self.catalogs,
+            self.metrics,
+            default_region=s.pipeline.default_region,
+        )
+        self.outbox = OutboxWorker(self.pool, self._senders, s.outbox, self.metrics)
+        self._spawn(self.outbox.run(), "outbox")
+        if self._serve_http:
+            await self._start_http()
+
+    def _spawn(self, coro: asyncio.Future[None] | object, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task.set_name(name)
+        self._tasks.append(task)
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._stack.push_async_callback(cancel)
+
+    async def _start_http(self) -> None:
+        s = self.settings
+        deps = HttpDeps(
+            pipeline=self.pipeline,
+            gate=self.gate,
+            guard=self.guard,
+            pool=self.pool,
+            metrics=self.metrics,
+            webhook_key=derive_key(s.secret_key, WEBHOOK_PURPOSE),
+            max_body_bytes=s.http.max_body_bytes,
+            signature_tolerance=s.http.signature_tolerance_seconds,
+        )
+        runner = web.AppRunner(build_app(deps), access_log=None, shutdown_timeout=10.0)
+        await runner.setup()
+        # Pushed after the writer: on exit HTTP stops first, then the writer drains.
+        self._stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, s.http.host, s.http.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else s.http.port
+        log.info("HTTP listening", extra={"host": s.http.host, "port": self.http_port})
+
+
+def write_dev_secret(settings: Settings) -> None:
+    """Keep an ephemeral secret where a local operator can sign test requests (dev only)."""
+    if not settings.secret_key_is_ephemeral:
+        return
+    path = Path("var/secret_key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(settings.secret_key)
+    log.warning(
+        "GATEWAY_SECRET_KEY unset: using a random development key written to var/secret_key"
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    write_dev_secret(settings)
+    async with Gateway(settings) as gateway:
+        log.info(
+            "gateway ready",
+            extra={"senders": sorted(gateway.catalogs), "port": gateway.http_port},
+        )
+        await stop.wait()
+        log.info("stopping: draining in-flight work")
+    log.info("stopped")

@@ -1,0 +1,179 @@
+"""The send gate (I/O layer): may this sender send to these contacts for this program?
+
+Only ``opted_in`` allows a send. The cache answers while the guard trusts it; a miss, a
+tombstone, or an untrusted cache sends the question to Postgres, whose answer is written
+back with compare-and-set by version. A Postgres failure refuses the whole request with a
+temporary error: the gate fails closed (DESIGN.md invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import asyncpg
+
+from gateway.addresses import normalize_address
+from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
+from gateway.metrics import Metrics
+from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.store.guard import CacheGuard
+from keywords.catalog import SenderCatalog
+from keywords.model import Channel, ConsentState
+
+log = logging.getLogger(__name__)
+
+
+class GateReason(StrEnum):
+    """Why the gate answered as it did; stable strings for API clients."""
+
+    OPTED_IN = "opted_in"
+    NO_CONSENT = "no_consent"
+    PENDING = "pending_confirmation"
+    OPTED_OUT = "opted_out"
+    INVALID_ADDRESS = "invalid_address"
+
+
+_REASON = {
+    ConsentState.OPTED_IN: GateReason.OPTED_IN,
+    ConsentState.NONE: GateReason.NO_CONSENT,
+    ConsentState.PENDING: GateReason.PENDING,
+    ConsentState.OPTED_OUT: GateReason.OPTED_OUT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GateAnswer:
+    """One recipient's answer: ``since`` is when the deciding state was recorded."""
+
+    allowed: bool
+    reason: GateReason
+    since: datetime | None = None
+
+
+_INVALID = GateAnswer(False, GateReason.INVALID_ADDRESS)
+
+
+def _answer(entry: CachedConsent) -> GateAnswer:
+    since = None if entry.since is None else datetime.fromtimestamp(entry.since, UTC)
+    return GateAnswer(entry.state is ConsentState.OPTED_IN, _REASON[entry.state], since)
+
+
+class SendGate:
+    """Answers send-gate questions for every edge and API."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cache: ConsentCache,
+        guard: CacheGuard,
+        catalogs: Mapping[str, SenderCatalog],
+        metrics: Metrics,
+        *,
+        default_region: str,
+    ) -> None:
+        self._pool = pool
+        self._cache = cache
+        self._guard = guard
+        self._catalogs = catalogs
+        self._metrics = metrics
+        self._region = default_region
+
+    def _scope(self, sender: str, program: str, channel: Channel) -> SenderCatalog:
+        catalog = self._catalogs.get(sender)
+        if catalog is None:
+            raise UnknownSender("unknown sender")
+        if catalog.channel is not channel:
+            raise BadInput(f"sender {sender} sends on {catalog.channel.value}, not {channel.value}")
+        if not catalog.has_program(program):
+            raise BadInput(f"sender {sender} has no program {program!r}", code="unknown_program")
+        return catalog
+
+    async def check(self, sender: str, program: str, channel: Channel, address: str) -> GateAnswer:
+        """Check one recipient."""
+        return (await self.check_many(sender, program, channel, [address]))[0]
+
+    async def check_many(
+        self, sender: str, program: str, channel: Channel, addresses: Sequence[str]
+    ) -> list[GateAnswer]:
+        """Check many recipients of one sender and program; answers are in input order."""
+        self._scope(sender, program, channel)
+        normalized: list[str | None] = []
+        for raw in addresses:
+            try:
+                normalized.append(normalize_address(channel, raw, self._region, fast=True))
+            except InvalidAddress:
+                normalized.append(None)
+        valid = [a for a in normalized if a is not None]
+
+        cached: list[CachedConsent | None] = [None] * len(valid)
+        if self._guard.usable and valid:
+            try:
+                cached = await self._cache.get_scope(channel.value, sender, program, valid)
+            except CacheUnavailable:
+                self._guard.report_failure("get")
+        misses = [a for a, c in zip(valid, cached, strict=True) if c is None]
+        from_db = await self._read_postgres(channel, sender, program, misses) if misses else {}
+
+        answers: list[GateAnswer] = []
+        hits = allowed_hits = allowed_db = 0
+        position = 0
+        for address in normalized:
+            if address is None:
+                answers.append(_INVALID)
+                continue
+            entry = cached[position]
+            position += 1
+            if entry is None:
+                answer = _answer(from_db[address])
+                allowed_db += answer.allowed
+            else:
+                answer = _answer(entry)
+                hits += 1
+                allowed_hits += answer.allowed
+            answers.append(answer)
+        gate = self._metrics.gate_checks
+        gate.labels("true", "cache").inc(allowed_hits)
+        gate.labels("false", "cache").inc(hits - allowed_hits)
+        gate.labels("true", "postgres").inc(allowed_db)
+        gate.labels("false", "postgres").inc(len(answers) - hits - allowed_db)
+        return answers
+
+    async def _read_postgres(
+        self, channel: Channel, sender: str, program: str, addresses: list[str]
+    ) -> dict[str, CachedConsent]:
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT c.address, s.state, s.version, s.updated_at"
+                    "  FROM unnest($1::text[]) AS a(address)"
+                    "  JOIN contacts c ON c.channel = $2 AND c.address = a.address"
+                    "  JOIN consent s ON s.contact_id = c.id AND s.channel = $2"
+                    "   AND s.sender = $3 AND s.program = $4",
+                    addresses,
+                    channel.value,
+                    sender,
+                    program,
+                )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise TemporaryFailure("consent store unavailable") from exc
+        found = {
+            r["address"]: CachedConsent(
+                ConsentState(r["state"]), r["version"], r["updated_at"].timestamp()
+            )
+            for r in rows
+        }
+        none = CachedConsent(ConsentState.NONE, 0, None)
+        result = {a: found.get(a, none) for a in addresses}
+        if self._guard.cache_reachable:
+            entries = [
+                (ConsentKey(channel.value, sender, program, a), e) for a, e in result.items()
+            ]
+            try:
+                await self._cache.put_many(entries)
+            except CacheUnavailable:
+                self._guard.report_failure("fill")
+        return result

@@ -1,0 +1,70 @@
+"""Messages between layers (I/O layer): what an edge hands the pipeline and what it gets back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from keywords.model import Channel, Decision, Intent
+
+
+class Method(StrEnum):
+    """How a consent change reached us (DESIGN.md invariant 4)."""
+
+    SMS_KEYWORD = "sms_keyword"
+    WEB_FORM = "web_form"
+    ONE_CLICK = "one_click"
+    MAILTO = "mailto"
+    EMAIL_REPLY = "email_reply"
+    PREFERENCE_PAGE = "preference_page"
+    VERBAL = "verbal"
+    WRITTEN = "written"
+    API = "api"
+    COMPLAINT = "complaint"
+    BOUNCE = "bounce"
+    ERASURE = "erasure"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A subscriber's text or mail, as an edge received it, before any normalization.
+
+    ``dedupe_key`` names the message for exactly-once handling (invariant 3): the edge builds
+    it from the peer's own id (``smpp:<smsc>:<message_id>``, ``http:<id>``), so a redelivery
+    of the same message maps to the same key.
+    """
+
+    channel: Channel
+    sender: str  # the short code, long code or list the subscriber wrote to
+    contact: str  # the subscriber's number or address, as received
+    text: str
+    method: Method
+    dedupe_key: str
+    received_at: datetime
+    carrier_time: datetime | None = None
+    evidence: Mapping[str, str] = field(default_factory=dict)
+
+
+class OutcomeStatus(StrEnum):
+    """What the pipeline did with an inbound message; every status is safe to acknowledge."""
+
+    COMMITTED = "committed"  # recorded now
+    DUPLICATE = "duplicate"  # recorded earlier: acknowledge again, change nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The committed result of one inbound message."""
+
+    status: OutcomeStatus
+    inbound_id: int
+    decision: Decision | None  # None for a duplicate: the first delivery decided
+    ledger_seqs: tuple[int, ...] = ()
+    outbox_ids: tuple[int, ...] = ()
+
+    @property
+    def intent(self) -> Intent | None:
+        """The classified intent, when this delivery was the one that decided."""
+        return None if self.decision is None else self.decision.intent

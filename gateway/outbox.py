@@ -1,0 +1,168 @@
+"""The outbox worker (I/O layer): claims committed replies and hands them to a channel's sender.
+
+Rows are written by the consent writer in the same transaction as the change they confirm.
+The worker claims due rows with ``FOR UPDATE SKIP LOCKED`` (so any number of instances can
+run it), marks them ``sending`` with a lease, sends outside any transaction, and records the
+result. A row whose lease expires (the process died mid-send) is claimed again: delivery is
+at least once, and a channel sender that can detect its own duplicates should. Temporary
+failures retry with exponential backoff and jitter; after ``max_attempts`` the row is
+``failed``. Channels without a sender are never claimed: their rows wait, queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+from gateway.logs import mask_address
+from gateway.metrics import Metrics
+from gateway.settings import OutboxSettings
+
+log = logging.getLogger(__name__)
+
+_LEASE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One reply to send."""
+
+    id: int
+    channel: str
+    sender: str
+    program: str | None
+    recipient: str
+    kind: str
+    language: str
+    body: str
+    attempts: int
+
+
+class SendError(Exception):
+    """A sender could not send; ``temporary`` says whether to retry."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class OutboundSender(Protocol):
+    """A channel's way out (SMPP submit_sm, SMTP relay, HTTP provider)."""
+
+    async def send(self, row: OutboxRow) -> str | None:
+        """Send ``row``; return the provider's reference, or raise ``SendError``."""
+
+
+class OutboxWorker:
+    """Sends queued replies for the channels it has senders for."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        senders: Mapping[str, OutboundSender],
+        settings: OutboxSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._pool = pool
+        self._senders = dict(senders)
+        self._settings = settings
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New rows were committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before retry ``attempts``: exponential, capped, with full jitter."""
+        ceiling = min(
+            self._settings.backoff_max_seconds,
+            self._settings.backoff_base_seconds * 2 ** max(attempts - 1, 0),
+        )
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+    async def claim(self) -> list[OutboxRow]:
+        """Lease up to ``batch_size`` due rows of channels we can send."""
+        if not self._senders:
+            return []
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1,"
+                " next_attempt_at = now() + make_interval(secs => $3)"
+                " WHERE id IN (SELECT id FROM outbox"
+                "   WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()"
+                "     AND channel = ANY($1::text[])"
+                "   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, channel, sender, program, recipient, kind, language, body,"
+                " attempts",
+                list(self._senders),
+                self._settings.batch_size,
+                _LEASE_SECONDS,
+            )
+        return [OutboxRow(**dict(r)) for r in rows]
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        sender = self._senders[row.channel]
+        try:
+            ref = await sender.send(row)
+        except SendError as exc:
+            await self._failed(row, str(exc), temporary=exc.temporary)
+            return
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = now(), provider_ref = $2,"
+                " last_error = NULL WHERE id = $1",
+                row.id,
+                ref,
+            )
+        self._metrics.outbox.labels(row.channel, "sent").inc()
+
+    async def _failed(self, row: OutboxRow, error: str, *, temporary: bool) -> None:
+        final = not temporary or row.attempts >= self._settings.max_attempts
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET status = $2, last_error = $3,"
+                " next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+                row.id,
+                "failed" if final else "queued",
+                error[:500],
+                0.0 if final else self.backoff(row.attempts),
+            )
+        self._metrics.outbox.labels(row.channel, "failed" if final else "retry").inc()
+        log.warning(
+            "outbox send failed",
+            extra={
+                "outbox_id": row.id,
+                "recipient": mask_address(row.recipient),
+                "final": final,
+                "attempts": row.attempts,
+            },
+        )
+
+    async def run_once(self) -> int:
+        """Claim and send one batch; return how many rows were claimed."""
+        rows = await self.claim()
+        if rows:
+            await asyncio.gather(*(self._deliver(r) for r in rows))
+        return len(rows)
+
+    async def run(self) -> None:
+        """Send until cancelled; a cancelled send keeps its lease and is retried later."""
+        while True:
+            self._wake.clear()
+            try:
+                claimed = await self.run_once()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("outbox: database unavailable; retrying")
+                claimed = 0
+            if claimed:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_seconds)

@@ -1,0 +1,88 @@
+"""The inbound pipeline (I/O layer): InboundMessage -> validate -> classify -> decide -> commit.
+
+Every edge calls ``Pipeline.handle`` and acknowledges only what it returns: a committed
+``Outcome`` (new or duplicate) means ack; ``BadInput`` means a permanent refusal that wrote
+nothing; ``TemporaryFailure`` means nothing was committed and the peer must retry.
+Classification is pure and runs here, before the database is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from gateway.addresses import normalize_address
+from gateway.errors import BadInput, GatewayError, UnknownSender
+from gateway.logs import mask_address
+from gateway.messages import InboundMessage, Outcome
+from gateway.metrics import Metrics
+from gateway.store.writer import ConsentWriter, PreparedEvent
+from keywords.catalog import SenderCatalog
+from keywords.classify import classify
+
+log = logging.getLogger(__name__)
+
+_MAX_DEDUPE_KEY = 200
+
+
+class Pipeline:
+    """Turns inbound messages into committed consent changes and queued replies."""
+
+    def __init__(
+        self,
+        catalogs: Mapping[str, SenderCatalog],
+        writer: ConsentWriter,
+        metrics: Metrics,
+        *,
+        default_region: str,
+        max_text_chars: int,
+    ) -> None:
+        self._catalogs = catalogs
+        self._writer = writer
+        self._metrics = metrics
+        self._region = default_region
+        self._max_text = max_text_chars
+
+    def prepare(self, message: InboundMessage) -> PreparedEvent:
+        """Validate and classify; raise ``BadInput`` for anything we must refuse."""
+        catalog = self._catalogs.get(message.sender)
+        if catalog is None:
+            raise UnknownSender("the destination is not a configured sender")
+        if catalog.channel is not message.channel:
+            raise UnknownSender(f"the sender does not take {message.channel.value} messages")
+        if len(message.text) > self._max_text:
+            raise BadInput(f"text longer than {self._max_text} characters", code="text_too_long")
+        if not message.dedupe_key or len(message.dedupe_key) > _MAX_DEDUPE_KEY:
+            raise BadInput("message id missing or too long", code="bad_message_id")
+        address = normalize_address(message.channel, message.contact, self._region)
+        return PreparedEvent(message, address, catalog, classify(message.text, catalog))
+
+    async def handle(self, message: InboundMessage) -> Outcome:
+        """Record ``message``; return only after the commit (DESIGN.md invariant 1)."""
+        try:
+            event = self.prepare(message)
+            outcome = await self._writer.submit(event)
+        except GatewayError as exc:
+            outcome_label = "temporary_failure" if exc.temporary else "rejected"
+            self._metrics.inbound.labels(outcome_label).inc()
+            log.info(
+                "inbound refused",
+                extra={"reason": exc.code, "sender": message.sender, "key": message.dedupe_key},
+            )
+            raise
+        self._metrics.inbound.labels(outcome.status.value).inc()
+        intent = outcome.intent
+        log.info(
+            "inbound recorded",
+            extra={
+                "status": outcome.status.value,
+                "sender": message.sender,
+                "contact": mask_address(event.address),
+                "intent": intent.kind.value if intent else None,
+                "match": intent.match.value if intent else None,
+                "review": intent.needs_review if intent else None,
+                "ledger": list(outcome.ledger_seqs),
+                "outbox": list(outcome.outbox_ids),
+            },
+        )
+        return outcome

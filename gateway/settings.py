@@ -1,0 +1,191 @@
+"""Settings (I/O layer): config/gateway.toml and the environment, parsed once into frozen values.
+
+Secrets and DSNs never live in files: ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL`` and
+``GATEWAY_SECRET_KEY`` come from the environment only. Unknown keys in the TOML file are an
+error naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import ConfigError
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP listener."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * 1024
+    # Signed requests older or newer than this are refused (replay protection).
+    signature_tolerance_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """PostgreSQL: the source of truth."""
+
+    schema: str = "consent"
+    pool_min: int = 2
+    pool_max: int = 10
+    # Used only when GATEWAY_DATABASE_URL is unset: an embedded PostgreSQL (pgserver).
+    embedded_data_dir: str = "var/pg"
+    command_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The consent cache: Redis when GATEWAY_REDIS_URL is set, else in-process."""
+
+    key_prefix: str = "cg"
+    entry_ttl_seconds: int = 86_400
+    # A tombstone written before a commit lives this long at most (see store/cache.py).
+    tombstone_ttl_seconds: int = 3_600
+    operation_timeout_seconds: float = 0.5
+    health_interval_seconds: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """Inbound events: limits and group commit."""
+
+    max_text_chars: int = 1_600
+    max_batch: int = 256
+    default_region: str = "US"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """The transactional outbox worker."""
+
+    poll_interval_seconds: float = 0.5
+    batch_size: int = 100
+    max_attempts: int = 12
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """Structured JSON logs on stderr."""
+
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the gateway needs, parsed and validated once at start-up."""
+
+    config_path: Path
+    senders_dir: Path
+    http: HttpSettings = field(default_factory=HttpSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    # From the environment.
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: bytes = b""
+    secret_key_is_ephemeral: bool = False
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no database URL was given and the gateway runs its own PostgreSQL."""
+        return self.database_url is None
+
+
+_T = TypeVar("_T")
+
+
+def _section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
+    """Build one frozen section from its TOML table, refusing unknown keys and wrong types."""
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: [{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{source}: {name}.{key}: unknown key")
+        default = getattr(cls(), key)
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
+            raise ConfigError(
+                f"{source}: {name}.{key}: expected {expected.__name__}, got {type(value).__name__}"
+            )
+        values[key] = value
+    return cls(**values)
+
+
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` and the environment into ``Settings``; raise ``ConfigError`` naming the key."""
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+    allowed = {"gateway", "http", "database", "cache", "pipeline", "outbox", "logging"}
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{path}: [{key}]: unknown section")
+    top = raw.get("gateway", {})
+    if not isinstance(top, Mapping):
+        raise ConfigError(f"{path}: [gateway] must be a table")
+    for key in top:
+        if key != "senders_dir":
+            raise ConfigError(f"{path}: gateway.{key}: unknown key")
+    senders = top.get("senders_dir", "senders")
+    if not isinstance(senders, str):
+        raise ConfigError(f"{path}: gateway.senders_dir: expected a path")
+    database = _section(DatabaseSettings, raw.get("database"), "database", path)
+    if not _SCHEMA_RE.match(database.schema):
+        raise ConfigError(f"{path}: database.schema: not a plain lowercase identifier")
+
+    secret_text = env.get("GATEWAY_SECRET_KEY", "")
+    redis_url = env.get("GATEWAY_REDIS_URL") or None
+    if secret_text:
+        secret = secret_text.encode()
+        if len(secret) < _MIN_SECRET_BYTES:
+            raise ConfigError(f"GATEWAY_SECRET_KEY: at least {_MIN_SECRET_BYTES} bytes required")
+        ephemeral = False
+    elif redis_url is not None:
+        # Instances sharing a Redis must derive the same cache keys and verify each other's
+        # signatures, so a per-process random key would be wrong there.
+        raise ConfigError("GATEWAY_SECRET_KEY is required when GATEWAY_REDIS_URL is set")
+    else:
+        secret, ephemeral = secrets.token_urlsafe(48).encode(), True
+
+    return Settings(
+        config_path=path,
+        senders_dir=(path.parent / senders).resolve(),
+        http=_section(HttpSettings, raw.get("http"), "http", path),
+        database=database,
+        cache=_section(CacheSettings, raw.get("cache"), "cache", path),
+        pipeline=_section(PipelineSettings, raw.get("pipeline"), "pipeline", path),
+        outbox=_section(OutboxSettings, raw.get("outbox"), "outbox", path),
+        logging=_section(LoggingSettings, raw.get("logging"), "logging", path),
+        database_url=env.get("GATEWAY_DATABASE_URL") or None,
+        redis_url=redis_url,
+        secret_key=secret,
+        secret_key_is_ephemeral=ephemeral,
+    )

@@ -1,0 +1,245 @@
+"""The consent cache (I/O layer): versioned entries in Redis, or in-process for a single instance.
+
+Every entry carries the consent row's ``version``. Writes are compare-and-set in one Lua
+script: an entry is replaced only by one with a higher version, or by the real state of
+the same version replacing that version's tombstone. Hence:
+
+* before a change commits, the writer stores a *tombstone* with the new version; a reader
+  that read Postgres before the commit can no longer write its older state back, and every
+  gate treats a tombstone as "ask Postgres";
+* after the commit, the writer stores the new state with the same version;
+* a failure anywhere leaves a tombstone or nothing, and both mean "ask Postgres": the
+  cache can only ever err toward reading the truth (DESIGN.md invariant 2).
+
+Keys hold a keyed BLAKE2b digest of the address, never the address itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from keywords.model import ConsentState
+
+_STATE_CODE = {
+    ConsentState.NONE: "n",
+    ConsentState.PENDING: "p",
+    ConsentState.OPTED_IN: "i",
+    ConsentState.OPTED_OUT: "o",
+}
+_CODE_STATE = {code: state for state, code in _STATE_CODE.items()}
+_TOMBSTONE = "t"
+_CHUNK = 1_000  # keys per CAS script call
+_MGET_CHUNK = 10_000
+
+# KEYS: the entries; ARGV[1], ARGV[2]: TTL of a state and of a tombstone; then per key its
+# value "c|version|since". A value is stored only when no newer version is there, and a
+# tombstone never replaces the real state of its own version.
+_CAS_SCRIPT = """
+local ttl_state, ttl_tomb = ARGV[1], ARGV[2]
+for i, key in ipairs(KEYS) do
+  local value = ARGV[i + 2]
+  local sep = string.find(value, '|', 3, true)
+  local version = tonumber(string.sub(value, 3, sep - 1))
+  local is_tomb = string.sub(value, 1, 1) == 't'
+  local current = redis.call('GET', key)
+  local write = true
+  if current then
+    local csep = string.find(current, '|', 3, true)
+    local cversion = tonumber(string.sub(current, 3, csep - 1))
+    if cversion > version then
+      write = false
+    elseif cversion == version and is_tomb and string.sub(current, 1, 1) ~= 't' then
+      write = false
+    end
+  end
+  if write then
+    redis.call('SET', key, value, 'EX', is_tomb and ttl_tomb or ttl_state)
+  end
+end
+return #KEYS
+"""
+
+
+class CacheUnavailable(Exception):
+    """Redis could not be read or written; callers fall back to Postgres."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentKey:
+    """What the gate asks about: one address, sender, program and channel."""
+
+    channel: str
+    sender: str
+    program: str
+    address: str  # normalized (E.164 / canonical email)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedConsent:
+    """A cached consent row; ``since`` is the row's ``updated_at`` as a UNIX time."""
+
+    state: ConsentState
+    version: int
+    since: float | None = None
+
+
+class ConsentCache(Protocol):
+    """What the writer and the gate need from a cache."""
+
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        """Cached states of ``addresses`` for one scope; ``None`` for a miss or a tombstone."""
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        """Store states, each only if no newer version is cached."""
+
+    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
+        """Mark keys as changing to the given version: readers go to Postgres."""
+
+    async def ping(self) -> None:
+        """Raise ``CacheUnavailable`` unless the cache answers."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def _encode(entry: CachedConsent) -> str:
+    since = "" if entry.since is None else f"{entry.since:.6f}"
+    return f"{_STATE_CODE[entry.state]}|{entry.version}|{since}"
+
+
+def _decode(raw: bytes | str) -> CachedConsent | None:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    code = text[0]
+    if code == _TOMBSTONE:
+        return None
+    _, version, since = text.split("|", 2)
+    return CachedConsent(_CODE_STATE[code], int(version), float(since) if since else None)
+
+
+class RedisConsentCache:
+    """The cache shared by every instance."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        secret: bytes,
+        prefix: str,
+        entry_ttl: int,
+        tombstone_ttl: int,
+    ) -> None:
+        self._redis = client
+        # BLAKE2b keys are at most 64 bytes; derive one from the gateway secret.
+        self._key = hashlib.blake2b(secret, digest_size=32, person=b"cache-keys").digest()
+        self._prefix = prefix
+        self._ttls = (entry_ttl, tombstone_ttl)
+        self._cas = client.register_script(_CAS_SCRIPT)
+
+    def redis_key(self, key: ConsentKey) -> str:
+        """The Redis key for ``key``: a keyed digest stands in for the address."""
+        digest = hashlib.blake2b(key.address.encode(), key=self._key, digest_size=16).hexdigest()
+        return f"{self._prefix}:c:{key.channel}:{key.sender}:{key.program}:{digest}"
+
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        """MGET in chunks; raise ``CacheUnavailable`` on any Redis error."""
+        # The hot path of the batch gate: build keys without intermediate objects.
+        head = f"{self._prefix}:c:{channel}:{sender}:{program}:"
+        key, blake = self._key, hashlib.blake2b
+        out: list[CachedConsent | None] = []
+        try:
+            for start in range(0, len(addresses), _MGET_CHUNK):
+                chunk = [
+                    head + blake(a.encode(), key=key, digest_size=16).hexdigest()
+                    for a in addresses[start : start + _MGET_CHUNK]
+                ]
+                raw = await self._redis.mget(chunk)
+                out.extend(None if value is None else _decode(value) for value in raw)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return out
+
+    async def _write(self, keys: list[str], values: list[str]) -> None:
+        try:
+            for start in range(0, len(keys), _CHUNK):
+                await self._cas(
+                    keys=keys[start : start + _CHUNK],
+                    args=[*self._ttls, *values[start : start + _CHUNK]],
+                )
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        """Compare-and-set each entry by version."""
+        await self._write([self.redis_key(k) for k, _ in entries], [_encode(v) for _, v in entries])
+
+    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
+        """Write a tombstone carrying the coming version for each key."""
+        await self._write(
+            [self.redis_key(k) for k, _ in entries], [f"t|{version}|" for _, version in entries]
+        )
+
+    async def ping(self) -> None:
+        """Round trip to Redis."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self._redis.aclose()
+
+
+class LocalConsentCache:
+    """In-process cache for a single instance run without Redis; same versioning rules."""
+
+    def __init__(self, *, entry_ttl: int) -> None:
+        self._entries: dict[ConsentKey, tuple[CachedConsent | None, int, float]] = {}
+        self._ttl = entry_ttl
+
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        """Entries that exist, are not tombstones and have not expired."""
+        now = time.monotonic()
+        out: list[CachedConsent | None] = []
+        for address in addresses:
+            found = self._entries.get(ConsentKey(channel, sender, program, address))
+            out.append(found[0] if found is not None and found[2] > now else None)
+        return out
+
+    def _cas(self, key: ConsentKey, entry: CachedConsent | None, version: int) -> None:
+        current = self._entries.get(key)
+        if current is not None:
+            if current[1] > version:
+                return
+            if current[1] == version and entry is None and current[0] is not None:
+                return
+        self._entries[key] = (entry, version, time.monotonic() + self._ttl)
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        """Compare-and-set each entry by version."""
+        for key, entry in entries:
+            self._cas(key, entry, entry.version)
+
+    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
+        """Record the coming versions as tombstones."""
+        for key, version in entries:
+            self._cas(key, None, version)
+
+    async def ping(self) -> None:
+        """Always answers: it lives in this process."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,106 @@
+"""Database access (I/O layer): the asyncpg pool, migrations, and the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+from gateway.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # What a function that runs queries accepts: a plain or a pooled connection.
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+# Any number: every gateway instance takes this advisory lock to migrate, one at a time.
+_MIGRATION_LOCK = 0x636F6E73
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every file in migrations/, in order."""
+    found = []
+    for entry in resources.files("gateway.store.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql"):
+            found.append((int(name.split("_", 1)[0]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Create ``schema`` and apply every migration not applied yet; return the names applied."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        # The schema name is validated in settings.py (a plain identifier), so quoting suffices.
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+            )
+            applied.append(name)
+    for name in applied:
+        log.info("migration applied", extra={"migration": name, "schema": schema})
+    return applied
+
+
+async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    """Open a pool whose connections see ``settings.schema`` first; migrate it before use."""
+    conn = await asyncpg.connect(dsn, timeout=settings.command_timeout_seconds)
+    try:
+        await migrate(conn, settings.schema)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        command_timeout=settings.command_timeout_seconds,
+        timeout=settings.command_timeout_seconds,
+        server_settings={
+            "search_path": settings.schema,
+            # Durable commits are the product: never let a session turn them off.
+            "synchronous_commit": "on",
+            "application_name": "consent-gateway",
+        },
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
+    """Run a private PostgreSQL (pgserver) with its data in ``data_dir``; yield its DSN.
+
+    For the quickstart only: production sets GATEWAY_DATABASE_URL. pgserver listens on a
+    unix socket in ``data_dir``, so nothing is exposed on the network.
+    """
+    import pgserver  # imported here: production never loads the embedded server
+
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    # Starting the server blocks for up to a second: keep it off the event loop.
+    get_server = pgserver.get_server  # type: ignore[attr-defined]
+    server = await asyncio.to_thread(get_server, str(data_dir), cleanup_mode="stop")
+    try:
+        yield str(server.get_uri())
+    finally:
+        await asyncio.to_thread(server.cleanup)

@@ -1,0 +1,504 @@
+"""Consent writer (I/O layer): applies decisions to Postgres with group commit, then the cache.
+
+Edges call ``submit()`` and await the committed ``Outcome``; only then may they acknowledge
+(DESIGN.md invariant 1). Events waiting at the same moment share one transaction, which is
+what lets a 2-core machine keep thousands of durable (``synchronous_commit = on``) events
+per second: one WAL flush covers the batch. Each event's rows (inbound record, ledger
+events, consent rows, outbox rows) are written together or not at all, and a batch that
+fails for one event's sake is retried event by event so one bad event fails alone.
+
+Per batch, in one transaction:
+
+1. contacts are created if new and locked (``FOR UPDATE``, in id order so two instances
+   never deadlock): that lock serialises every change for one contact across instances;
+2. inbound events are inserted ``ON CONFLICT (dedupe_key) DO NOTHING``: a redelivery gets
+   ``DUPLICATE`` and changes nothing (invariant 3);
+3. current states are read and ``keywords.consent.decide`` runs, event by event, in order;
+4. under the ``ledger_head`` row lock, ledger rows get gap-free ``seq`` and chained hashes;
+5. consent rows are upserted with ``version + 1`` and outbox rows inserted;
+6. cache tombstones with the new versions are written *before* COMMIT (see cache.py);
+   if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
+7. COMMIT, then the new states are written to the cache, then the futures resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from gateway.store.db import Connection
+
+from gateway.errors import TemporaryFailure
+from gateway.messages import InboundMessage, Outcome, OutcomeStatus
+from gateway.metrics import Metrics
+from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.store.guard import CacheGuard
+from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
+from keywords.catalog import SenderCatalog
+from keywords.consent import decide
+from keywords.model import ConsentState, Decision, Intent, ReplyKind
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An inbound message, validated and classified, ready to be decided and written."""
+
+    message: InboundMessage
+    address: str  # normalized contact address
+    catalog: SenderCatalog
+    intent: Intent
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: PreparedEvent
+    future: asyncio.Future[Outcome]
+
+
+@dataclass(slots=True)
+class _Applied:
+    """What one transaction wrote, kept for the post-commit cache update."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    cache_entries: dict[ConsentKey, CachedConsent] = field(default_factory=dict)
+    ledger_actions: list[str] = field(default_factory=list)
+
+
+_KeyState = tuple[int, str, str, str]  # contact_id, sender, channel, program
+
+
+class ConsentWriter:
+    """The single path by which consent changes reach Postgres."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cache: ConsentCache,
+        guard: CacheGuard,
+        metrics: Metrics,
+        *,
+        max_batch: int,
+    ) -> None:
+        self._pool = pool
+        self._cache = cache
+        self._guard = guard
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, event: PreparedEvent) -> Outcome:
+        """Write ``event``; return once committed, or raise ``TemporaryFailure``."""
+        if self._task is None or self._task.done():
+            raise TemporaryFailure("the writer is not running")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(event, future))
+        return await future
+
+    def start(self) -> None:
+        """Start the batching task."""
+        self._task = asyncio.create_task(self._run(), name="consent-writer")
+
+    async def stop(self) -> None:
+        """Finish every queued event, then stop (SIGTERM drains in-flight work)."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._process(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _process(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            applied = await self._apply_with_retry([p.event for p in batch])
+        except Exception as exc:
+            if len(batch) > 1 and not _is_connection_error(exc):
+                # One event may be at fault: give each its own transaction.
+                for pending in batch:
+                    await self._process([pending])
+                return
+            log.warning(
+                "commit failed; peers must retry",
+                extra={"events": len(batch), "error": type(exc).__name__},
+            )
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(TemporaryFailure("could not commit"))
+            return
+        self._metrics.batch_size.observe(len(batch))
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        for action in applied.ledger_actions:
+            self._metrics.ledger_events.labels(action).inc()
+        if applied.cache_entries:
+            try:
+                await self._cache.put_many(list(applied.cache_entries.items()))
+            except CacheUnavailable:
+                # The tombstones written before COMMIT still send every gate to Postgres.
+                self._guard.report_failure("put")
+        seen: set[str] = set()
+        for pending in batch:
+            key = pending.event.message.dedupe_key
+            outcome = applied.outcomes[key]
+            if key in seen:
+                # Copies of one message in one batch: the first decided, the rest duplicate it.
+                outcome = Outcome(OutcomeStatus.DUPLICATE, outcome.inbound_id, None)
+            seen.add(key)
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    async def _apply_with_retry(self, events: Sequence[PreparedEvent]) -> _Applied:
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await self._apply(conn, events)
+            except _RETRYABLE:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _apply(self, conn: Connection, events: Sequence[PreparedEvent]) -> _Applied:
+        applied = _Applied()
+        contact_ids = await _lock_contacts(conn, events)
+        unique: dict[str, PreparedEvent] = {}
+        for event in events:
+            unique.setdefault(event.message.dedupe_key, event)
+        fresh = await _insert_inbound(conn, list(unique.values()), contact_ids)
+
+        states = await _read_states(conn, list(unique.values()), contact_ids)
+        now = datetime.now(UTC)
+        ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
+        consent_rows: dict[_KeyState, tuple[ConsentState, int, int]] = {}  # state, version, idx
+        outbox: list[tuple[object, ...]] = []
+        decisions: dict[str, Decision] = {}
+        for key, event in unique.items():
+            inbound_id = fresh.get(key)
+            if inbound_id is None:
+                continue
+            cid = contact_ids[(event.catalog.channel.value, event.address)]
+            msg = event.message
+            sender, channel = event.catalog.sender, event.catalog.channel.value
+            current = {
+                program: states.get((cid, sender, channel, program), (ConsentState.NONE, 0))[0]
+                for program in (p.name for p in event.catalog.programs)
+            }
+            decision = decide(event.intent, current, event.catalog)
+            decisions[key] = decision
+            evidence = evidence_json(
+                {
+                    **msg.evidence,
+                    "text": msg.text,
+                    "dedupe_key": msg.dedupe_key,
+                    "intent": event.intent.kind.value,
+                    "match": event.intent.match.value,
+                    "keyword": event.intent.keyword or "",
+                    "needs_review": "yes" if event.intent.needs_review else "no",
+                }
+            )
+            for tr in decision.transitions:
+                skey = (cid, sender, channel, tr.program)
+                _, version = states.get(skey, (ConsentState.NONE, 0))
+                states[skey] = (tr.new, version + 1)
+                consent_rows[skey] = (tr.new, version + 1, len(ledger))
+                ledger.append(
+                    (
+                        LedgerEvent(
+                            seq=0,
+                            contact_id=cid,
+                            channel=channel,
+                            sender=sender,
+                            program=tr.program,
+                            action=tr.action.value,
+                            method=msg.method.value,
+                            old_state=tr.old.value,
+                            new_state=tr.new.value,
+                            server_time=now,
+                            carrier_time=msg.carrier_time,
+                            inbound_id=inbound_id,
+                            evidence_sha256=evidence_digest(evidence),
+                        ),
+                        evidence,
+                    )
+                )
+                applied.ledger_actions.append(tr.action.value)
+            for reply in decision.replies:
+                outbox.append(
+                    (channel, sender, reply.program, cid, event.address, reply.kind.value,
+                     reply.language, reply.text, inbound_id)
+                )  # fmt: skip
+
+        seqs = await _append_ledger(conn, ledger) if ledger else []
+        if consent_rows:
+            await _upsert_consent(conn, consent_rows, seqs, now)
+        await _cancel_after_opt_out(conn, consent_rows)
+        outbox_ids = await _insert_outbox(conn, outbox) if outbox else {}
+
+        address_of = {cid: addr for (_, addr), cid in contact_ids.items()}
+        for skey, (state, version, _) in consent_rows.items():
+            cid, sender, channel, program = skey
+            ckey = ConsentKey(channel, sender, program, address_of[cid])
+            applied.cache_entries[ckey] = CachedConsent(state, version, now.timestamp())
+        if consent_rows:
+            await self._tombstone(conn, consent_rows, applied)
+
+        seq_by_inbound: dict[int, list[int]] = {}
+        for (ev, _), seq in zip(ledger, seqs, strict=True):
+            seq_by_inbound.setdefault(ev.inbound_id or 0, []).append(seq)
+        duplicates = [k for k in unique if k not in fresh]
+        earlier = await _existing_inbound(conn, duplicates) if duplicates else {}
+        for key in unique:
+            if key in fresh:
+                iid = fresh[key]
+                applied.outcomes[key] = Outcome(
+                    OutcomeStatus.COMMITTED,
+                    iid,
+                    decisions[key],
+                    tuple(seq_by_inbound.get(iid, ())),
+                    tuple(outbox_ids.get(iid, ())),
+                )
+            else:
+                applied.outcomes[key] = Outcome(OutcomeStatus.DUPLICATE, earlier[key], None)
+        return applied
+
+    async def _tombstone(
+        self,
+        conn: Connection,
+        consent_rows: dict[_KeyState, tuple[ConsentState, int, int]],
+        applied: _Applied,
+    ) -> None:
+        """Invalidate before COMMIT; if Redis cannot be told, leave a repair row (guard.py)."""
+        versions = {k: v.version for k, v in applied.cache_entries.items()}
+        if self._guard.cache_reachable:
+            try:
+                await self._cache.tombstone_many(list(versions.items()))
+                return
+            except CacheUnavailable:
+                self._guard.report_failure("tombstone")
+        await conn.executemany(
+            "INSERT INTO cache_repair (contact_id, sender, program, channel)"
+            " VALUES ($1, $2, $4, $3)",
+            list(consent_rows),
+        )
+        await conn.execute(f"NOTIFY {self._guard.channel}")
+        self._guard.report_backlog()
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError,
+    )
+
+
+async def _lock_contacts(
+    conn: Connection, events: Sequence[PreparedEvent]
+) -> dict[tuple[str, str], int]:
+    pairs = sorted({(e.catalog.channel.value, e.address) for e in events})
+    channels, addresses = [p[0] for p in pairs], [p[1] for p in pairs]
+    await conn.execute(
+        "INSERT INTO contacts (channel, address)"
+        " SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        channels,
+        addresses,
+    )
+    rows = await conn.fetch(
+        "SELECT id, channel, address FROM contacts"
+        " WHERE (channel, address) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        " ORDER BY id FOR UPDATE",
+        channels,
+        addresses,
+    )
+    return {(r["channel"], r["address"]): r["id"] for r in rows}
+
+
+async def _insert_inbound(
+    conn: Connection,
+    events: Sequence[PreparedEvent],
+    contact_ids: dict[tuple[str, str], int],
+) -> dict[str, int]:
+    cols: list[list[object]] = [[] for _ in range(12)]
+    for e in events:
+        m = e.message
+        row = (
+            m.dedupe_key, e.catalog.channel.value, e.catalog.sender,
+            contact_ids[(e.catalog.channel.value, e.address)], m.method.value, m.received_at,
+            m.carrier_time, e.intent.kind.value, e.intent.match.value, e.intent.needs_review,
+            m.text, evidence_json(m.evidence),
+        )  # fmt: skip
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    rows = await conn.fetch(
+        "INSERT INTO inbound_events (dedupe_key, channel, sender, contact_id, method,"
+        " received_at, carrier_time, intent, match, needs_review, body, evidence)"
+        " SELECT k, ch, s, c, m, r, ct, i, mt, nr, b, e::jsonb FROM unnest("
+        " $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],"
+        " $7::timestamptz[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[])"
+        " AS u(k, ch, s, c, m, r, ct, i, mt, nr, b, e)"
+        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
+        *cols,
+    )
+    return {r["dedupe_key"]: r["id"] for r in rows}
+
+
+async def _existing_inbound(conn: Connection, keys: list[str]) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT id, dedupe_key FROM inbound_events WHERE dedupe_key = ANY($1::text[])", keys
+    )
+    return {r["dedupe_key"]: r["id"] for r in rows}
+
+
+async def _read_states(
+    conn: Connection,
+    events: Sequence[PreparedEvent],
+    contact_ids: dict[tuple[str, str], int],
+) -> dict[_KeyState, tuple[ConsentState, int]]:
+    triples = {
+        (
+            contact_ids[(e.catalog.channel.value, e.address)],
+            e.catalog.sender,
+            e.catalog.channel.value,
+        )
+        for e in events
+    }
+    rows = await conn.fetch(
+        "SELECT contact_id, sender, channel, program, state, version FROM consent"
+        " WHERE (contact_id, sender, channel) IN"
+        " (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]))",
+        [t[0] for t in triples],
+        [t[1] for t in triples],
+        [t[2] for t in triples],
+    )
+    return {
+        (r["contact_id"], r["sender"], r["channel"], r["program"]): (
+            ConsentState(r["state"]),
+            r["version"],
+        )
+        for r in rows
+    }
+
+
+async def _append_ledger(conn: Connection, ledger: list[tuple[LedgerEvent, str]]) -> list[int]:
+    head = await conn.fetchrow("SELECT seq, hash FROM ledger_head FOR UPDATE")
+    assert head is not None
+    seq, prev = head["seq"], bytes(head["hash"])
+    records = []
+    seqs = []
+    for ev, evidence in ledger:
+        seq += 1
+        chained = LedgerEvent(
+            seq, ev.contact_id, ev.channel, ev.sender, ev.program, ev.action, ev.method,
+            ev.old_state, ev.new_state, ev.server_time, ev.carrier_time, ev.inbound_id,
+            ev.evidence_sha256,
+        )  # fmt: skip
+        digest = event_hash(prev, chained)
+        records.append(
+            (seq, ev.contact_id, ev.channel, ev.sender, ev.program, ev.action, ev.method,
+             ev.old_state, ev.new_state, ev.server_time, ev.carrier_time, ev.inbound_id,
+             evidence, ev.evidence_sha256, prev, digest)
+        )  # fmt: skip
+        seqs.append(seq)
+        prev = digest
+    await conn.copy_records_to_table(
+        "ledger",
+        records=records,
+        columns=[
+            "seq", "contact_id", "channel", "sender", "program", "action", "method",
+            "old_state", "new_state", "server_time", "carrier_time", "inbound_id",
+            "evidence", "evidence_sha256", "prev_hash", "hash",
+        ],
+    )  # fmt: skip
+    await conn.execute("UPDATE ledger_head SET seq = $1, hash = $2", seq, prev)
+    return seqs
+
+
+async def _upsert_consent(
+    conn: Connection,
+    rows: dict[_KeyState, tuple[ConsentState, int, int]],
+    seqs: list[int],
+    now: datetime,
+) -> None:
+    keys = list(rows)
+    await conn.execute(
+        "INSERT INTO consent (contact_id, sender, channel, program, state, version,"
+        " updated_at, last_seq)"
+        " SELECT c, s, ch, p, st, v, $7, q FROM unnest($1::bigint[], $2::text[], $3::text[],"
+        " $4::text[], $5::text[], $6::bigint[], $8::bigint[]) AS u(c, s, ch, p, st, v, q)"
+        " ON CONFLICT (contact_id, sender, program, channel) DO UPDATE SET"
+        " state = EXCLUDED.state, version = EXCLUDED.version,"
+        " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+        [rows[k][0].value for k in keys],
+        [rows[k][1] for k in keys],
+        now,
+        [seqs[rows[k][2]] for k in keys],
+    )
+
+
+async def _cancel_after_opt_out(
+    conn: Connection, rows: dict[_KeyState, tuple[ConsentState, int, int]]
+) -> None:
+    """An opt-out cancels the same person's unsent opt-in replies: no send after opt-out."""
+    scopes = sorted({k[:3] for k, v in rows.items() if v[0] is ConsentState.OPTED_OUT})
+    if not scopes:
+        return
+    await conn.execute(
+        "UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
+        " WHERE status = 'queued' AND kind = ANY($4::text[])"
+        " AND (contact_id, sender, channel) IN"
+        " (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]))",
+        [s[0] for s in scopes],
+        [s[1] for s in scopes],
+        [s[2] for s in scopes],
+        [ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value],
+    )
+
+
+async def _insert_outbox(conn: Connection, rows: list[tuple[object, ...]]) -> dict[int, list[int]]:
+    cols: list[list[object]] = [[] for _ in range(9)]
+    for row in rows:
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    inserted = await conn.fetch(
+        "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind, language,"
+        " body, inbound_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+        " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])"
+        " RETURNING id, inbound_id",
+        *cols,
+    )
+    out: dict[int, list[int]] = {}
+    for r in inserted:
+        out.setdefault(r["inbound_id"], []).append(r["id"])
+    return out

@@ -1,0 +1,1 @@
+"""Pure consent core: normalization, keyword catalogs, classification and the consent decision."""
