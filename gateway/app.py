@@ -22,7 +22,8 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.edges.http import HttpDeps, build_app
+from gateway.edges.http import gate_api, inbound, ops
+from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.gate import SendGate
 from gateway.metrics import Metrics
@@ -168,7 +169,8 @@ class Gateway:
             max_body_bytes=s.http.max_body_bytes,
             signature_tolerance=s.http.signature_tolerance_seconds,
         )
-        runner = web.AppRunner(build_app(deps), access_log=None, shutdown_timeout=10.0)
+        modules = [ops.register, inbound.register, gate_api.register]
+        runner = web.AppRunner(build_app(deps, modules), access_log=None, shutdown_timeout=10.0)
         await runner.setup()
         # Pushed after the writer: on exit HTTP stops first, then the writer drains.
         self._stack.push_async_callback(runner.cleanup)

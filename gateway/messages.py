@@ -45,6 +45,9 @@ class InboundMessage:
     received_at: datetime
     carrier_time: datetime | None = None
     evidence: Mapping[str, str] = field(default_factory=dict)
+    # Set by edges whose input is not free text (one-click, forms, preference page,
+    # complaints, operators): the pipeline then records this intent instead of classifying.
+    intent: Intent | None = None
 
 
 class OutcomeStatus(StrEnum):

@@ -55,7 +55,10 @@ class Pipeline:
         if not message.dedupe_key or len(message.dedupe_key) > _MAX_DEDUPE_KEY:
             raise BadInput("message id missing or too long", code="bad_message_id")
         address = normalize_address(message.channel, message.contact, self._region)
-        return PreparedEvent(message, address, catalog, classify(message.text, catalog))
+        intent = message.intent if message.intent is not None else classify(message.text, catalog)
+        if intent.program is not None and not catalog.has_program(intent.program):
+            raise BadInput("the sender has no such program", code="unknown_program")
+        return PreparedEvent(message, address, catalog, intent)
 
     async def handle(self, message: InboundMessage) -> Outcome:
         """Record ``message``; return only after the commit (DESIGN.md invariant 1)."""

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from gateway.errors import ConfigError
 
+# Tables owned by protocol edges; each edge parses its own (see ``section``).
+EDGE_SECTIONS = frozenset({"smpp", "smtp", "email", "api", "providers"})
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIN_SECRET_BYTES = 32
 
@@ -101,6 +103,11 @@ class Settings:
     redis_url: str | None = None
     secret_key: bytes = b""
     secret_key_is_ephemeral: bool = False
+    # Raw TOML tables of the protocol edges ([smpp], [smtp], [email], [api], ...): each edge
+    # parses and validates its own table with ``section()`` at start-up.
+    edges: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # GATEWAY_* variables, for edges that read secrets such as an SMSC password.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def embedded_database(self) -> bool:
@@ -111,7 +118,7 @@ class Settings:
 _T = TypeVar("_T")
 
 
-def _section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
+def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
     """Build one frozen section from its TOML table, refusing unknown keys and wrong types."""
     if raw is None:
         return cls()
@@ -146,8 +153,10 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
 
     allowed = {"gateway", "http", "database", "cache", "pipeline", "outbox", "logging"}
     for key in raw:
-        if key not in allowed:
+        if key not in allowed and key not in EDGE_SECTIONS:
             raise ConfigError(f"{path}: [{key}]: unknown section")
+        if key in EDGE_SECTIONS and not isinstance(raw[key], Mapping):
+            raise ConfigError(f"{path}: [{key}] must be a table")
     top = raw.get("gateway", {})
     if not isinstance(top, Mapping):
         raise ConfigError(f"{path}: [gateway] must be a table")
@@ -157,7 +166,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     senders = top.get("senders_dir", "senders")
     if not isinstance(senders, str):
         raise ConfigError(f"{path}: gateway.senders_dir: expected a path")
-    database = _section(DatabaseSettings, raw.get("database"), "database", path)
+    database = section(DatabaseSettings, raw.get("database"), "database", path)
     if not _SCHEMA_RE.match(database.schema):
         raise ConfigError(f"{path}: database.schema: not a plain lowercase identifier")
 
@@ -178,14 +187,16 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         config_path=path,
         senders_dir=(path.parent / senders).resolve(),
-        http=_section(HttpSettings, raw.get("http"), "http", path),
+        http=section(HttpSettings, raw.get("http"), "http", path),
         database=database,
-        cache=_section(CacheSettings, raw.get("cache"), "cache", path),
-        pipeline=_section(PipelineSettings, raw.get("pipeline"), "pipeline", path),
-        outbox=_section(OutboxSettings, raw.get("outbox"), "outbox", path),
-        logging=_section(LoggingSettings, raw.get("logging"), "logging", path),
+        cache=section(CacheSettings, raw.get("cache"), "cache", path),
+        pipeline=section(PipelineSettings, raw.get("pipeline"), "pipeline", path),
+        outbox=section(OutboxSettings, raw.get("outbox"), "outbox", path),
+        logging=section(LoggingSettings, raw.get("logging"), "logging", path),
         database_url=env.get("GATEWAY_DATABASE_URL") or None,
         redis_url=redis_url,
         secret_key=secret,
         secret_key_is_ephemeral=ephemeral,
+        edges={name: raw[name] for name in EDGE_SECTIONS if name in raw},
+        env={k: v for k, v in env.items() if k.startswith("GATEWAY_")},
     )

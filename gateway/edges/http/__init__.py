@@ -1,0 +1,1 @@
+"""HTTP edge (I/O layer): one aiohttp application; each module here registers its routes."""
