@@ -28,8 +28,8 @@ unit: $(STAMP) ## the pytest suite only (needs PostgreSQL and Redis on 127.0.0.1
 
 test: lint unit ## the whole suite: lint, type checks and tests
 
-bench: $(STAMP) ## benchmarks, each next to its ceiling from the same run (not part of CI)
-	$(BIN)/python -m bench
+bench: $(STAMP) ## benchmarks (BENCH="core smpp" picks some), each next to its ceiling from the same run; not part of CI
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
