@@ -162,7 +162,7 @@ class Gateway:
         deps = HttpDeps(
             pipeline=self.pipeline,
             gate=self.gate,
-            guard=self.guard,
+            cache_usable=lambda: self.guard.usable,
             pool=self.pool,
             metrics=self.metrics,
             webhook_key=derive_key(s.secret_key, WEBHOOK_PURPOSE),

@@ -22,7 +22,7 @@ async def readyz(request: web.Request) -> web.Response:
             await conn.fetchval("SELECT 1", timeout=2)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)
-    cache = "ok" if deps.guard.usable else "bypassed"
+    cache = "ok" if deps.cache_usable() else "bypassed"
     return web.json_response({"status": "ready", "database": "ok", "cache": cache})
 
 

@@ -24,7 +24,6 @@ from gateway.errors import GatewayError
 from gateway.gate import SendGate
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
-from gateway.store.guard import CacheGuard
 
 MAX_SIGNED_BODY = 16 * 1024 * 1024  # the largest body any route accepts (batch gate)
 
@@ -35,7 +34,7 @@ class HttpDeps:
 
     pipeline: Pipeline
     gate: SendGate
-    guard: CacheGuard
+    cache_usable: Callable[[], bool]  # the gate trusts the cache right now
     pool: asyncpg.Pool
     metrics: Metrics
     webhook_key: bytes
