@@ -115,6 +115,7 @@ class Gateway:
             interval=s.cache.health_interval_seconds,
             metrics=self.metrics,
             channel=f"{s.database.schema}_cache_repair",
+            connect=lambda: asyncpg.connect(dsn, timeout=s.database.command_timeout_seconds),
         )
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self.guard.poll_once()

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
+    pass
 
 
 from gateway.metrics import Metrics
@@ -43,7 +44,9 @@ class CacheGuard:
         interval: float,
         metrics: Metrics,
         channel: str,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
     ) -> None:
+        self._connect = connect
         self._cache = cache
         self.channel = channel
         self._pool = pool
@@ -129,24 +132,25 @@ class CacheGuard:
 
     async def run(self) -> None:
         """Listen for repair notices and poll until cancelled; wake early after a failure."""
-        listener: PoolConnectionProxy[asyncpg.Record] | None = None
+        listener: asyncpg.Connection | None = None
         try:
             while True:
                 if listener is None or listener.is_closed():
                     listener = await self._listen()
                 await self._poll_loop_once()
         finally:
-            if listener is not None and not listener.is_closed():
-                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    await listener.remove_listener(self.channel, self._on_notify)
-                await self._pool.release(listener)
+            if listener is not None:
+                listener.terminate()
 
-    async def _listen(self) -> PoolConnectionProxy[asyncpg.Record] | None:
+    async def _listen(self) -> asyncpg.Connection | None:
+        """A connection of its own (not the pool's): it must stay open to hear NOTIFY."""
         try:
-            conn = await self._pool.acquire()
+            conn = await self._connect()
             await conn.add_listener(self.channel, self._on_notify)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             return None
+        # Whatever was notified while nobody listened is in the table: look again.
+        self.report_backlog()
         return conn
 
     async def _poll_loop_once(self) -> None:

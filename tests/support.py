@@ -1,0 +1,59 @@
+"""Test support: settings for a private schema and key prefix, inbound-message builders."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from gateway.messages import InboundMessage, Method
+from gateway.settings import CacheSettings, DatabaseSettings, HttpSettings, Settings, load_settings
+from keywords.model import Channel
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config" / "gateway.toml"
+PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+SHORT_CODE = "12345"
+
+
+def make_settings(
+    schema: str, prefix: str, *, redis_url: str | None = REDIS_URL, dsn: str = PG_URL
+) -> Settings:
+    """Settings from the example config, pointed at this test's schema and prefix."""
+    base = load_settings(CONFIG, {"GATEWAY_SECRET_KEY": SECRET})
+    return dataclasses.replace(
+        base,
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(schema=schema, pool_min=1, pool_max=6),
+        cache=CacheSettings(key_prefix=prefix, health_interval_seconds=0.05),
+        database_url=dsn,
+        redis_url=redis_url,
+    )
+
+
+def sms(text: str, *, contact: str = "+14155550123", key: str | None = None,
+        sender: str = SHORT_CODE) -> InboundMessage:  # fmt: skip
+    """An inbound SMS as an edge would build it."""
+    return InboundMessage(
+        channel=Channel.SMS,
+        sender=sender,
+        contact=contact,
+        text=text,
+        method=Method.SMS_KEYWORD,
+        dedupe_key=key or f"test:{uuid.uuid4().hex}",
+        received_at=datetime.now(UTC),
+        evidence={"message_id": key or "n/a"},
+    )
+
+
+async def count_rows(conn: asyncpg.Connection, table: str) -> int:
+    """Rows in ``table`` of the connection's schema."""
+    value = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608 - test tables
+    assert isinstance(value, int)
+    return value
