@@ -1,0 +1,221 @@
+"""The consent cache on real Redis: versions, races with readers, Redis dying, partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+import redis.asyncio as aioredis
+from faults import RedisProcess, TcpProxy
+from support import REDIS_URL, SECRET, make_settings, sms
+
+from gateway.app import Gateway
+from gateway.gate import SendGate
+from gateway.settings import Settings
+from gateway.store.cache import (
+    CachedConsent,
+    ConsentCache,
+    ConsentKey,
+    RedisConsentCache,
+)
+from keywords.model import Channel, ConsentState
+
+CONTACT = "+14155550123"
+KEY = ConsentKey("sms", "12345", "reminders", CONTACT)
+
+
+def _redis_cache(client: aioredis.Redis, prefix: str) -> RedisConsentCache:
+    return RedisConsentCache(
+        client, secret=SECRET.encode(), prefix=prefix, entry_ttl=60, tombstone_ttl=60
+    )
+
+
+async def _cached(cache: ConsentCache, key: ConsentKey = KEY) -> CachedConsent | None:
+    return (await cache.get_scope(key.channel, key.sender, key.program, [key.address]))[0]
+
+
+async def test_an_older_version_never_overwrites_a_newer_one(redis_prefix: str) -> None:
+    """Compare-and-set by version: v1 written after v2 is ignored."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    cache = _redis_cache(client, redis_prefix)
+    try:
+        await cache.put_many([(KEY, CachedConsent(ConsentState.OPTED_OUT, 2))])
+        await cache.put_many([(KEY, CachedConsent(ConsentState.OPTED_IN, 1))])
+        assert CachedConsent(ConsentState.OPTED_OUT, 2) == await _cached(cache)
+    finally:
+        await cache.close()
+
+
+async def test_a_tombstone_hides_the_entry_until_its_version_is_written(redis_prefix: str) -> None:
+    """A tombstone reads as a miss, blocks older writes, and yields to its own version."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    cache = _redis_cache(client, redis_prefix)
+    try:
+        await cache.put_many([(KEY, CachedConsent(ConsentState.OPTED_IN, 1))])
+        await cache.tombstone_many([(KEY, 2)])
+        assert await _cached(cache) is None
+        await cache.put_many([(KEY, CachedConsent(ConsentState.OPTED_IN, 1))])
+        assert await _cached(cache) is None
+        await cache.put_many([(KEY, CachedConsent(ConsentState.OPTED_OUT, 2))])
+        await cache.tombstone_many([(KEY, 2)])  # a late duplicate tombstone changes nothing
+        assert CachedConsent(ConsentState.OPTED_OUT, 2) == await _cached(cache)
+    finally:
+        await cache.close()
+
+
+async def test_redis_keys_do_not_contain_the_address(gateway: Gateway, redis_prefix: str) -> None:
+    """Keys carry a keyed digest: no phone number is readable in Redis."""
+    await gateway.pipeline.handle(sms("START", contact=CONTACT))
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k.decode() async for k in client.scan_iter(f"{redis_prefix}:*")]
+    finally:
+        await client.aclose()
+    assert keys
+    assert not [k for k in keys if "4155550123" in k]
+
+
+class _HeldCache:
+    """The real cache, except that the gate's fill waits until the test releases it."""
+
+    def __init__(self, inner: ConsentCache) -> None:
+        self._inner = inner
+        self.fill_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        return await self._inner.get_scope(channel, sender, program, addresses)
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        self.fill_started.set()
+        await self.release.wait()
+        await self._inner.put_many(entries)
+
+    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
+        await self._inner.tombstone_many(entries)
+
+    async def ping(self) -> None:
+        await self._inner.ping()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+async def test_a_slow_reader_cannot_bring_back_consent_after_an_opt_out(
+    gateway: Gateway, redis_prefix: str
+) -> None:
+    """A gate read of 'opted in' that lands after the opt-out's commit is discarded."""
+    await gateway.pipeline.handle(sms("START"))
+    client = aioredis.Redis.from_url(REDIS_URL)
+    raw = _redis_cache(client, redis_prefix)
+    await raw.put_many([])  # warm the script
+    # Forget the cached state so the slow gate must read Postgres.
+    await client.delete(raw.redis_key(KEY))
+    held = _HeldCache(raw)
+    slow_gate = SendGate(
+        gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics, default_region="US"
+    )
+    try:
+        reader = asyncio.create_task(slow_gate.check("12345", "reminders", Channel.SMS, CONTACT))
+        await asyncio.wait_for(held.fill_started.wait(), 5)  # it has read 'opted_in v1'
+        await gateway.pipeline.handle(sms("STOP"))  # commits v2 and acknowledges
+        held.release.set()
+        stale = await reader
+        assert stale.allowed  # its answer predates the opt-out, which is fine
+        assert (
+            ConsentState.OPTED_OUT
+            == (await _cached(raw) or CachedConsent(ConsentState.NONE, 0)).state
+        )
+        after = await gateway.gate.check("12345", "reminders", Channel.SMS, CONTACT)
+        assert (False, "opted_out") == (after.allowed, after.reason)
+    finally:
+        await client.aclose()
+
+
+async def test_readers_racing_opt_outs_never_leave_an_allowing_entry(gateway: Gateway) -> None:
+    """Many gate checks racing each STOP: once acknowledged, the cache and gate refuse."""
+    gate = gateway.gate
+    for round_ in range(25):
+        contact = f"+1415556{round_:04d}"
+        await gateway.pipeline.handle(sms("START", contact=contact))
+        checks = [gate.check("12345", "reminders", Channel.SMS, contact) for _ in range(20)]
+        stop = asyncio.create_task(gateway.pipeline.handle(sms("STOP", contact=contact)))
+        await asyncio.gather(*checks)
+        assert (await stop).ledger_seqs
+        key = ConsentKey("sms", "12345", "reminders", contact)
+        entry = await _cached(gateway.cache, key)
+        assert entry is None or ConsentState.OPTED_OUT == entry.state
+        assert not (await gate.check("12345", "reminders", Channel.SMS, contact)).allowed
+
+
+async def test_redis_stopped_mid_test_keeps_the_gate_correct(
+    schema: str, redis_prefix: str
+) -> None:
+    """Kill Redis: opt-outs still commit and the gate reads Postgres; restart: cache repaired."""
+    redis = RedisProcess()
+    redis.start()
+    settings = make_settings(schema, redis_prefix, redis_url=redis.url)
+    try:
+        async with Gateway(settings, serve_http=False) as gw:
+            await gw.pipeline.handle(sms("START"))
+            assert (await gw.gate.check("12345", "reminders", Channel.SMS, CONTACT)).allowed
+
+            redis.stop()
+            outcome = await gw.pipeline.handle(sms("STOP"))
+            assert outcome.ledger_seqs
+            answer = await gw.gate.check("12345", "reminders", Channel.SMS, CONTACT)
+            assert (False, "opted_out") == (answer.allowed, answer.reason)
+
+            redis.start()  # empty, as a restarted cache-only Redis is
+            await _until(lambda: gw.guard.usable)
+            answer = await gw.gate.check("12345", "reminders", Channel.SMS, CONTACT)
+            assert (False, "opted_out") == (answer.allowed, answer.reason)
+            entry = await _cached(gw.cache)
+            assert entry is not None
+            assert ConsentState.OPTED_OUT == entry.state
+    finally:
+        redis.close()
+
+
+async def test_an_instance_cut_off_from_redis_cannot_leave_others_allowing(
+    settings: Settings, schema: str, redis_prefix: str
+) -> None:
+    """A's path to Redis is cut: its STOP reaches B's gate through Postgres within 50 ms."""
+    host, port = "127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    proxy = TcpProxy(host, port)
+    await proxy.start()
+    a_settings = make_settings(schema, redis_prefix, redis_url=f"redis://{host}:{proxy.port}/0")
+    try:
+        async with (
+            Gateway(a_settings, serve_http=False) as a,
+            Gateway(settings, serve_http=False) as b,
+        ):
+            await a.pipeline.handle(sms("START"))
+            assert (await b.gate.check("12345", "reminders", Channel.SMS, CONTACT)).allowed
+            proxy.cut()  # Redis still holds 'opted_in v1', and B can still read it
+
+            await a.pipeline.handle(sms("STOP"))
+            acked = time.monotonic()
+            while (await b.gate.check("12345", "reminders", Channel.SMS, CONTACT)).allowed:
+                assert time.monotonic() - acked < 0.05, "B allowed a send 50 ms after the opt-out"
+                await asyncio.sleep(0.001)
+
+            proxy.restore()
+            await _until(lambda: a.guard.usable and b.guard.usable)
+            entry = await _cached(b.cache)
+            assert entry is not None
+            assert ConsentState.OPTED_OUT == entry.state
+    finally:
+        await proxy.close()
+
+
+async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.01)
