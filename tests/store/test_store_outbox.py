@@ -1,0 +1,135 @@
+"""The outbox worker on real Postgres: claim once, retry with backoff, reclaim a dead lease.
+
+The channel senders (SMPP, SMTP) are their own issues; here a small in-test sender stands in
+for them so the worker's own contract is what is tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import asyncpg
+from support import sms
+
+from gateway.app import Gateway
+from gateway.metrics import Metrics
+from gateway.outbox import OutboxRow, OutboxWorker, SendError
+from gateway.settings import OutboxSettings
+
+
+class _Recorder:
+    """Records what it was asked to send; fails the first ``failures`` attempts."""
+
+    def __init__(self, failures: int = 0, *, temporary: bool = True) -> None:
+        self.sent: list[OutboxRow] = []
+        self.failures = failures
+        self.temporary = temporary
+
+    async def send(self, row: OutboxRow) -> str | None:
+        if self.failures:
+            self.failures -= 1
+            raise SendError("peer unavailable", temporary=self.temporary)
+        self.sent.append(row)
+        return f"ref-{row.id}"
+
+
+def _worker(gateway: Gateway, sender: _Recorder, **overrides: float) -> OutboxWorker:
+    settings = replace(OutboxSettings(), **overrides)  # type: ignore[arg-type]
+    return OutboxWorker(gateway.pool, {"sms": sender}, settings, Metrics())
+
+
+async def test_queued_reply_is_sent_once_and_marked_sent(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A committed confirmation is handed to the channel's sender once, then marked sent."""
+    await gateway.pipeline.handle(sms("STOP"))
+    recorder = _Recorder()
+    worker = _worker(gateway, recorder)
+
+    assert 1 == await worker.run_once()
+    assert 0 == await worker.run_once()
+    assert 1 == len(recorder.sent)
+    row = await db.fetchrow("SELECT status, provider_ref, attempts FROM outbox")
+    assert row is not None
+    assert ("sent", f"ref-{recorder.sent[0].id}", 1) == (
+        row["status"],
+        row["provider_ref"],
+        row["attempts"],
+    )
+
+
+async def test_two_workers_never_claim_the_same_row(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """FOR UPDATE SKIP LOCKED: concurrent workers split the rows between them."""
+    for i in range(40):
+        await gateway.pipeline.handle(sms("HELP", contact=f"+1415557{i:04d}"))
+    first, second = _Recorder(), _Recorder()
+    await asyncio.gather(
+        _worker(gateway, first, batch_size=7).run_once(),
+        _worker(gateway, second, batch_size=7).run_once(),
+        _worker(gateway, first, batch_size=7).run_once(),
+    )
+    ids = [r.id for r in first.sent + second.sent]
+    assert len(ids) == len(set(ids))
+
+
+async def test_temporary_failure_is_retried_with_backoff(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A refused send goes back to the queue with a later due time, then succeeds."""
+    await gateway.pipeline.handle(sms("STOP"))
+    recorder = _Recorder(failures=1)
+    worker = _worker(gateway, recorder, backoff_base_seconds=0.05, backoff_max_seconds=0.05)
+
+    await worker.run_once()
+    row = await db.fetchrow("SELECT status, attempts, last_error FROM outbox")
+    assert row is not None
+    assert ("queued", 1, "peer unavailable") == (row["status"], row["attempts"], row["last_error"])
+    for _ in range(200):
+        if await worker.run_once():
+            break
+        await asyncio.sleep(0.01)
+    assert 1 == len(recorder.sent)
+    assert "sent" == await db.fetchval("SELECT status FROM outbox")
+
+
+async def test_permanent_failure_or_exhausted_retries_mark_the_row_failed(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A permanent refusal is final at once; a temporary one after max_attempts."""
+    await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))
+    await _worker(gateway, _Recorder(failures=1, temporary=False)).run_once()
+    assert "failed" == await db.fetchval("SELECT status FROM outbox")
+
+    await gateway.pipeline.handle(sms("STOP", contact="+14155550002"))
+    worker = _worker(gateway, _Recorder(failures=5), max_attempts=2, backoff_base_seconds=0.0)
+    await worker.run_once()
+    await worker.run_once()
+    statuses = [r["status"] for r in await db.fetch("SELECT status FROM outbox ORDER BY id")]
+    assert ["failed", "failed"] == statuses
+
+
+async def test_a_lease_left_by_a_dead_worker_is_claimed_again(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A row left 'sending' past its lease (the process died mid-send) is sent again."""
+    await gateway.pipeline.handle(sms("STOP"))
+    await db.execute(
+        "UPDATE outbox SET status = 'sending', attempts = 1,"
+        " next_attempt_at = now() - interval '1 second'"
+    )
+    recorder = _Recorder()
+    assert 1 == await _worker(gateway, recorder).run_once()
+    assert 2 == recorder.sent[0].attempts
+
+
+async def test_rows_of_a_channel_without_a_sender_stay_queued(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Until a channel has a sender, its rows are neither claimed nor failed."""
+    await gateway.pipeline.handle(sms("STOP"))
+    worker = OutboxWorker(gateway.pool, {}, OutboxSettings(), Metrics())
+    assert 0 == await worker.run_once()
+    assert ("queued", 0) == tuple(await db.fetchrow("SELECT status, attempts FROM outbox") or ())
