@@ -1,0 +1,142 @@
+"""Settings, the CLI's operator commands, log masking, and the layering rules of the code."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import logging
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from support import CONFIG, ROOT
+
+from gateway.__main__ import main
+from gateway.errors import ConfigError
+from gateway.logs import JsonFormatter, mask, mask_address
+from gateway.settings import load_settings
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_loads_with_defaults_documented() -> None:
+    """The example config that `make run` uses is valid and keeps secrets out of the file."""
+    settings = load_settings(CONFIG, {})
+    assert settings.embedded_database
+    assert settings.redis_url is None
+    assert settings.secret_key_is_ephemeral
+    assert "12345" in {p.name.removesuffix(".toml") for p in settings.senders_dir.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[http]\nprot = 1\n", "http.prot: unknown key"),
+        ("[http]\nport = 'x'\n", "http.port: expected int"),
+        ("[nonsense]\n", "[nonsense]: unknown section"),
+        ("[database]\nschema = 'Robert\"; DROP'\n", "database.schema"),
+        ("[gateway]\nsenders = 'x'\n", "gateway.senders: unknown key"),
+        ("not toml = = 1", "gateway.toml"),
+    ],
+)
+def test_bad_settings_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    """A typo or wrong type is a start-up error that names the key."""
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(_write(tmp_path, text), {})
+
+
+def test_secrets_come_from_the_environment_only(tmp_path: Path) -> None:
+    """A short key is refused; Redis without a shared key is refused."""
+    path = _write(tmp_path, "")
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        load_settings(path, {"GATEWAY_SECRET_KEY": "short"})
+    with pytest.raises(ConfigError, match="required when GATEWAY_REDIS_URL"):
+        load_settings(path, {"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    settings = load_settings(path, {"GATEWAY_SECRET_KEY": "k" * 40, "GATEWAY_DATABASE_URL": "x"})
+    assert (b"k" * 40, "x", False) == (
+        settings.secret_key,
+        settings.database_url,
+        settings.secret_key_is_ephemeral,
+    )
+
+
+def test_check_config_passes_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """`gateway check-config` finds nothing a carrier audit would flag in the example."""
+    assert 0 == main(["--config", str(CONFIG), "check-config"])
+    assert "0 errors, 0 warnings" in capsys.readouterr().out
+
+
+def test_check_config_flags_a_help_reply_without_contact(tmp_path: Path) -> None:
+    """A HELP reply without a contact is an audit error and a non-zero exit."""
+    senders = tmp_path / "senders"
+    senders.mkdir()
+    source = (CONFIG.parent / "senders" / "12345.toml").read_text(encoding="utf-8")
+    head, _, tail = source.partition("[templates.en]\nhelp = ")
+    tail = tail.split("\n", 1)[1]
+    broken = f'{head}[templates.en]\nhelp = "{{brand}}: reminders. Reply STOP to end."\n{tail}'
+    (senders / "12345.toml").write_text(broken, encoding="utf-8")
+    config = _write(tmp_path, "")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        status = main(["--config", str(config), "check-config"])
+    assert 1 == status
+    assert "error:" in out.getvalue()
+
+
+def test_classify_prints_the_intent_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """An operator can try a text against a sender's catalog."""
+    assert 0 == main(["--config", str(CONFIG), "classify", "--to", "12345", "Stop please"])
+    intent = json.loads(capsys.readouterr().out)
+    assert ("opt_out_all", "leading_word", True) == (
+        intent["kind"],
+        intent["match"],
+        intent["needs_review"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        ("+14155550123", "+1********23"),
+        ("jane.doe@example.org", "j***@example.org"),
+    ],
+)
+def test_addresses_are_masked(raw: str, masked: str) -> None:
+    """Logs keep enough to correlate, never the whole address."""
+    assert masked == mask_address(raw)
+    assert raw not in mask(f"contact {raw} wrote")
+
+
+def test_log_lines_are_json_and_masked() -> None:
+    """Even an address slipped into a message or a field is masked in the JSON line."""
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "from +14155550123", None, None)
+    record.contact = "jane.doe@example.org"
+    line = json.loads(JsonFormatter().format(record))
+    assert "4155550123" not in line["msg"]
+    assert "j***@example.org" == line["contact"]
+
+
+def _imports(package: Path) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_layering_rules_hold() -> None:
+    """The store never imports edges; edges never import the store (they use the pipeline)."""
+    for path, names in _imports(ROOT / "gateway" / "store").items():
+        assert not [n for n in names if n.startswith("gateway.edges")], path
+    for path, names in _imports(ROOT / "gateway" / "edges").items():
+        assert not [n for n in names if n.startswith("gateway.store")], path
