@@ -120,7 +120,10 @@ class TokenCodec:
         pair = self._derived.get((kid, purpose))
         if pair is None:
             secret = self._keys.keys[kid]
-            pair = (derive_key(secret, f"token-mac/{purpose}"), derive_key(secret, f"token-enc/{purpose}"))
+            pair = (
+                derive_key(secret, f"token-mac/{purpose}"),
+                derive_key(secret, f"token-enc/{purpose}"),
+            )
             self._derived[(kid, purpose)] = pair
         return pair
 
@@ -140,7 +143,12 @@ class TokenCodec:
         return bytes(a ^ b for a, b in zip(data, stream, strict=False))
 
     def issue(
-        self, payload: bytes, purpose: str, *, ttl_seconds: int | None = None, now: float | None = None
+        self,
+        payload: bytes,
+        purpose: str,
+        *,
+        ttl_seconds: int | None = None,
+        now: float | None = None,
     ) -> str:
         """A URL-safe token carrying ``payload`` for ``purpose``, valid for the TTL."""
         ttl = self._ttl if ttl_seconds is None else ttl_seconds

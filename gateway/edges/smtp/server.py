@@ -1,0 +1,124 @@
+"""Inbound SMTP server (I/O layer): aiosmtpd's protocol served by ``loop.create_server``.
+
+The server runs on the gateway's own event loop (as aiosmtpd's ``main.py`` does), not in the
+threaded ``Controller``, so the handler awaits the pipeline directly. aiosmtpd caps neither
+connections nor recipients (FACTS.md): connections past ``max_connections`` get ``421 4.7.0``
+and are closed (RFC 5321 section 3.8 lets a server refuse service this way), recipients are
+capped in the handler. STARTTLS (RFC 3207) is offered when a certificate is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from gateway.edges.smtp.handler import InboundMailHandler
+from gateway.edges.unsubscribe import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+
+class _Slots:
+    """Connections in use, shared by every protocol instance of one server."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.live: set[asyncio.BaseTransport] = set()
+
+
+class _LimitedSMTP(SMTP):
+    """aiosmtpd's SMTP with a connection cap."""
+
+    def __init__(self, handler: InboundMailHandler, slots: _Slots, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._slots = slots
+        self._holds_slot = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self._original_transport is not None  # the TLS layer re-enters here
+        super().connection_made(transport)
+        if starttls:
+            return
+        if self._slots.used >= self._slots.limit:
+            if self._handler_coroutine is not None:
+                self._handler_coroutine.cancel()
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+            transport.close()
+            return
+        self._slots.used += 1
+        self._slots.live.add(transport)
+        self._transport_held: asyncio.BaseTransport = transport
+        self._holds_slot = True
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._holds_slot:
+            self._holds_slot = False
+            self._slots.used -= 1
+            self._slots.live.discard(self._transport_held)
+        super().connection_lost(error)
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    """A server context for STARTTLS, or None without a certificate."""
+    if not settings.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
+class RunningSmtp:
+    """A listening SMTP server; ``close`` stops accepting and drops open sessions."""
+
+    def __init__(self, server: asyncio.Server, slots: _Slots) -> None:
+        self._server = server
+        self._slots = slots
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        """Stop listening, then close sessions: a mail not yet answered 250 is retried by
+        its sender (RFC 5321 section 4.5.4.1), and dedupe makes the retry harmless."""
+        self._server.close()
+        for transport in list(self._slots.live):
+            transport.close()
+        await self._server.wait_closed()
+
+
+async def start_smtp(settings: SmtpSettings, handler: InboundMailHandler) -> RunningSmtp:
+    """Listen on ``settings.host:port`` and serve ``handler``; the caller closes it."""
+    # aiosmtpd logs every recipient at INFO; addresses stay out of our logs (invariant 8).
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    loop = asyncio.get_running_loop()
+    slots = _Slots(settings.max_connections)
+    context = tls_context(settings)
+    hostname = settings.hostname or socket.getfqdn()
+
+    def factory() -> _LimitedSMTP:
+        return _LimitedSMTP(
+            handler,
+            slots,
+            hostname=hostname,
+            data_size_limit=settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            tls_context=context,
+            timeout=300,
+            loop=loop,
+        )
+
+    server = await loop.create_server(factory, settings.host, settings.port)
+    running = RunningSmtp(server, slots)
+    log.info("SMTP listening", extra={"host": settings.host, "port": running.port})
+    return running

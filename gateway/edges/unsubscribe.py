@@ -1,0 +1,216 @@
+"""Unsubscribe links (I/O layer helper, no I/O): email settings, token targets, RFC 8058 headers.
+
+Shared by the HTTP one-click edge, the inbound SMTP edge and the confirmation-mail sender:
+they all turn a (list, recipient, program) into a token and back. The token payload names the
+list by a 4-byte digest (resolved against the configured email lists), so links stay short
+enough to sit in the local part of a mailto address (``unsubscribe+TOKEN@domain``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from gateway.addresses import normalize_email
+from gateway.errors import ConfigError, UnknownSender
+from gateway.settings import Settings, section
+from gateway.tokens import MalformedToken, TokenCodec, TokenError, TokenKeys
+from keywords.catalog import SenderCatalog
+from keywords.model import Channel
+
+PURPOSE = "unsubscribe"
+ONE_CLICK_VALUE = "List-Unsubscribe=One-Click"  # RFC 8058 section 3.1
+_LIST_DIGEST = 4
+_TOKEN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{1,8}\.[A-Za-z0-9_\-]{24,400})")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSettings:
+    """``[email]``: unsubscribe links, the relay for confirmation mail, DKIM, CAN-SPAM details."""
+
+    # Root of the one-click URLs put in List-Unsubscribe; RFC 8058 section 3.1 wants HTTPS.
+    public_base_url: str = "http://127.0.0.1:8080"
+    # Domain of the mailto unsubscribe address (unsubscribe+TOKEN@domain); empty: no mailto.
+    unsubscribe_domain: str = ""
+    unsubscribe_local: str = "unsubscribe"
+    # Envelope sender of confirmations, so bounces come back to our SMTP edge.
+    bounce_address: str = ""
+    # CAN-SPAM (16 CFR 316.5) wants the mechanism to work 30 days after sending at least.
+    token_ttl_days: int = 60
+    relay_host: str = ""  # empty: confirmation mail stays queued in the outbox
+    relay_port: int = 25
+    relay_starttls: bool = False
+    relay_timeout_seconds: float = 30.0
+    relay_username: str = ""  # the password comes from GATEWAY_RELAY_PASSWORD
+    dkim_domain: str = ""  # with dkim_selector: sign with GATEWAY_DKIM_PRIVATE_KEY(_FILE)
+    dkim_selector: str = ""
+    postal_address: str = ""  # CAN-SPAM: a valid physical postal address in every mail
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """``[smtp]``: the inbound SMTP server (unsubscribe mail, replies, ARF, DSNs)."""
+
+    host: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str = ""  # the name in the banner and EHLO answer; empty: the machine's FQDN
+    domains: tuple[str, ...] = ()  # mail for any other domain gets 550 at RCPT
+    max_message_bytes: int = 1_048_576  # SIZE; bigger messages get 552 (RFC 5321 4.5.3.1.7)
+    max_connections: int = 200
+    max_recipients: int = 50  # RFC 5321 4.5.3.1.8 asks servers to take 100 at least per mail
+    tls_cert_file: str = ""  # with tls_key_file: offer STARTTLS (RFC 3207)
+    tls_key_file: str = ""
+
+
+def _with_tuples(raw: object) -> object:
+    if isinstance(raw, Mapping):
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return raw
+
+
+def email_settings(settings: Settings) -> EmailSettings:
+    """Parse and check ``[email]`` (defaults when absent)."""
+    parsed = section(EmailSettings, settings.edges.get("email"), "email", settings.config_path)
+    if parsed.token_ttl_days < 30:
+        raise ConfigError(f"{settings.config_path}: email.token_ttl_days: at least 30 (CAN-SPAM)")
+    if not parsed.public_base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"{settings.config_path}: email.public_base_url: not an http(s) URL")
+    if bool(parsed.dkim_domain) != bool(parsed.dkim_selector):
+        raise ConfigError(
+            f"{settings.config_path}: email.dkim_domain and dkim_selector go together"
+        )
+    return parsed
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings | None:
+    """Parse ``[smtp]``; None when the section is absent (no SMTP server)."""
+    raw = settings.edges.get("smtp")
+    if raw is None:
+        return None
+    parsed = section(SmtpSettings, _with_tuples(raw), "smtp", settings.config_path)
+    if not parsed.domains or not all(isinstance(d, str) and d for d in parsed.domains):
+        raise ConfigError(f"{settings.config_path}: smtp.domains: a list of domains is required")
+    if bool(parsed.tls_cert_file) != bool(parsed.tls_key_file):
+        raise ConfigError(
+            f"{settings.config_path}: smtp.tls_cert_file and tls_key_file go together"
+        )
+    for name in (parsed.tls_cert_file, parsed.tls_key_file):
+        if name and not Path(name).is_file():
+            raise ConfigError(f"{settings.config_path}: smtp: {name}: no such file")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Who leaves what: the recipient, the list (an email sender), optionally one program."""
+
+    list_id: str
+    address: str
+    program: str | None = None
+
+
+class UnsubscribeLinks:
+    """Makes and reads unsubscribe tokens, links and headers for the configured email lists."""
+
+    def __init__(
+        self, codec: TokenCodec, settings: EmailSettings, catalogs: Mapping[str, SenderCatalog]
+    ) -> None:
+        self.codec = codec
+        self.settings = settings
+        self.lists = {s: c for s, c in catalogs.items() if c.channel is Channel.EMAIL}
+        self._by_digest = {self._digest(s): s for s in self.lists}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, catalogs: Mapping[str, SenderCatalog]
+    ) -> UnsubscribeLinks:
+        """Build from the gateway settings (keys from the environment)."""
+        parsed = email_settings(settings)
+        codec = TokenCodec(
+            TokenKeys.from_env(settings.env, settings.secret_key),
+            default_ttl_seconds=parsed.token_ttl_days * 86_400,
+        )
+        return cls(codec, parsed, catalogs)
+
+    @staticmethod
+    def _digest(list_id: str) -> bytes:
+        return hashlib.sha256(list_id.encode()).digest()[:_LIST_DIGEST]
+
+    def token(self, target: Target) -> str:
+        """The token for ``target``; ``UnknownSender`` unless the list and program exist."""
+        catalog = self.lists.get(target.list_id)
+        if catalog is None:
+            raise UnknownSender("not a configured email list")
+        if target.program is not None and not catalog.has_program(target.program):
+            raise UnknownSender("the list has no such program")
+        program = (target.program or "").encode()
+        payload = (
+            self._digest(target.list_id)
+            + bytes([len(program)])
+            + program
+            + normalize_email(target.address).encode()
+        )
+        return self.codec.issue(payload, PURPOSE)
+
+    def target(self, token: str) -> Target:
+        """The target a token names; raise ``TokenError`` (or ``UnknownSender``) otherwise."""
+        payload = self.codec.verify(token, PURPOSE)
+        if len(payload) < _LIST_DIGEST + 1:
+            raise MalformedToken("token payload too short")
+        list_id = self._by_digest.get(payload[:_LIST_DIGEST])
+        if list_id is None:
+            raise UnknownSender("the token's list is no longer configured")
+        size = payload[_LIST_DIGEST]
+        program = payload[_LIST_DIGEST + 1 : _LIST_DIGEST + 1 + size].decode() or None
+        address = payload[_LIST_DIGEST + 1 + size :].decode()
+        return Target(list_id, address, program)
+
+    def url(self, token: str) -> str:
+        """The one-click HTTPS URL (RFC 8058 section 3.1: the URI alone identifies recipient)."""
+        return f"{self.settings.public_base_url.rstrip('/')}/u/{token}"
+
+    def mailto(self, token: str) -> str | None:
+        """``unsubscribe+TOKEN@domain``, or None without an unsubscribe domain."""
+        s = self.settings
+        return (
+            f"{s.unsubscribe_local}+{token}@{s.unsubscribe_domain}"
+            if s.unsubscribe_domain
+            else None
+        )
+
+    def headers(self, target: Target) -> dict[str, str]:
+        """``List-Unsubscribe`` (HTTPS, then mailto) and ``List-Unsubscribe-Post`` (RFC 8058)."""
+        token = self.token(target)
+        values = [f"<{self.url(token)}>"]
+        mailto = self.mailto(token)
+        if mailto is not None:
+            values.append(f"<mailto:{quote(mailto, safe='@+.')}?subject=unsubscribe>")
+        return {
+            "List-Unsubscribe": ", ".join(values),
+            "List-Unsubscribe-Post": ONE_CLICK_VALUE,
+        }
+
+    def message_id(self, target: Target, domain: str | None = None) -> str:
+        """A Message-ID that carries the token, so a reply's In-Reply-To finds the list."""
+        host = domain or self.settings.unsubscribe_domain or "localhost"
+        return f"<u.{self.token(target)}.{secrets.token_hex(6)}@{host}>"
+
+    def find_targets(self, *values: str | None) -> list[Target]:
+        """Every valid target whose token appears in the given header values or addresses."""
+        found: list[Target] = []
+        for value in values:
+            for candidate in _TOKEN_IN_TEXT.findall(value or ""):
+                for token in (candidate, candidate.rsplit(".", 1)[0]):
+                    try:
+                        target = self.target(token)
+                    except (TokenError, UnknownSender, UnicodeDecodeError):
+                        continue
+                    if target not in found:
+                        found.append(target)
+                    break
+        return found

@@ -1,0 +1,75 @@
+"""Email edge wiring (I/O layer): builds the one-click routes, the SMTP server and the sender.
+
+Kept out of ``app.py`` so the composition root only calls three methods: ``senders`` (the
+relay sender for channel ``email`` when ``[email] relay_host`` is set), ``http_module`` (the
+one-click and header routes, always served) and ``start_smtp`` (the inbound server when an
+``[smtp]`` table exists), which registers its own shutdown on the gateway's exit stack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+
+import asyncpg
+
+from gateway.edges.http.server import Register
+from gateway.edges.http.unsubscribe import UnsubscribeDeps, registrar
+from gateway.edges.smtp.handler import InboundMailHandler
+from gateway.edges.smtp.server import start_smtp
+from gateway.edges.unsubscribe import UnsubscribeLinks, smtp_settings
+from gateway.outbox import OutboundSender
+from gateway.pipeline import Pipeline
+from gateway.senders.email import EmailSender, dkim_key_from_env
+from gateway.settings import Settings
+from gateway.store.email_marks import EmailMarks
+from keywords.catalog import SenderCatalog
+
+log = logging.getLogger(__name__)
+
+
+class EmailEdge:
+    """The email edge's parts for one gateway instance."""
+
+    def __init__(
+        self, settings: Settings, catalogs: Mapping[str, SenderCatalog], pool: asyncpg.Pool
+    ) -> None:
+        self.settings = settings
+        self.links = UnsubscribeLinks.from_settings(settings, catalogs)
+        self.marks = EmailMarks(pool)
+        self.smtp = smtp_settings(settings)
+        self.smtp_port: int | None = None
+
+    def senders(self, existing: Mapping[str, OutboundSender]) -> dict[str, OutboundSender]:
+        """The relay sender for ``email`` when configured and none was injected."""
+        if "email" in existing or not self.links.settings.relay_host:
+            return {}
+        env = self.settings.env
+        return {
+            "email": EmailSender(
+                self.links,
+                dkim_key=dkim_key_from_env(env),
+                relay_password=env.get("GATEWAY_RELAY_PASSWORD"),
+            )
+        }
+
+    def http_module(self) -> Register:
+        """The ``register`` for the one-click, confirm-page and header-service routes."""
+        return registrar(UnsubscribeDeps(self.links, self.marks))
+
+    async def start_smtp(self, stack: AsyncExitStack, pipeline: Pipeline) -> int | None:
+        """Serve inbound SMTP if ``[smtp]`` is configured; return the bound port."""
+        if self.smtp is None:
+            return None
+        handler = InboundMailHandler(
+            pipeline.handle,
+            self.links,
+            self.marks,
+            domains=self.smtp.domains,
+            max_recipients=self.smtp.max_recipients,
+        )
+        server = await start_smtp(self.smtp, handler)
+        stack.push_async_callback(server.close)
+        self.smtp_port = server.port
+        return self.smtp_port

@@ -1,0 +1,1 @@
+"""Outbound senders (I/O layer): one module per channel, each an ``OutboundSender``."""

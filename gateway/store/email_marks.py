@@ -1,0 +1,81 @@
+"""Email marks (store layer): hard-bounced addresses and individually revoked tokens.
+
+Neither is a consent change, so neither goes through the ledger: a bounce withdraws nothing
+and a revoked link is an operator's act on a URL, not a subscriber's choice. Database errors
+become ``TemporaryFailure`` so the SMTP edge answers 451 and the HTTP edge 503 (DESIGN.md
+invariant 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from gateway.errors import TemporaryFailure
+
+if TYPE_CHECKING:
+    from gateway.store.db import Connection
+
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class EmailMarks:
+    """Reads and writes ``undeliverable`` and ``revoked_tokens`` (migration 003)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Connection]:
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _DB_ERRORS as exc:
+            raise TemporaryFailure("the database is unavailable") from exc
+
+    async def is_revoked(self, fingerprint: str) -> bool:
+        """True if this token was revoked on its own."""
+        async with self._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM revoked_tokens WHERE fingerprint = $1", fingerprint
+            )
+        return found is not None
+
+    async def revoke(self, fingerprint: str, reason: str) -> None:
+        """Revoke one token (idempotent)."""
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO revoked_tokens (fingerprint, reason) VALUES ($1, $2)"
+                " ON CONFLICT (fingerprint) DO NOTHING",
+                fingerprint,
+                reason,
+            )
+
+    async def mark_undeliverable(
+        self, address: str, list_id: str | None, status: str, diagnostic: str, dsn_key: str
+    ) -> None:
+        """Record a permanent failure; the same DSN delivered twice counts once."""
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO undeliverable (address, list_id, status, diagnostic, dsn_key)"
+                " VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (address) DO UPDATE SET"
+                " list_id = COALESCE(EXCLUDED.list_id, undeliverable.list_id),"
+                " status = EXCLUDED.status, diagnostic = EXCLUDED.diagnostic,"
+                " dsn_key = EXCLUDED.dsn_key, bounces = undeliverable.bounces + 1,"
+                " last_at = now() WHERE undeliverable.dsn_key <> EXCLUDED.dsn_key",
+                address,
+                list_id,
+                status,
+                diagnostic,
+                dsn_key,
+            )
+
+    async def is_undeliverable(self, address: str) -> bool:
+        """True if mail to ``address`` hard-bounced."""
+        async with self._conn() as conn:
+            found = await conn.fetchval("SELECT 1 FROM undeliverable WHERE address = $1", address)
+        return found is not None
