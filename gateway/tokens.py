@@ -169,6 +169,8 @@ class TokenCodec:
         if not sep or not _KID_RE.match(kid) or not re.fullmatch(r"[A-Za-z0-9_\-]+", body):
             raise MalformedToken("token is not <kid>.<base64url>")
         raw = _b64d(body)
+        if _b64e(raw) != body:  # only the canonical encoding: one token, one spelling
+            raise MalformedToken("token is not canonical base64url")
         if len(raw) < _TAG_BYTES + _EXPIRY_BYTES:
             raise MalformedToken("token too short")
         if kid not in self._keys.keys:

@@ -1,0 +1,150 @@
+"""Fixtures for the email edge: a gateway with [smtp] and [email], a DKIM key, a relay sink."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from support import PG_URL
+
+from gateway.app import Gateway
+from gateway.settings import OutboxSettings, Settings
+
+NEWS = "news@lists.acme-health.example"
+DOMAIN = "lists.acme-health.example"
+SUBSCRIBER = "Ann.Reader@Example.org"
+
+
+@dataclasses.dataclass
+class DkimKey:
+    """An RSA key made for this test session and its DNS TXT record."""
+
+    private_pem: bytes
+    txt: bytes
+
+    def dnsfunc(self, name: bytes, timeout: int = 5) -> bytes:
+        """What dkimpy would read from DNS for ``<selector>._domainkey.<domain>``."""
+        return self.txt if name.startswith(b"sel1._domainkey.acme-health.example") else b""
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> DkimKey:
+    """A 2048-bit RSA key from the openssl CLI."""
+    folder = tmp_path_factory.mktemp("dkim")
+    key = folder / "key.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
+                   capture_output=True)  # fmt: skip
+    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout  # fmt: skip
+    return DkimKey(key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for STARTTLS."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class RelaySink:
+    """A local aiosmtpd server standing in for the mail relay; keeps every message."""
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+        self.arrived = asyncio.Event()
+        self.refuse_with: str | None = None
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if self.refuse_with is not None:
+            return self.refuse_with
+        self.messages.append(envelope)
+        self.arrived.set()
+        return "250 2.0.0 queued"
+
+    async def start(self, port: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTP(self, hostname="relay.test", loop=loop), "127.0.0.1", port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Envelope]:
+        """Wait until ``count`` messages arrived (polls an event, never sleeps blindly)."""
+        async with asyncio.timeout(timeout):
+            while len(self.messages) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.messages
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[RelaySink]:
+    """A running relay sink."""
+    sink = RelaySink()
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+def mail_settings(base: Settings, *, relay_port: int | None = None, dkim: DkimKey | None = None,
+                  smtp: dict[str, Any] | None = None) -> Settings:  # fmt: skip
+    """``base`` with [smtp] on an ephemeral port and [email] links, relay and DKIM."""
+    email: dict[str, Any] = {
+        "public_base_url": "https://unsubscribe.acme-health.example",
+        "unsubscribe_domain": DOMAIN,
+        "bounce_address": f"bounces@{DOMAIN}",
+        "postal_address": "Acme Health, 1 Main St, Springfield, IL 62701, USA",
+    }
+    env = dict(base.env)
+    if relay_port is not None:
+        email |= {"relay_host": "127.0.0.1", "relay_port": relay_port,
+                  "relay_timeout_seconds": 5.0}  # fmt: skip
+    if dkim is not None:
+        email |= {"dkim_domain": "acme-health.example", "dkim_selector": "sel1"}
+        env["GATEWAY_DKIM_PRIVATE_KEY"] = dkim.private_pem.decode()
+    smtp_table = {"host": "127.0.0.1", "port": 0, "hostname": "mx.test", "domains": [DOMAIN]}
+    return dataclasses.replace(
+        base,
+        edges={**base.edges, "email": email, "smtp": {**smtp_table, **(smtp or {})}},
+        env=env,
+        outbox=OutboxSettings(
+            poll_interval_seconds=0.05, backoff_base_seconds=0.1, backoff_max_seconds=0.3
+        ),  # fmt: skip
+    )
+
+
+@pytest.fixture
+async def mail_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """A running gateway with the SMTP server and one-click routes (no relay)."""
+    async with Gateway(mail_settings(settings)) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def mdb(settings: Settings, mail_gateway: Gateway) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the mail gateway's schema."""
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.database.schema})
+    yield conn
+    await conn.close()
