@@ -25,6 +25,8 @@ from aiohttp import web
 from gateway.edges.http import gate_api, inbound, ops
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
+from gateway.edges.smpp.config import parse_smpp
+from gateway.edges.smpp.edge import SmppEdge
 from gateway.gate import SendGate
 from gateway.metrics import Metrics
 from gateway.outbox import OutboundSender, OutboxWorker
@@ -33,6 +35,7 @@ from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
 from gateway.store.db import create_pool, embedded_postgres
 from gateway.store.guard import CacheGuard
+from gateway.store.receipts import ReceiptStore
 from gateway.store.writer import ConsentWriter
 from keywords.catalog import SenderCatalog, load_catalogs
 
@@ -141,8 +144,22 @@ class Gateway:
             self.metrics,
             default_region=s.pipeline.default_region,
         )
+        self.smpp: SmppEdge | None = None
+        if "smpp" in s.edges:
+            smpp_settings = parse_smpp(s.edges["smpp"], s.env, s.config_path)
+            self.smpp = SmppEdge(
+                smpp_settings,
+                self.pipeline,
+                ReceiptStore(self.pool),
+                on_reply_queued=lambda: self.outbox.wake(),
+            )
+            self._senders.setdefault("sms", self.smpp.sender)
         self.outbox = OutboxWorker(self.pool, self._senders, s.outbox, self.metrics)
         self._spawn(self.outbox.run(), "outbox")
+        if self.smpp is not None:
+            # Pushed after the writer and the outbox: on exit the binds close first.
+            await self.smpp.start()
+            self._stack.push_async_callback(self.smpp.close)
         if self._serve_http:
             await self._start_http()
 

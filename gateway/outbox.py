@@ -104,7 +104,7 @@ class OutboxWorker:
                 " attempts",
                 list(self._senders),
                 self._settings.batch_size,
-                _LEASE_SECONDS,
+                self._settings.lease_seconds,
             )
         return [OutboxRow(**dict(r)) for r in rows]
 

@@ -77,6 +77,8 @@ class OutboxSettings:
     max_attempts: int = 12
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
+    # A row claimed by an instance that died mid-send is claimed again after this long.
+    lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
