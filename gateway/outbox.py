@@ -27,8 +27,6 @@ from gateway.settings import OutboxSettings
 
 log = logging.getLogger(__name__)
 
-_LEASE_SECONDS = 60.0
-
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
