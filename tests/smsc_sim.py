@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from gateway.app import Gateway
+from gateway.settings import OutboxSettings, Settings
 
 SIM_DIR = Path(__file__).resolve().parent / "peers" / "smsc"
 SIMULATOR = SIM_DIR / "simulator.js"
@@ -134,3 +139,30 @@ def password_env() -> dict[str, str]:
 
 def _summary(state: dict[str, Any]) -> dict[str, Any]:
     return {k: (len(v) if isinstance(v, list) else v) for k, v in state.items()}
+
+
+def smpp_settings(
+    settings: Settings, sim: Smsc, top: dict[str, Any] | None = None, **smsc: Any
+) -> Settings:
+    """``settings`` with an [smpp] table bound to ``sim`` and a quick outbox."""
+    return dataclasses.replace(
+        settings,
+        edges={**settings.edges, "smpp": {**sim.smpp_table(**smsc), **(top or {})}},
+        env={**settings.env, **password_env()},
+        outbox=OutboxSettings(
+            poll_interval_seconds=0.1,
+            backoff_base_seconds=0.05,
+            backoff_max_seconds=0.3,
+            lease_seconds=2.0,
+        ),
+    )
+
+
+@asynccontextmanager
+async def bound_gateway(
+    settings: Settings, sim: Smsc, top: dict[str, Any] | None = None, **smsc: Any
+) -> AsyncIterator[Gateway]:
+    """A gateway bound to ``sim`` (waits for the bind)."""
+    async with Gateway(smpp_settings(settings, sim, top, **smsc), serve_http=False) as gw:
+        await sim.wait_bound()
+        yield gw

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
-from smsc_sim import Smsc, password_env
+from smsc_sim import Smsc, bound_gateway
 from support import PG_URL
 
 from gateway.app import Gateway
-from gateway.settings import OutboxSettings, Settings
+from gateway.settings import Settings
 
 
 @pytest.fixture
@@ -23,26 +21,10 @@ async def smsc() -> AsyncIterator[Smsc]:
     await sim.close()
 
 
-def smpp_settings(settings: Settings, sim: Smsc, **smsc: Any) -> Settings:
-    """``settings`` with an [smpp] table bound to ``sim`` and a quick outbox."""
-    return dataclasses.replace(
-        settings,
-        edges={**settings.edges, "smpp": sim.smpp_table(**smsc)},
-        env={**settings.env, **password_env()},
-        outbox=OutboxSettings(
-            poll_interval_seconds=0.1,
-            backoff_base_seconds=0.05,
-            backoff_max_seconds=0.3,
-            lease_seconds=2.0,
-        ),
-    )
-
-
 @pytest.fixture
 async def smpp_gateway(settings: Settings, smsc: Smsc) -> AsyncIterator[Gateway]:
     """A gateway bound to the simulator as a transceiver."""
-    async with Gateway(smpp_settings(settings, smsc), serve_http=False) as gw:
-        await smsc.wait_bound()
+    async with bound_gateway(settings, smsc) as gw:
         yield gw
 
 
