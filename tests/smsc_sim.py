@@ -26,15 +26,15 @@ from gateway.settings import OutboxSettings, Settings
 SIM_DIR = Path(__file__).resolve().parent / "peers" / "smsc"
 SIMULATOR = SIM_DIR / "simulator.js"
 SYSTEM_ID = "gateway"
-PASSWORD = "sim-pass"  # noqa: S105 - the simulator's test account
+PASSWORD = "sim-pass"  # the simulator's test account
 
 
 class Smsc:
     """One simulator process."""
 
     def __init__(self, *, retry_ms: int = 100, resp_timeout_ms: int = 10_000) -> None:
-        self._args = ["--system-id", SYSTEM_ID, "--password", PASSWORD,
-                      "--retry-ms", str(retry_ms), "--resp-timeout-ms", str(resp_timeout_ms)]  # fmt: skip
+        self._args = ["--system-id", SYSTEM_ID, "--password", PASSWORD, "--retry-ms",
+                      str(retry_ms), "--resp-timeout-ms", str(resp_timeout_ms)]  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
         self.smpp_port = 0
         self.control_port = 0
@@ -93,10 +93,10 @@ class Smsc:
         return submits
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 20.0
+        self, predicate: Callable[[dict[str, Any]], bool], *, within: float = 20.0
     ) -> dict[str, Any]:
-        """Poll the state until ``predicate`` holds; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        """Poll the state until ``predicate`` holds; fail after ``within`` seconds."""
+        deadline = time.monotonic() + within
         while True:
             state = await self.state()
             if predicate(state):
@@ -105,9 +105,9 @@ class Smsc:
                 raise AssertionError(f"simulator state never matched: {_summary(state)}")
             await asyncio.sleep(0.05)
 
-    async def wait_bound(self, receivers: int = 1, *, timeout: float = 20.0) -> None:
+    async def wait_bound(self, receivers: int = 1, *, within: float = 20.0) -> None:
         """Wait until the gateway has bound (at least ``receivers`` receiving sessions)."""
-        await self.wait_for(lambda s: s["receivers"] >= receivers, timeout=timeout)
+        await self.wait_for(lambda s: s["receivers"] >= receivers, within=within)
 
     def smpp_table(self, **smsc: Any) -> dict[str, Any]:
         """A gateway [smpp] table pointing one SMSC, ``sim``, at this simulator."""

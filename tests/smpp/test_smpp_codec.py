@@ -14,12 +14,13 @@ def _cstr(value: str) -> bytes:
     return value.encode() + b"\x00"
 
 
-def deliver_sm(message: bytes, *, tlvs: bytes = b"", sequence: int = 7, sm_length: int | None = None,
-               data_coding: int = 0, esm_class: int = 0) -> bytes:  # fmt: skip
+def deliver_sm(
+    message: bytes, *, tlvs: bytes = b"", sequence: int = 7, sm_length: int | None = None
+) -> bytes:
     """A deliver_sm built by hand from SMPP 3.4 §4.6.1, not by the codec under test."""
     body = (
         _cstr("") + bytes([1, 1]) + _cstr("14155550123") + bytes([0, 0]) + _cstr("12345")
-        + bytes([esm_class, 0, 0]) + _cstr("") + _cstr("") + bytes([0, 0, data_coding, 0])
+        + bytes([0, 0, 0]) + _cstr("") + _cstr("") + bytes([0, 0, 0, 0])
         + bytes([len(message) if sm_length is None else sm_length]) + message + tlvs
     )  # fmt: skip
     return struct.pack(">LLLL", 16 + len(body), codec.DELIVER_SM, 0, sequence) + body

@@ -7,6 +7,7 @@ events, ledger, outbox) and on the submit_sm the simulator received, never on in
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -71,7 +72,7 @@ async def test_keyword_families_in_every_form(
     ({"text": "STOP", "coding": 0, "payload": True}, "STOP"),         # message_payload TLV
 ])  # fmt: skip
 async def test_encodings_are_read_as_written(
-    smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection, spec: dict[str, object], body: str
+    smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection, spec: dict[str, Any], body: str
 ) -> None:
     """IA5, Latin-1, UCS-2 with an emoji, GSM 03.38 (0x5F and an escape) and message_payload
     all decode to the subscriber's exact text, stored as evidence."""
@@ -160,7 +161,7 @@ async def test_same_words_after_different_ones_are_new(
     ({"text": "STOP", "source": "12"}, 0x0A),              # not a phone number: RINVSRCADR
 ])  # fmt: skip
 async def test_refusals_write_nothing(
-    smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection, spec: dict[str, object], status: int
+    smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection, spec: dict[str, Any], status: int
 ) -> None:
     """Unknown destination, binary content and a bad source get a permanent error status
     and write nothing (DESIGN.md invariant 7)."""
@@ -176,8 +177,10 @@ async def test_delivery_receipt_is_matched_not_taken_for_a_text(
     assert 0 == await smsc.mo("STOP", source="14155550110")
     await smsc.wait_for(lambda s: s["receipts_ok"] == 1)
     row = await db.fetchrow("SELECT id, delivery_state, provider_ref FROM outbox")
-    assert row is not None and "DELIVRD" == row["delivery_state"]
+    assert row is not None
+    assert "DELIVRD" == row["delivery_state"]
     receipt = await db.fetchrow("SELECT outbox_id, smsc, message_id FROM delivery_receipts")
     assert receipt is not None
-    assert (row["id"], f"sim/{receipt['message_id']}") == (receipt["outbox_id"], row["provider_ref"])
+    assert row["id"] == receipt["outbox_id"]
+    assert f"sim/{receipt['message_id']}" == row["provider_ref"]
     assert 1 == await db.fetchval("SELECT count(*) FROM inbound_events")

@@ -14,7 +14,10 @@ from gateway.edges.smpp.text import (
     split_udh,
 )
 
-GSM_CHARS = "@£$¥èéùìòÇ\nØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCXYZÄÖÑÜ§¿axyzäöñüà^{}\\[~]|€"
+GSM_CHARS = (
+    "@£$¥èéùìòÇ\nØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCXYZÄÖÑÜ§¿axyzäöñüà"
+    "^{}\\[~]|€"
+)
 
 
 @pytest.mark.parametrize(("data", "coding", "text"), [
@@ -59,7 +62,8 @@ def _reassemble(coding: int, parts: list[bytes]) -> str:
     bodies = []
     for n, part in enumerate(parts, start=1):
         concat, body = split_udh(part)
-        assert concat is not None and (n, len(parts)) == (concat.seq, concat.total)
+        assert concat is not None
+        assert (n, len(parts)) == (concat.seq, concat.total)
         # Each part must decode on its own: no escape or surrogate pair is cut in two.
         decode_text(body, coding)
         if coding == 8:
