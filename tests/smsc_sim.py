@@ -87,18 +87,27 @@ class Smsc:
         state: dict[str, Any] = await self.call("GET", "/state")
         return state
 
+    async def summary(self) -> dict[str, Any]:
+        """Counters only: submits counted, distinct reply destinations."""
+        summary: dict[str, Any] = await self.call("GET", "/summary")
+        return summary
+
     async def submits(self) -> list[dict[str, Any]]:
         """Every submit_sm received so far."""
         submits: list[dict[str, Any]] = (await self.state())["submits"]
         return submits
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, within: float = 20.0
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        within: float = 20.0,
+        summary: bool = False,
     ) -> dict[str, Any]:
-        """Poll the state until ``predicate`` holds; fail after ``within`` seconds."""
+        """Poll the state (or, cheaper, its summary) until ``predicate`` holds."""
         deadline = time.monotonic() + within
         while True:
-            state = await self.state()
+            state = await self.summary() if summary else await self.state()
             if predicate(state):
                 return state
             if time.monotonic() > deadline:

@@ -32,7 +32,8 @@ const RESP_TIMEOUT_MS = Number(args['resp-timeout-ms'] || 10000);
 const E = smpp.errors;
 const mode = { bind: 'ok', submit: 'ok', submit_count: -1, dlr: true, enquire_link: 'ok', submit_delay_ms: 0 };
 const bound = new Set();        // sessions bound and able to receive deliver_sm
-const state = { binds: 0, bind_rejects: 0, submits: [], unbinds: 0, generic_nacks: 0, receipts_ok: 0, enquire_links: 0 };
+const state = { binds: 0, bind_rejects: 0, submits: [], unbinds: 0, generic_nacks: 0, receipts_ok: 0, enquire_links: 0,
+  acked: 0, errors: 0 };
 let nextMsgId = 1;
 
 // ---- the store-and-forward queue of deliver_sm ---------------------------------------------
@@ -113,11 +114,12 @@ function onDeliverResp(session, pdu) {
   clearTimeout(entry.timer);
   const item = entry.item;
   if (pdu.command_status === 0) {
+    state.acked += 1;
     item.statuses.push(0);
     item.acked = process.hrtime.bigint();
     if (item.spec.is_receipt) state.receipts_ok += 1;
     if (item.onDone) item.onDone(item);
-  } else if (item.spec.no_retry) {
+  } else if ((state.errors += 1) && item.spec.no_retry) {
     item.statuses.push(pdu.command_status);
     if (item.onDone) item.onDone(item);
   } else {
@@ -284,6 +286,12 @@ const routes = {
     reply({ written: body.hex.length / 2 });
   },
   'GET /state': (body, reply) => reply({ ...state, bound: bound.size, receivers: receivers().length, queued: queue.length, mode }),
+  'GET /summary': (body, reply) => {
+    const dests = new Map();
+    for (const m of state.submits) if (!m.concat || m.concat.seq === 1) dests.set(m.dest, (dests.get(m.dest) || 0) + 1);
+    reply({ ...state, submits: state.submits.length, answered: state.submits.filter((m) => m.answered === 0).length,
+      distinct_dests: dests.size, bound: bound.size, receivers: receivers().length, queued: queue.length });
+  },
   'POST /reset': (body, reply) => { state.submits = []; flood.t0.clear(); flood.latencies = []; flood.replies = 0; reply({ reset: true }); },
 };
 

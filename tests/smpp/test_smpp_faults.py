@@ -1,0 +1,154 @@
+"""Faults under load: Postgres cut off during a flood, the gateway SIGKILLed mid-flood and
+between a submit_sm and its record. The peer is the node-smpp simulator throughout, which,
+like a real SMSC, keeps every text not acknowledged ESME_ROK and delivers it again."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+from faults import TcpProxy
+from processes import GatewayProcess
+from smsc_sim import PASSWORD, Smsc, bound_gateway, password_env
+from support import PG_URL, REDIS_URL, make_settings
+
+
+async def _connect(schema: str) -> asyncpg.Connection:
+    return await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+
+
+async def _wait_all_sent(schema: str, count: int, within: float = 60.0) -> None:
+    conn = await _connect(schema)
+    try:
+        deadline = time.monotonic() + within
+        while await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'sent'") < count:
+            assert time.monotonic() < deadline, "replies not all sent"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+async def _assert_once_each(schema: str, texts: int) -> None:
+    """Every text: one inbound event, a ledger event per program, exactly one reply row."""
+    conn = await _connect(schema)
+    try:
+        assert texts == await conn.fetchval("SELECT count(DISTINCT contact_id) FROM inbound_events")
+        assert texts == await conn.fetchval("SELECT count(*) FROM inbound_events")
+        ledger = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT (inbound_id, program)) AS d FROM ledger"
+        )
+        assert ledger is not None
+        assert (2 * texts, 2 * texts) == (ledger["n"], ledger["d"])
+        assert texts == await conn.fetchval("SELECT count(DISTINCT inbound_id) FROM outbox")
+        assert texts == await conn.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await conn.close()
+
+
+async def test_postgres_cut_off_during_a_flood(schema: str, redis_prefix: str, smsc: Smsc) -> None:
+    """Postgres unreachable mid-flood: texts are answered ESME_RX_T_APPN (nothing
+    acknowledged that is not committed); once it is back every text is recorded once."""
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    settings = make_settings(
+        schema, redis_prefix, dsn=f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+    )
+    try:
+        async with bound_gateway(settings, smsc):
+            flood = asyncio.create_task(smsc.call("POST", "/flood", {
+                "count": 600, "dest": "12345", "text": "STOP", "window": 50,
+                "source_base": "14155520000"}))  # fmt: skip
+            await smsc.wait_for(lambda s: s["acked"] >= 100, summary=True)
+            proxy.cut()
+            await smsc.wait_for(lambda s: s["errors"] >= 50, summary=True)
+            proxy.restore()
+            assert 600 == (await flood)["acked"]
+            await _wait_all_sent(schema, 600)
+    finally:
+        await proxy.close()
+    await _assert_once_each(schema, 600)
+    assert 600 == (await smsc.summary())["distinct_dests"]
+
+
+def _gateway_process(tmp_path: Path, schema: str, prefix: str, smsc: Smsc) -> GatewayProcess:
+    env = {"GATEWAY_DATABASE_URL": PG_URL, "GATEWAY_REDIS_URL": REDIS_URL, **password_env()}
+    proc = GatewayProcess(tmp_path, schema=schema, redis_prefix=prefix, env=env)
+    with proc.config.open("a", encoding="utf-8") as config:
+        config.write(
+            "[outbox]\npoll_interval_seconds = 0.1\nlease_seconds = 2.0\n"
+            "backoff_base_seconds = 0.1\nbackoff_max_seconds = 0.5\n"
+            "[smpp]\nshutdown_timeout_seconds = 2.0\n"
+            '[smpp.senders]\n"12345" = ["sim"]\n'
+            f'[smpp.smsc.sim]\nhost = "127.0.0.1"\nport = {smsc.smpp_port}\n'
+            'system_id = "gateway"\nwindow = 50\nsubmit_rate = 100000.0\n'
+            "reconnect_min_seconds = 0.05\nreconnect_max_seconds = 0.5\n"
+            "registered_delivery = false\n"
+        )
+    assert PASSWORD in proc.env.values()
+    return proc
+
+
+@pytest.mark.slow
+async def test_sigkill_during_a_flood_of_10000_texts(
+    tmp_path: Path, schema: str, redis_prefix: str, smsc: Smsc
+) -> None:
+    """The gateway SIGKILLed while 10,000 texts stream in, then restarted: no acknowledged
+    text lost, no duplicate ledger event, one reply row per text, every reply sent; the only
+    repeats the SMSC sees are replies in flight at the kill (at least once, by design)."""
+    gw = _gateway_process(tmp_path, schema, redis_prefix, smsc)
+    gw.start()
+    try:
+        await smsc.wait_bound()
+        flood = asyncio.create_task(smsc.call("POST", "/flood", {
+            "count": 10_000, "dest": "12345", "text": "STOP", "window": 100,
+            "source_base": "14155600000"}))  # fmt: skip
+        await smsc.wait_for(lambda s: s["acked"] >= 3_000, summary=True, within=60)
+        assert -signal.SIGKILL == gw.stop(signal.SIGKILL)
+        acked_at_kill = (await smsc.summary())["acked"]
+        gw.start()
+        result = await asyncio.wait_for(flood, 120)
+        assert 10_000 == result["acked"]
+        assert acked_at_kill < 10_000
+        await _wait_all_sent(schema, 10_000, within=90)
+    finally:
+        gw.stop()
+    await _assert_once_each(schema, 10_000)
+    summary = await smsc.summary()
+    assert 10_000 == summary["distinct_dests"]
+    assert summary["submits"] - 10_000 <= 200  # at most the replies in flight at the kill
+
+
+@pytest.mark.slow
+async def test_killed_between_submit_and_record_resends_once(
+    tmp_path: Path, schema: str, redis_prefix: str, smsc: Smsc
+) -> None:
+    """Killed after the submit_sm left but before the outbox recorded it: the lease runs out
+    and the reply is sent again (at least once: a second copy beats a missing STOP answer);
+    the row ends 'sent' with the second submit's id."""
+    gw = _gateway_process(tmp_path, schema, redis_prefix, smsc)
+    gw.start()
+    try:
+        await smsc.wait_bound()
+        await smsc.mode(submit_delay_ms=60_000)  # the SMSC holds its answer
+        assert 0 == await smsc.mo("STOP", source="14155550300")
+        await smsc.wait_for(lambda s: s["submits"] == 1, summary=True)
+        gw.stop(signal.SIGKILL)
+        await smsc.mode(submit_delay_ms=0)
+        gw.start()
+        await _wait_all_sent(schema, 1, within=30)
+    finally:
+        gw.stop()
+    submits = await smsc.submits()
+    assert [None, 0] == [m["answered"] for m in submits]
+    assert {"14155550300"} == {m["dest"] for m in submits}
+    conn = await _connect(schema)
+    try:
+        row = await conn.fetchrow("SELECT status, attempts, provider_ref FROM outbox")
+    finally:
+        await conn.close()
+    assert row is not None
+    assert ("sent", 2, f"sim/{submits[1]['message_id']}") == tuple(row)
