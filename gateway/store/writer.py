@@ -45,7 +45,7 @@ from gateway.store.guard import CacheGuard
 from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
 from keywords.catalog import SenderCatalog
 from keywords.consent import decide
-from keywords.model import ConsentState, Decision, Intent, ReplyKind
+from keywords.model import ConsentState, Decision, Intent
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,14 @@ class ConsentWriter:
         except Exception as exc:
             if len(batch) > 1 and not _is_connection_error(exc):
                 # One event may be at fault: give each its own transaction.
+                log.warning(
+                    "batch failed; retrying its events one by one",
+                    extra={
+                        "events": len(batch),
+                        "error": type(exc).__name__,
+                        "detail": str(exc)[:200],
+                    },
+                )
                 for pending in batch:
                     await self._process([pending])
                 return
@@ -247,7 +255,7 @@ class ConsentWriter:
                     )
                 )
                 applied.ledger_actions.append(tr.action.value)
-            for reply in decision.replies:
+            for reply in () if msg.suppress_replies else decision.replies:
                 outbox.append(
                     (channel, sender, reply.program, cid, event.address, reply.kind.value,
                      reply.language, reply.text, inbound_id)
@@ -475,14 +483,15 @@ async def _cancel_after_opt_out(
     if not scopes:
         return
     await conn.execute(
-        "UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
-        " WHERE status = 'queued' AND kind = ANY($4::text[])"
-        " AND (contact_id, sender, channel) IN"
+        # The predicate repeats the partial index outbox_cancellable's, so the planner uses it.
+        "UPDATE outbox o SET status = 'cancelled', last_error = 'recipient opted out'"
+        " WHERE o.status = 'queued' AND o.kind IN ('opt_in', 'pending', 'already_opted_in')"
+        " AND o.contact_id = ANY($1::bigint[])"
+        " AND (o.contact_id, o.sender, o.channel) IN"
         " (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]))",
         [s[0] for s in scopes],
         [s[1] for s in scopes],
         [s[2] for s in scopes],
-        [ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value],
     )
 
 

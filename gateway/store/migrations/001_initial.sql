@@ -109,6 +109,9 @@ CREATE TABLE outbox (
     inbound_id      bigint      REFERENCES inbound_events (id)
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
+-- An opt-out cancels the person's unsent opt-in replies (store/writer.py): find them fast.
+CREATE INDEX outbox_cancellable ON outbox (contact_id)
+    WHERE status = 'queued' AND kind IN ('opt_in', 'pending', 'already_opted_in');
 
 -- Cache keys whose pre-commit invalidation could not reach Redis: every instance reads
 -- Postgres, not Redis, while this table is non-empty (gateway/store/cache.py).
