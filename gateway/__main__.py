@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 
-from gateway import logs
+from gateway import keys_cli, logs
 from gateway.app import WEBHOOK_PURPOSE, serve
 from gateway.edges.signing import derive_key, sign
 from gateway.errors import ConfigError
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub.add_parser("verify", help="re-derive the ledger's hash chain")
     sign_cmd = sub.add_parser("sign", help="print an X-Gateway-Signature header for a body")
     sign_cmd.add_argument("body", help="the exact request body")
+    keys_cli.add_parser(sub)
     return parser
 
 
@@ -121,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command in ("migrate", "audit"):
             return asyncio.run(_with_pool(settings, args.command))
+        if args.command == "keys":
+            return asyncio.run(keys_cli.run(settings, args))
         if args.command == "check-config":
             return _check_config(settings)
         if args.command == "classify":

@@ -22,7 +22,8 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.edges.http import gate_api, inbound, ops
+from gateway.api_edge import ApiEdge
+from gateway.edges.http import inbound, ops
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
@@ -154,8 +155,15 @@ class Gateway:
                 on_reply_queued=lambda: self.outbox.wake(),
             )
             self._senders.setdefault("sms", self.smpp.sender)
+        self.api = ApiEdge(s, self.catalogs, self.pool, cache, self.guard, self.gate)
+        self._senders.update(await self.api.senders(self._stack, self._senders))
         self.outbox = OutboxWorker(self.pool, self._senders, s.outbox, self.metrics)
         self._spawn(self.outbox.run(), "outbox")
+        await self.api.start(
+            self._spawn,
+            lambda: asyncpg.connect(dsn, timeout=s.database.command_timeout_seconds),
+            self.outbox.wake,
+        )
         if self.smpp is not None:
             # Pushed after the writer and the outbox: on exit the binds close first.
             await self.smpp.start()
@@ -187,7 +195,7 @@ class Gateway:
             max_body_bytes=s.http.max_body_bytes,
             signature_tolerance=s.http.signature_tolerance_seconds,
         )
-        modules = [ops.register, inbound.register, gate_api.register]
+        modules = [ops.register, inbound.register, *self.api.http_modules()]
         runner = web.AppRunner(build_app(deps, modules), access_log=None, shutdown_timeout=10.0)
         await runner.setup()
         # Pushed after the writer: on exit HTTP stops first, then the writer drains.

@@ -9,7 +9,7 @@ temporary error: the gate fails closed (DESIGN.md invariant 2).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,6 +35,7 @@ class GateReason(StrEnum):
     PENDING = "pending_confirmation"
     OPTED_OUT = "opted_out"
     INVALID_ADDRESS = "invalid_address"
+    SUPPRESSED = "suppressed"  # erased (GDPR art. 17): never messaged again
 
 
 _REASON = {
@@ -55,6 +56,7 @@ class GateAnswer:
 
 
 _INVALID = GateAnswer(False, GateReason.INVALID_ADDRESS)
+_SUPPRESSED = GateAnswer(False, GateReason.SUPPRESSED)
 
 
 def _answer(entry: CachedConsent) -> GateAnswer:
@@ -81,6 +83,8 @@ class SendGate:
         self._catalogs = catalogs
         self._metrics = metrics
         self._region = default_region
+        # (channel, address) -> erased? Set by the composition root (gateway/store/privacy.py).
+        self.suppressed: Callable[[str, str], bool] | None = None
 
     def _scope(self, sender: str, program: str, channel: Channel) -> SenderCatalog:
         catalog = self._catalogs.get(sender)
@@ -134,6 +138,8 @@ class SendGate:
                 answer = _answer(entry)
                 hits += 1
                 allowed_hits += answer.allowed
+            if answer.allowed and self.suppressed and self.suppressed(channel.value, address):
+                answer = _SUPPRESSED
             answers.append(answer)
         gate = self._metrics.gate_checks
         gate.labels("true", "cache").inc(allowed_hits)

@@ -48,6 +48,9 @@ class InboundMessage:
     # Set by edges whose input is not free text (one-click, forms, preference page,
     # complaints, operators): the pipeline then records this intent instead of classifying.
     intent: Intent | None = None
+    # True when the peer already answered (Twilio Advanced Opt-Out sends its own STOP
+    # confirmation; an erasure must not message the person): record, queue no reply.
+    suppress_replies: bool = False
 
 
 class OutcomeStatus(StrEnum):

@@ -110,26 +110,36 @@ async def test_forged_or_stale_signatures_are_refused(
     assert 0 == await count_rows(db, "inbound_events")
 
 
+async def _gate(gateway: Gateway, path: str, body: bytes, key: str) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(_url(gateway, path), data=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
 async def test_gate_api_single_and_batch(gateway: Gateway) -> None:
-    """The gate answers per recipient, in order, with reasons."""
+    """The gate answers per recipient, in order, with reasons (API key with scope read)."""
+    _, key = await gateway.api.store.create_key("test", ["read"], actor="test")
     await _post(gateway, "/v1/inbound/sms", _mo(text="START"))
     scope = {"sender": "12345", "program": "reminders", "channel": "sms"}
-    status, one = await _post(
-        gateway, "/v1/gate/check", json.dumps({**scope, "to": "+14155550123"}).encode()
+    status, one = await _gate(
+        gateway, "/v1/gate/check", json.dumps({**scope, "to": "+14155550123"}).encode(), key
     )
     assert (200, True, "opted_in") == (status, one["allowed"], one["reason"])
 
     recipients = ["+14155550123", "+14155550999", "garbage"]
-    status, many = await _post(
-        gateway, "/v1/gate/batch", json.dumps({**scope, "to": recipients}).encode()
+    status, many = await _gate(
+        gateway, "/v1/gate/batch", json.dumps({**scope, "to": recipients}).encode(), key
     )
     assert 200 == status
     assert [(True, "opted_in"), (False, "no_consent"), (False, "invalid_address")] == [
         (r["allowed"], r["reason"]) for r in many["results"]
     ]
 
-    status, err = await _post(
-        gateway, "/v1/gate/check", json.dumps({**scope, "program": "nope", "to": "1"}).encode()
+    status, err = await _gate(
+        gateway, "/v1/gate/check", json.dumps({**scope, "program": "nope", "to": "1"}).encode(), key
     )
     assert (422, "unknown_program") == (status, err["error"]["code"])
 

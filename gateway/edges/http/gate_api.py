@@ -1,23 +1,25 @@
-"""Send-gate API (I/O layer): ``POST /v1/gate/check`` and ``POST /v1/gate/batch``, signed JSON."""
+"""Send-gate API (I/O layer): ``POST /v1/gate/check`` and ``POST /v1/gate/batch`` (scope ``read``).
+
+The batch takes up to a million recipients of one sender and program in one JSON body and
+streams ``{"results": [...]}`` back in input order, a chunk at a time, so the first answers
+leave while later ones are still being looked up and memory stays bounded per chunk.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from gateway.edges.http.server import (
-    DEPS,
-    MAX_SIGNED_BODY,
-    BadRequest,
-    signed_json,
-    string_field,
-)
+from gateway.edges.http.auth import require
+from gateway.edges.http.server import DEPS, MAX_SIGNED_BODY, BadRequest, read_body, string_field
 from gateway.errors import BadInput
 from gateway.gate import GateAnswer
 from keywords.model import Channel
 
-MAX_BATCH_RECIPIENTS = 100_000
+MAX_BATCH_RECIPIENTS = 1_000_000
+_CHUNK = 20_000  # recipients looked up and written per step of the stream
 
 
 def answer_json(answer: GateAnswer) -> dict[str, Any]:
@@ -29,7 +31,16 @@ def answer_json(answer: GateAnswer) -> dict[str, Any]:
     }
 
 
-def _scope(data: Any) -> tuple[str, str, Channel]:
+def parse_json(body: bytes) -> Any:
+    """A JSON body, or 400."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from exc
+
+
+def scope_of(data: Any) -> tuple[str, str, Channel]:
+    """``sender``, ``program``, ``channel`` of a gate or send request."""
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
     try:
@@ -45,25 +56,41 @@ def _scope(data: Any) -> tuple[str, str, Channel]:
 
 async def gate_check(request: web.Request) -> web.Response:
     """``{sender, program, channel, to}`` -> ``{allowed, reason, since}``."""
+    await require(request, "read")
     deps = request.app[DEPS]
-    data = await signed_json(request, deps.max_body_bytes)
-    sender, program, channel = _scope(data)
+    data = parse_json(await read_body(request, deps.max_body_bytes))
+    sender, program, channel = scope_of(data)
     to = string_field(data, "to", max_len=254)
-    return web.json_response(answer_json(await deps.gate.check(sender, program, channel, to)))
+    answer = await deps.gate.check(sender, program, channel, to)
+    return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
-async def gate_batch(request: web.Request) -> web.Response:
+async def gate_batch(request: web.Request) -> web.StreamResponse:
     """``{sender, program, channel, to: [...]}`` -> ``{results: [...]}`` in input order."""
+    await require(request, "read")
     deps = request.app[DEPS]
-    data = await signed_json(request, MAX_SIGNED_BODY)
-    sender, program, channel = _scope(data)
+    data = parse_json(await read_body(request, MAX_SIGNED_BODY))
+    sender, program, channel = scope_of(data)
     recipients = data.get("to")
-    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+    if not isinstance(recipients, list) or not all(type(r) is str for r in recipients):
         raise BadRequest("field 'to' must be a list of strings")
     if len(recipients) > MAX_BATCH_RECIPIENTS:
-        raise BadInput(f"at most {MAX_BATCH_RECIPIENTS} recipients per request")
-    answers = await deps.gate.check_many(sender, program, channel, recipients)
-    return web.json_response({"results": [answer_json(a) for a in answers]})
+        raise BadInput(f"at most {MAX_BATCH_RECIPIENTS} recipients per request", code="too_many")
+    # The first chunk is answered before the headers go out, so a refused scope (unknown
+    # sender or program) or an unavailable store still gets a proper 4xx / 503.
+    first = await deps.gate.check_many(sender, program, channel, recipients[:_CHUNK])
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"results":' + orjson.dumps(first)[:-1])
+    for start in range(_CHUNK, len(recipients), _CHUNK):
+        chunk = await deps.gate.check_many(
+            sender, program, channel, recipients[start : start + _CHUNK]
+        )
+        if chunk:
+            await response.write(b"," + orjson.dumps(chunk)[1:-1])
+    await response.write(b"]}")
+    await response.write_eof()
+    return response
 
 
 def register(app: web.Application) -> None:

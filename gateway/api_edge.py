@@ -1,0 +1,256 @@
+"""HTTP API wiring (I/O layer): settings, the SMS provider route, the stores and the live catalog.
+
+Kept out of ``app.py`` so the composition root calls three things: ``senders`` (the
+per-sender SMS route through a Twilio-compatible provider), ``start`` (load sender overrides
+and the suppression list, then follow the change feed) and ``http_modules`` (the API routes).
+
+Catalog changes made through the admin API on any instance reach this one by NOTIFY; the
+catalogs mapping shared with the pipeline and the gate gets each new ``SenderCatalog`` (an
+immutable value) swapped in by one synchronous assignment, so a request sees the old
+catalog or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from gateway.edges.http import (
+    admin,
+    auth,
+    consent_api,
+    gate_api,
+    openapi,
+    preferences,
+    privacy,
+    webhooks,
+)
+from gateway.edges.http.auth import ApiDeps
+from gateway.edges.http.server import Register
+from gateway.edges.signing import derive_key
+from gateway.errors import BadInput, ConfigError
+from gateway.gate import SendGate
+from gateway.outbox import OutboundSender
+from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
+from gateway.settings import Settings, section
+from gateway.store.api_store import ApiStore, ChangeFeed
+from gateway.store.cache import ConsentCache
+from gateway.store.guard import CacheGuard
+from gateway.store.privacy import PrivacyStore, Suppression
+from gateway.tokens import TokenCodec, TokenKeys
+from keywords.audit import audit
+from keywords.catalog import SenderCatalog, load_sender
+from keywords.errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """``[api]``: links we hand out."""
+
+    # Root of preference-page and confirmation links, as people reach this gateway.
+    public_base_url: str = "http://127.0.0.1:8080"
+    preference_link_ttl_days: int = 90
+    # Double opt-in: an unconfirmed email link stops working after this (pending expires).
+    confirm_ttl_hours: int = 72
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioSettings:
+    """``[providers.twilio]``: a Twilio-compatible provider (token: GATEWAY_TWILIO_AUTH_TOKEN)."""
+
+    base_url: str = "https://api.twilio.com"
+    account_sid: str = ""
+    # Our webhook URL's root as the provider calls it (it signs that URL, not ours).
+    public_url: str = "http://127.0.0.1:8080"
+    # SMS replies from these senders leave through this provider instead of SMPP.
+    senders: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+
+
+def _tuples(raw: object) -> object:
+    if isinstance(raw, Mapping):
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return raw
+
+
+def parse_api(settings: Settings) -> tuple[ApiSettings, TwilioSettings]:
+    """The ``[api]`` and ``[providers]`` tables, checked."""
+    path = settings.config_path
+    api = section(ApiSettings, settings.edges.get("api"), "api", path)
+    providers = settings.edges.get("providers", {})
+    unknown = sorted(set(providers) - {"twilio"})
+    if unknown:
+        raise ConfigError(f"{path}: providers.{unknown[0]}: unknown provider")
+    twilio = section(TwilioSettings, _tuples(providers.get("twilio")), "providers.twilio", path)
+    for name, url in (("api.public_base_url", api.public_base_url),
+                      ("providers.twilio.public_url", twilio.public_url)):  # fmt: skip
+        if not url.startswith(("https://", "http://")) or url.endswith("/"):
+            raise ConfigError(f"{path}: {name}: an http(s) URL without a trailing slash")
+    if twilio.senders and not (
+        twilio.account_sid and settings.env.get("GATEWAY_TWILIO_AUTH_TOKEN")
+    ):
+        raise ConfigError(
+            f"{path}: providers.twilio.senders needs account_sid and GATEWAY_TWILIO_AUTH_TOKEN"
+        )
+    return api, twilio
+
+
+class CatalogAdmin:
+    """Validates sender definitions like check-config, stores them and swaps them in."""
+
+    def __init__(self, store: ApiStore, catalogs: dict[str, SenderCatalog]) -> None:
+        self._store = store
+        self._catalogs = catalogs
+
+    @staticmethod
+    def validate(sender: str, definition: Mapping[str, Any]) -> tuple[SenderCatalog, list[str]]:
+        """The catalog, or ``BadInput`` naming the first schema error or every audit error."""
+        try:
+            catalog = load_sender(definition, f"admin:{sender}")
+        except CatalogError as exc:
+            raise BadInput(str(exc), code="invalid_sender") from exc
+        if catalog.sender != sender:
+            raise BadInput("the definition's sender differs from the URL", code="invalid_sender")
+        findings = audit(catalog)
+        errors = [f"{f.key}: {f.message}" for f in findings if f.severity == "error"]
+        if errors:
+            raise BadInput("; ".join(errors), code="invalid_sender")
+        return catalog, [f"{f.key}: {f.message}" for f in findings]
+
+    async def update_sender(
+        self, sender: str, definition: Mapping[str, Any], actor: str
+    ) -> tuple[int, list[str]]:
+        """Validate, store (audited, announced) and serve the new definition here at once."""
+        catalog, warnings = self.validate(sender, definition)
+        current = self._catalogs.get(sender)
+        if current is not None and current.channel is not catalog.channel:
+            raise BadInput("a sender cannot change channel", code="invalid_sender")
+        revision = await self._store.save_sender(sender, definition, actor=actor)
+        self._catalogs[sender] = catalog
+        log.info("sender updated", extra={"sender": sender, "revision": revision, "actor": actor})
+        return revision, warnings
+
+    async def reload(self) -> None:
+        """Swap in every stored definition (after a NOTIFY or a reconnect)."""
+        for sender, definition in (await self._store.sender_overrides()).items():
+            try:
+                catalog, _ = self.validate(sender, definition)
+            except BadInput as exc:
+                log.error("stored sender invalid; kept the old one", extra={"sender": sender,
+                          "error": exc.message})  # fmt: skip
+                continue
+            if self._catalogs.get(sender) != catalog:
+                self._catalogs[sender] = catalog
+
+    async def audit_log(self, limit: int) -> list[dict[str, Any]]:
+        """The newest audit records."""
+        return await self._store.audit_log(limit)
+
+
+class ApiEdge:
+    """The HTTP API's parts for one gateway instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalogs: dict[str, SenderCatalog],
+        pool: asyncpg.Pool,
+        cache: ConsentCache,
+        guard: CacheGuard,
+        gate: SendGate,
+    ) -> None:
+        self.settings = settings
+        self.api_settings, self.twilio = parse_api(settings)
+        self.channel = f"{settings.database.schema}_api"
+        self.pool = pool
+        self.catalogs = catalogs
+        self.store = ApiStore(pool, channel=self.channel)
+        self.suppression = Suppression(derive_key(settings.secret_key, "suppression"))
+        self.privacy = PrivacyStore(
+            pool, cache, guard, self.suppression, notify_channel=self.channel
+        )
+        self.admin = CatalogAdmin(self.store, catalogs)
+        gate.suppressed = self.suppression.contains
+        self.tokens = TokenCodec(
+            TokenKeys.from_env(settings.env, settings.secret_key),
+            default_ttl_seconds=self.api_settings.preference_link_ttl_days * 86_400,
+        )
+        self._wake: Callable[[], None] = lambda: None
+
+    async def senders(
+        self, stack: AsyncExitStack, existing: Mapping[str, OutboundSender]
+    ) -> dict[str, OutboundSender]:
+        """The SMS route: listed senders through the HTTP provider, the rest as before."""
+        if not self.twilio.senders:
+            return {}
+        session = aiohttp.ClientSession()
+        stack.push_async_callback(session.close)
+        provider = HttpSmsProvider(
+            session,
+            base_url=self.twilio.base_url,
+            account_sid=self.twilio.account_sid,
+            auth_token=self.settings.env["GATEWAY_TWILIO_AUTH_TOKEN"],
+            timeout_seconds=self.twilio.timeout_seconds,
+        )
+        routes = dict.fromkeys(self.twilio.senders, provider)
+        return {"sms": RoutingSender(routes, existing.get("sms"))}
+
+    async def _on_change(self, topic: str) -> None:
+        if topic in ("senders", "*"):
+            await self.admin.reload()
+        if topic in ("suppression", "*"):
+            await self.suppression.load(self.pool)
+        if topic in ("keys", "*"):
+            self.store.forget_keys()
+
+    async def start(
+        self,
+        spawn: Callable[[Awaitable[None], str], None],
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        wake_outbox: Callable[[], None],
+    ) -> None:
+        """Load what the database holds now, then follow changes from other instances."""
+        self._wake = wake_outbox
+        await self._on_change("*")
+        spawn(ChangeFeed(connect, self.channel, self._on_change).run(), "api-change-feed")
+
+    def http_modules(self) -> list[Register]:
+        """The API's routes, with their dependencies in the app."""
+        deps = ApiDeps(
+            keys=self.store,
+            privacy=self.privacy,
+            admin=self.admin,
+            catalogs=self.catalogs,
+            tokens=self.tokens,
+            public_base_url=self.api_settings.public_base_url,
+            link_ttl_seconds=self.api_settings.preference_link_ttl_days * 86_400,
+            confirm_ttl_seconds=self.api_settings.confirm_ttl_hours * 3_600,
+            default_region=self.settings.pipeline.default_region,
+            wake_outbox=lambda: self._wake(),
+            twilio_auth_token=self.settings.env.get("GATEWAY_TWILIO_AUTH_TOKEN"),
+            twilio_public_url=self.twilio.public_url,
+            twilio_senders=self.twilio.senders,
+        )
+
+        def register(app: Any) -> None:
+            app[auth.API] = deps
+            app.middlewares.append(auth.auth_errors)
+
+        return [
+            register,
+            gate_api.register,
+            webhooks.register,
+            consent_api.register,
+            preferences.register,
+            privacy.register,
+            admin.register,
+            openapi.register,
+        ]

@@ -1,0 +1,133 @@
+"""API access (I/O layer): what the API routes need, and scoped API keys on every request.
+
+Keys are sent as ``Authorization: Bearer <key>``. Scopes: ``read`` (gate checks), ``write``
+(record consent, issue preference links), ``send`` (send-through), ``admin`` (programs and
+keywords, data-subject requests, the audit log); ``admin`` implies every other scope. Only the
+provider webhooks, the one-click URL and the preference page go without a key: each carries
+its own signature. The key itself is never logged; log lines name its public id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from gateway.edges.http.server import error_response
+from gateway.tokens import TokenCodec
+from keywords.catalog import SenderCatalog
+
+SCOPES = ("read", "write", "send", "admin")
+
+
+class Principal(Protocol):
+    """An authenticated API key."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def scopes(self) -> frozenset[str]: ...
+
+
+class Keys(Protocol):
+    """Looks a presented key up (hashed; see gateway/store/api_store.py)."""
+
+    async def authenticate(self, key: str) -> Principal | None: ...
+
+
+class Privacy(Protocol):
+    """Data-subject requests, the preference page's reads, and gated sends."""
+
+    async def consent_of(self, channel: str, address: str) -> dict[tuple[str, str], str]: ...
+
+    async def is_suppressed(self, channel: str, address: str) -> bool: ...
+
+    async def export(self, channel: str, address: str, actor: str) -> dict[str, Any] | None: ...
+
+    async def rectify(self, channel: str, old: str, new: str, actor: str) -> int: ...
+
+    async def senders_of(self, channel: str, address: str) -> list[str]: ...
+
+    async def erase(self, channel: str, address: str, actor: str) -> int | None: ...
+
+    async def queue_send(
+        self, channel: str, sender: str, program: str, address: str, body: str
+    ) -> int | str: ...
+
+    async def queue_notice(
+        self, channel: str, sender: str, program: str, address: str, body: str
+    ) -> int: ...
+
+
+class Admin(Protocol):
+    """Sender changes (validated like check-config, audited, broadcast) and the audit log."""
+
+    async def update_sender(
+        self, sender: str, definition: Mapping[str, Any], actor: str
+    ) -> tuple[int, list[str]]: ...
+
+    async def audit_log(self, limit: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDeps:
+    """Everything the API modules use, built by gateway/api_edge.py."""
+
+    keys: Keys
+    privacy: Privacy
+    admin: Admin
+    catalogs: Mapping[str, SenderCatalog]  # live: admin changes replace entries in place
+    tokens: TokenCodec
+    public_base_url: str  # root of the links we mail or text (preference page, confirm)
+    link_ttl_seconds: int
+    confirm_ttl_seconds: int  # double opt-in links expire (pending until confirmed)
+    default_region: str
+    wake_outbox: Callable[[], None]
+    twilio_auth_token: str | None
+    twilio_public_url: str  # the URL Twilio signs (ours as Twilio sees it)
+    twilio_senders: Sequence[str] = ()
+
+
+API = web.AppKey("api", ApiDeps)
+
+
+class Forbidden(Exception):
+    """The key lacks the scope (HTTP 403)."""
+
+
+def has_scope(principal: Principal, scope: str) -> bool:
+    """``admin`` holds every scope."""
+    return scope in principal.scopes or "admin" in principal.scopes
+
+
+async def require(request: web.Request, scope: str) -> Principal:
+    """The request's key if it is live and holds ``scope``; raise otherwise."""
+    header = request.headers.get("Authorization", "")
+    kind, _, key = header.partition(" ")
+    if kind.lower() != "bearer" or not key.strip():
+        raise web.HTTPUnauthorized
+    principal = await request.app[API].keys.authenticate(key.strip())
+    if principal is None:
+        raise web.HTTPUnauthorized
+    if not has_scope(principal, scope):
+        raise Forbidden(scope)
+    return principal
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def auth_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """401 / 403 in the API's one error shape (RFC 6750 section 3: ``WWW-Authenticate``)."""
+    try:
+        return await handler(request)
+    except web.HTTPUnauthorized:
+        return error_response(
+            401, "unauthorized", "a valid API key is required", **{"WWW-Authenticate": "Bearer"}
+        )
+    except Forbidden as exc:
+        return error_response(403, "forbidden", f"the API key lacks the {exc} scope")

@@ -1,0 +1,297 @@
+"""Consent capture and send-through (I/O layer): forms, operators, double opt-in links, sends.
+
+- ``POST /v1/consent`` (scope ``write``): a web-form opt-in or opt-out with the evidence an
+  auditor asks for (ICO: who, when, how, what they were told; GDPR art. 7(1): the controller
+  must be able to demonstrate consent), or a verbal / written one entered by an operator with
+  a reference to the evidence. ``idempotency_key`` makes retries exactly-once (invariant 3).
+  A double opt-in program stays ``pending``: SMS gets the sender's "Reply YES" text, email a
+  link to ``/c/{token}`` that expires after ``confirm_ttl_seconds``.
+- ``GET /c/{token}`` shows a button, ``POST /c/{token}`` confirms: a GET never changes
+  anything, because mail scanners fetch every link (FACTS.md, listmonk #1454).
+- ``POST /v1/send`` (scope ``send``): queue an SMS or email only if the recipient opted in;
+  otherwise 422 ``send_refused`` with the gate's reason (as Twilio refuses with 21610).
+- ``POST /v1/preferences/links`` (scope ``write``): a signed preference-page link.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.addresses import normalize_address
+from gateway.edges.http.auth import API, ApiDeps, require
+from gateway.edges.http.gate_api import parse_json, scope_of
+from gateway.edges.http.server import DEPS, BadRequest, read_body, string_field
+from gateway.errors import BadInput, UnknownSender
+from gateway.messages import InboundMessage, Method, Outcome
+from gateway.tokens import TokenCodec, TokenError
+from keywords.catalog import SenderCatalog
+from keywords.model import Action, Channel, Intent, IntentKind, MatchKind, ReplyKind
+
+CONFIRM_PURPOSE = "confirm"
+PREFERENCES_PURPOSE = "preferences"
+_FORM_EVIDENCE = ("checkbox_text", "disclosure_version", "ip", "user_agent", "page_url")
+_OPERATOR_EVIDENCE = ("operator", "reference")
+_METHODS = {
+    "web_form": (Method.WEB_FORM, _FORM_EVIDENCE),
+    "verbal": (Method.VERBAL, _OPERATOR_EVIDENCE),
+    "written": (Method.WRITTEN, _OPERATOR_EVIDENCE),
+    "api": (Method.API, ()),
+}
+
+
+class SendRefused(BadInput):
+    """The recipient has not opted in: a stable, documented refusal (HTTP 422)."""
+
+    code = "send_refused"
+
+
+def catalog_for(api: ApiDeps, sender: str, program: str, channel: Channel) -> SenderCatalog:
+    """The sender's catalog, checked against the channel and program asked for."""
+    catalog = api.catalogs.get(sender)
+    if catalog is None or catalog.channel is not channel:
+        raise UnknownSender("unknown sender for this channel")
+    if not catalog.has_program(program):
+        raise BadInput("the sender has no such program", code="unknown_program")
+    return catalog
+
+
+def pack(*parts: str) -> bytes:
+    """A token payload of NUL-separated fields (none of them may contain NUL)."""
+    return "\0".join(parts).encode()
+
+
+def unpack(payload: bytes, count: int) -> list[str]:
+    """The fields of a payload; a ``TokenError`` if the shape is wrong."""
+    parts = payload.decode("utf-8", "replace").split("\0")
+    if len(parts) != count:
+        raise TokenError("token payload has the wrong shape")
+    return parts
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    """What a capture returns: the status, the new states and the ids written."""
+    decision = outcome.decision
+    return {
+        "status": outcome.status.value,
+        "inbound_id": outcome.inbound_id,
+        "transitions": [
+            {"program": t.program, "from": t.old.value, "to": t.new.value}
+            for t in (decision.transitions if decision else ())
+        ],
+        "ledger_seqs": list(outcome.ledger_seqs),
+        "outbox_ids": list(outcome.outbox_ids),
+    }
+
+
+def _evidence(data: dict[str, Any], required: tuple[str, ...]) -> dict[str, str]:
+    raw = data.get("evidence", {})
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 2_000
+        for k, v in raw.items()
+    ):
+        raise BadRequest("field 'evidence' must be an object of short strings")
+    if len(raw) > 32:
+        raise BadRequest("field 'evidence' has too many entries")
+    missing = [name for name in required if not raw.get(name)]
+    if missing:
+        raise BadRequest(f"evidence is missing {', '.join(missing)}")
+    return dict(raw)
+
+
+async def capture(request: web.Request) -> web.Response:
+    """Record one consent given or withdrawn outside SMS and mail."""
+    principal = await require(request, "write")
+    deps, api = request.app[DEPS], request.app[API]
+    data = parse_json(await read_body(request, deps.max_body_bytes))
+    sender, program, channel = scope_of(data)
+    catalog = catalog_for(api, sender, program, channel)
+    action = string_field(data, "action", max_len=16)
+    if action not in ("opt_in", "opt_out"):
+        raise BadRequest("field 'action' must be 'opt_in' or 'opt_out'")
+    method_name = string_field(data, "method", max_len=16)
+    if method_name not in _METHODS:
+        raise BadRequest(f"field 'method' must be one of {', '.join(_METHODS)}")
+    method, required = _METHODS[method_name]
+    evidence = _evidence(data, required)
+    key = string_field(data, "idempotency_key", max_len=128)
+    address = normalize_address(
+        channel, string_field(data, "contact", max_len=254), api.default_region
+    )
+    if action == "opt_in" and await api.privacy.is_suppressed(channel.value, address):
+        raise BadInput(
+            "this person asked to be erased and is never messaged again", code="suppressed"
+        )
+    link_mail = (
+        action == "opt_in" and channel is Channel.EMAIL and catalog.program(program).double_opt_in
+    )
+    kind = IntentKind.JOIN if action == "opt_in" else IntentKind.OPT_OUT
+    outcome = await deps.pipeline.handle(
+        InboundMessage(
+            channel=channel,
+            sender=sender,
+            contact=address,
+            text="",
+            method=method,
+            dedupe_key=f"consent:{principal.id}:{key}",
+            received_at=datetime.now(UTC),
+            evidence={**evidence, "api_key": principal.id},
+            intent=Intent(kind, MatchKind.EXACT, program=program),
+            # Email double opt-in: the confirmation is the link mail below, not a reply.
+            suppress_replies=link_mail,
+        )
+    )
+    body = outcome_json(outcome)
+    pending = outcome.decision is not None and any(
+        t.action is Action.PENDING for t in outcome.decision.transitions
+    )
+    if link_mail and pending and outcome.decision is not None:
+        token = api.tokens.issue(
+            pack(channel.value, sender, program, address),
+            CONFIRM_PURPOSE,
+            ttl_seconds=api.confirm_ttl_seconds,
+        )
+        url = f"{api.public_base_url}/c/{token}"
+        ask = next((r.text for r in outcome.decision.replies if r.kind is ReplyKind.PENDING), "")
+        text = f"{ask}\n\nConfirm here: {url}\n"
+        queued = await api.privacy.queue_notice(channel.value, sender, program, address, text)
+        body["outbox_ids"].append(queued)
+        api.wake_outbox()
+    return web.json_response(body)
+
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def page(title: str, body: str, *, status: int = 200) -> web.Response:
+    """A small self-contained HTML page: no script, nothing loaded from elsewhere."""
+    text = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>"
+        f"{body}</main></body></html>"
+    )
+    return web.Response(
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
+    )
+
+
+def token_page(exc: TokenError) -> web.Response:
+    """A refused link: 410 when expired, 403 otherwise; nothing is written."""
+    expired = exc.code == "expired_token"
+    text = "This link has expired." if expired else "This link is not valid."
+    return page("Link not valid", f"<p>{text}</p>", status=410 if expired else 403)
+
+
+async def confirm_page(request: web.Request) -> web.Response:
+    """GET: a button that confirms; nothing changes on GET."""
+    api = request.app[API]
+    try:
+        unpack(api.tokens.verify(request.match_info["token"], CONFIRM_PURPOSE), 4)
+    except TokenError as exc:
+        return token_page(exc)
+    return page(
+        "Confirm your subscription",
+        '<form method="post"><button type="submit">Yes, subscribe me</button></form>',
+    )
+
+
+async def confirm(request: web.Request) -> web.Response:
+    """POST: confirm a pending double opt-in (a repeat is a duplicate)."""
+    deps, api = request.app[DEPS], request.app[API]
+    token = request.match_info["token"]
+    try:
+        channel, sender, program, address = unpack(api.tokens.verify(token, CONFIRM_PURPOSE), 4)
+    except TokenError as exc:
+        return token_page(exc)
+    states = await api.privacy.consent_of(channel, address)
+    if states.get((sender, program)) != "pending":
+        return page("Nothing to confirm", "<p>There is no pending subscription for this link.</p>")
+    await deps.pipeline.handle(
+        InboundMessage(
+            channel=Channel(channel),
+            sender=sender,
+            contact=address,
+            text="",
+            method=Method.WEB_FORM,
+            dedupe_key=f"confirm:{TokenCodec.fingerprint(token)}",
+            received_at=datetime.now(UTC),
+            evidence={
+                "source": "confirm_link",
+                "ip": request.remote or "",
+                "user_agent": request.headers.get("User-Agent", "")[:500],
+            },
+            intent=Intent(IntentKind.CONFIRM, MatchKind.EXACT, program=program),
+        )
+    )
+    return page("Subscribed", "<p>Thank you: your subscription is confirmed.</p>")
+
+
+async def send(request: web.Request) -> web.Response:
+    """Queue one message if the gate allows it; refuse with ``send_refused`` otherwise."""
+    await require(request, "send")
+    deps, api = request.app[DEPS], request.app[API]
+    data = parse_json(await read_body(request, deps.max_body_bytes))
+    sender, program, channel = scope_of(data)
+    catalog_for(api, sender, program, channel)
+    text = string_field(data, "body", max_len=deps.max_body_bytes)
+    try:
+        address = normalize_address(
+            channel, string_field(data, "to", max_len=254), api.default_region
+        )
+    except BadInput:
+        return _refused("invalid_address")
+    queued = await api.privacy.queue_send(channel.value, sender, program, address, text)
+    if isinstance(queued, str):
+        return _refused(queued)
+    api.wake_outbox()
+    return web.json_response({"status": "queued", "outbox_id": queued}, status=202)
+
+
+def _refused(reason: str) -> web.Response:
+    """The error shape plus ``reason``, a gate reason (``opted_out``, ``no_consent``, ...)."""
+    error = {
+        "code": SendRefused.code,
+        "reason": reason,
+        "message": f"the recipient may not be messaged ({reason})",
+    }
+    return web.Response(
+        body=orjson.dumps({"error": error}), status=422, content_type="application/json"
+    )
+
+
+async def preference_link(request: web.Request) -> web.Response:
+    """``{channel, contact}`` -> ``{url}``: the person's own preference page."""
+    await require(request, "write")
+    deps, api = request.app[DEPS], request.app[API]
+    data = parse_json(await read_body(request, deps.max_body_bytes))
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    try:
+        channel = Channel(string_field(data, "channel", max_len=16))
+    except ValueError as exc:
+        raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
+    address = normalize_address(
+        channel, string_field(data, "contact", max_len=254), api.default_region
+    )
+    token = api.tokens.issue(
+        pack(channel.value, address), PREFERENCES_PURPOSE, ttl_seconds=api.link_ttl_seconds
+    )
+    return web.json_response({"url": f"{api.public_base_url}/p/{token}"})
+
+
+def register(app: web.Application) -> None:
+    """Add the routes."""
+    app.router.add_post("/v1/consent", capture)
+    app.router.add_get("/c/{token}", confirm_page)
+    app.router.add_post("/c/{token}", confirm)
+    app.router.add_post("/v1/send", send)
+    app.router.add_post("/v1/preferences/links", preference_link)

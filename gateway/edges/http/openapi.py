@@ -1,0 +1,306 @@
+"""OpenAPI description (I/O layer): the HTTP API as an OpenAPI 3.1 document at ``/openapi.json``.
+
+Written by hand next to the routes (one table of operations below) so it documents the
+stable error codes too; the test suite runs schemathesis against the running gateway with it,
+so a route and its description cannot drift apart unnoticed. The document is public, like
+``/healthz``: it describes the API and holds no data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+_STR = {"type": "string", "minLength": 1}
+_CHANNEL = {"type": "string", "enum": ["sms", "email"]}
+_REASONS = [
+    "opted_in",
+    "no_consent",
+    "pending_confirmation",
+    "opted_out",
+    "invalid_address",
+    "suppressed",
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        {
+            "error": _obj(
+                {"code": {"type": "string"}, "message": {"type": "string"}},
+                {"reason": {"type": "string", "enum": _REASONS}},
+            )
+        }
+    ),
+    "GateAnswer": _obj(
+        {
+            "allowed": {"type": "boolean"},
+            "reason": {"type": "string", "enum": _REASONS},
+            "since": {"type": ["string", "null"], "format": "date-time"},
+        }
+    ),
+    "GateCheck": _obj({"sender": _STR, "program": _STR, "channel": _CHANNEL, "to": _STR}),
+    "GateBatch": _obj(
+        {
+            "sender": _STR,
+            "program": _STR,
+            "channel": _CHANNEL,
+            "to": {"type": "array", "items": {"type": "string"}, "maxItems": 1_000_000},
+        }
+    ),
+    "GateBatchResult": _obj({"results": {"type": "array", "items": _ref("GateAnswer")}}),
+    "Consent": _obj(
+        {
+            "sender": _STR,
+            "program": _STR,
+            "channel": _CHANNEL,
+            "contact": _STR,
+            "action": {"type": "string", "enum": ["opt_in", "opt_out"]},
+            "method": {"type": "string", "enum": ["web_form", "verbal", "written", "api"]},
+            "idempotency_key": _STR,
+        },
+        {
+            "evidence": {
+                "type": "object",
+                "description": "web_form needs checkbox_text, disclosure_version, ip, "
+                "user_agent, page_url; verbal and written need operator and reference",
+                "additionalProperties": {"type": "string"},
+            }
+        },
+    ),
+    "ConsentResult": _obj(
+        {
+            "status": {"type": "string", "enum": ["committed", "duplicate"]},
+            "inbound_id": {"type": "integer"},
+            "transitions": {"type": "array", "items": {"type": "object"}},
+            "ledger_seqs": {"type": "array", "items": {"type": "integer"}},
+            "outbox_ids": {"type": "array", "items": {"type": "integer"}},
+        }
+    ),
+    "Send": _obj({"sender": _STR, "program": _STR, "channel": _CHANNEL, "to": _STR, "body": _STR}),
+    "Queued": _obj({"status": {"const": "queued"}, "outbox_id": {"type": "integer"}}),
+    "Subject": _obj({"channel": _CHANNEL, "contact": _STR}),
+    "Rectify": _obj({"channel": _CHANNEL, "contact": _STR, "new_contact": _STR}),
+    "Link": _obj({"url": {"type": "string"}}),
+    "Object": {"type": "object"},
+}
+
+_ERRORS = {
+    "400": "bad_request: the body is not what the endpoint takes",
+    "401": "unauthorized / bad_signature: no valid API key or signature",
+    "403": "forbidden: the key lacks the scope",
+    "413": "body_too_large",
+    "422": "a refusal with a stable code: unknown_sender, unknown_program, invalid_address, "
+    "suppressed, send_refused (with reason), invalid_sender, unknown_contact, ...",
+    "503": "temporarily_unavailable: nothing was done; retry (Retry-After)",
+}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _op(
+    summary: str,
+    scope: str | None,
+    ok: tuple[str, str, str] | None,
+    body: str | None = None,
+    *,
+    params: list[dict[str, Any]] | None = None,
+    form: bool = False,
+) -> dict[str, Any]:
+    """One operation: ``ok`` is (status, media type, schema name or "html")."""
+    responses: dict[str, Any] = {
+        code: {"description": text, "content": _json("Error")} for code, text in _ERRORS.items()
+    }
+    if ok is not None:
+        status, media, schema = ok
+        content = (
+            {media: {"schema": {"type": "string"}}}
+            if media != "application/json"
+            else _json(schema)
+        )
+        responses[status] = {"description": "success", "content": content}
+    for status in ("403", "410"):
+        if media_is_html(ok):
+            responses[status] = {"description": "link not valid", "content": _html()}
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    op["security"] = [] if scope is None else [{"apiKey": []}]
+    if scope is not None:
+        op["description"] = f"Needs an API key with scope `{scope}`."
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if form:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+        }
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def media_is_html(ok: tuple[str, str, str] | None) -> bool:
+    """True for the browser pages."""
+    return ok is not None and ok[1] == "text/html"
+
+
+def _html() -> dict[str, Any]:
+    return {"text/html": {"schema": {"type": "string"}}}
+
+
+_TOKEN = [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}]
+_SENDER = [{"name": "sender", "in": "path", "required": True, "schema": {"type": "string"}}]
+_TWILIO = [{"name": "X-Twilio-Signature", "in": "header", "required": True,
+            "schema": {"type": "string"}}]  # fmt: skip
+_LIMIT = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+           "maximum": 1000}}]  # fmt: skip
+_JSON_OK = "application/json"
+_PAGE = ("200", "text/html", "html")
+
+PATHS: dict[str, Any] = {
+    "/v1/gate/check": {
+        "post": _op(
+            "May we message one recipient?", "read", ("200", _JSON_OK, "GateAnswer"), "GateCheck"
+        )
+    },
+    "/v1/gate/batch": {
+        "post": _op(
+            "Check up to 1,000,000 recipients; the answer streams in input order",
+            "read",
+            ("200", _JSON_OK, "GateBatchResult"),
+            "GateBatch",
+        )
+    },
+    "/v1/send": {
+        "post": _op(
+            "Send through the gateway: queued only with consent, else 422 "
+            "send_refused with the gate's reason",
+            "send",
+            ("202", _JSON_OK, "Queued"),
+            "Send",
+        )
+    },
+    "/v1/consent": {
+        "post": _op(
+            "Record a web-form, verbal, written or API opt-in or opt-out",
+            "write",
+            ("200", _JSON_OK, "ConsentResult"),
+            "Consent",
+        )
+    },
+    "/v1/preferences/links": {
+        "post": _op(
+            "A signed preference-page link for one contact",
+            "write",
+            ("200", _JSON_OK, "Link"),
+            "Subject",
+        )
+    },
+    "/v1/privacy/export": {
+        "post": _op(
+            "GDPR art. 15: all data on a contact, ledger included",
+            "admin",
+            ("200", _JSON_OK, "Object"),
+            "Subject",
+        )
+    },
+    "/v1/privacy/rectify": {
+        "post": _op(
+            "GDPR art. 16: a changed number or address, history kept",
+            "admin",
+            ("200", _JSON_OK, "Object"),
+            "Rectify",
+        )
+    },
+    "/v1/privacy/erase": {
+        "post": _op(
+            "GDPR art. 17: opt out, pseudonymise, redact, suppress",
+            "admin",
+            ("200", _JSON_OK, "Object"),
+            "Subject",
+        )
+    },
+    "/v1/admin/senders": {
+        "get": _op(
+            "Senders, programs and keywords as served now", "admin", ("200", _JSON_OK, "Object")
+        )
+    },
+    "/v1/admin/senders/{sender}": {
+        "put": _op(
+            "Replace a sender definition (validated like check-config, audited, "
+            "live on every instance)",
+            "admin",
+            ("200", _JSON_OK, "Object"),
+            "Object",
+            params=_SENDER,
+        )
+    },
+    "/v1/admin/audit": {
+        "get": _op(
+            "The audit log, newest first", "admin", ("200", _JSON_OK, "Object"), params=_LIMIT
+        )
+    },
+    "/v1/providers/twilio/sms": {
+        "post": _op(
+            "Twilio-compatible inbound SMS (X-Twilio-Signature); empty TwiML",
+            None,
+            ("200", "text/xml", "xml"),
+            params=_TWILIO,
+            form=True,
+        )
+    },
+    "/p/{token}": {
+        "get": _op("The preference page (changes nothing)", None, _PAGE, params=_TOKEN),
+        "post": _op(
+            "Toggle one program (303 back to the page)",
+            None,
+            ("303", "text/plain", "text"),
+            params=_TOKEN,
+            form=True,
+        ),
+    },
+    "/c/{token}": {
+        "get": _op("Double opt-in confirmation page (changes nothing)", None, _PAGE, params=_TOKEN),
+        "post": _op("Confirm a pending double opt-in", None, _PAGE, params=_TOKEN),
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Consent gateway API",
+        "version": "1",
+        "description": "Consent capture, the send gate, send-through, preference pages, "
+        "data-subject rights and operator access. Errors are "
+        '`{"error": {"code", "message"}}` with stable codes.',
+    },
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+    },
+}
+
+
+async def serve(_request: web.Request) -> web.Response:
+    """The document."""
+    return web.json_response(DOCUMENT)
+
+
+def register(app: web.Application) -> None:
+    """Add the route."""
+    app.router.add_get("/openapi.json", serve)

@@ -1,0 +1,144 @@
+"""Preference page (I/O layer): ``/p/{token}``, a signed link, no login, no JavaScript.
+
+The token (``gateway/tokens.py``, purpose ``preferences``) carries the channel and the
+address, encrypted. ``GET`` lists every program of every sender on that channel with its
+state and one toggle button each; it never changes anything (link scanners fetch GETs).
+Each toggle is a plain ``<form method="post">`` with a ``<button role="switch">``, so Tab,
+Enter and Space work and no script is needed (WCAG 2.1.1 keyboard; GDPR art. 7(3):
+withdrawing must be as easy as giving). A change goes through the pipeline with method
+``preference_page``; the hidden ``nonce`` of the rendered page makes a double submit one
+ledger event (invariant 3). After the commit we answer 303 to the page (Post/Redirect/Get).
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from gateway.edges.http.auth import API
+from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, page, token_page, unpack
+from gateway.edges.http.server import DEPS, BadRequest, read_body
+from gateway.messages import InboundMessage, Method
+from gateway.tokens import TokenCodec, TokenError
+from keywords.model import Channel, Intent, IntentKind, MatchKind
+
+_LABEL = {
+    "opted_in": "On",
+    "pending": "Waiting for your confirmation (reply YES)",
+    "opted_out": "Off",
+    "none": "Off",
+}
+_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
+    "form{display:inline}li{margin:.6em 0}button{margin-left:.6em}"
+    "button:focus{outline:3px solid #1a5fb4}</style>"
+)
+
+
+def _toggle(sender: str, program: str, title: str, state: str, nonce: str) -> str:
+    on = state == "opted_in"
+    action = "off" if on else "on"
+    label = f"Turn {action} {title}"
+    return (
+        f'<li><span id="s-{html.escape(sender)}-{html.escape(program)}">{html.escape(title)}: '
+        f"{html.escape(_LABEL.get(state, 'Off'))}</span>"
+        '<form method="post">'
+        f'<input type="hidden" name="sender" value="{html.escape(sender)}">'
+        f'<input type="hidden" name="program" value="{html.escape(program)}">'
+        f'<input type="hidden" name="nonce" value="{nonce}">'
+        f'<button type="submit" name="action" value="{action}" role="switch"'
+        f' aria-checked="{"true" if on else "false"}"'
+        f' data-program="{html.escape(sender)}/{html.escape(program)}">'
+        f"{html.escape(label)}</button>"
+        "</form></li>"
+    )
+
+
+async def show(request: web.Request) -> web.Response:
+    """The page: each program on each sender of the token's channel, with its toggle."""
+    api = request.app[API]
+    try:
+        channel, address = unpack(
+            api.tokens.verify(request.match_info["token"], PREFERENCES_PURPOSE), 2
+        )
+    except TokenError as exc:
+        return token_page(exc)
+    states = await api.privacy.consent_of(channel, address)
+    nonce = secrets.token_urlsafe(12)
+    sections = []
+    for sender, catalog in sorted(api.catalogs.items()):
+        if catalog.channel.value != channel:
+            continue
+        items = "".join(
+            _toggle(sender, p.name, p.title, states.get((sender, p.name), "none"), nonce)
+            for p in catalog.programs
+        )
+        sections.append(
+            f"<h2>{html.escape(catalog.brand)} ({html.escape(sender)})</h2><ul>{items}</ul>"
+        )
+    kind = "text messages" if channel == Channel.SMS.value else "emails"
+    return page(
+        "Your preferences",
+        _STYLE
+        + f"<p>Choose which {kind} you get. Changes take effect at once.</p>"
+        + "".join(sections),
+    )
+
+
+async def change(request: web.Request) -> web.StreamResponse:
+    """One toggle: record the change, then show the page again."""
+    deps, api = request.app[DEPS], request.app[API]
+    token = request.match_info["token"]
+    try:
+        channel, address = unpack(api.tokens.verify(token, PREFERENCES_PURPOSE), 2)
+    except TokenError as exc:
+        return token_page(exc)
+    body = await read_body(request, 4_096)
+    try:
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError as exc:
+        raise BadRequest("form is not UTF-8") from exc
+    sender, program = form.get("sender", ""), form.get("program", "")
+    action, nonce = form.get("action", ""), form.get("nonce", "")
+    catalog = api.catalogs.get(sender)
+    if (
+        catalog is None
+        or catalog.channel.value != channel
+        or not catalog.has_program(program)
+        or action not in ("on", "off")
+        or not 0 < len(nonce) <= 64
+    ):
+        raise BadRequest("unknown program or action")
+    if action == "on" and await api.privacy.is_suppressed(channel, address):
+        return page(
+            "Not possible", "<p>You asked us to erase your data; we cannot message you.</p>"
+        )
+    kind = IntentKind.JOIN if action == "on" else IntentKind.OPT_OUT
+    await deps.pipeline.handle(
+        InboundMessage(
+            channel=Channel(channel),
+            sender=sender,
+            contact=address,
+            text="",
+            method=Method.PREFERENCE_PAGE,
+            dedupe_key=f"pref:{TokenCodec.fingerprint(token)}:{nonce}:{sender}:{program}:{action}",
+            received_at=datetime.now(UTC),
+            evidence={
+                "source": "preference_page",
+                "ip": request.remote or "",
+                "user_agent": request.headers.get("User-Agent", "")[:500],
+            },
+            intent=Intent(kind, MatchKind.EXACT, program=program),
+        )
+    )
+    raise web.HTTPSeeOther(location=request.path)
+
+
+def register(app: web.Application) -> None:
+    """Add the routes."""
+    app.router.add_get("/p/{token}", show)
+    app.router.add_post("/p/{token}", change)

@@ -1,0 +1,79 @@
+"""HTTP SMS provider (I/O layer): replies sent through a Twilio-compatible REST API.
+
+``POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json`` with the form fields
+``To``, ``From`` and ``Body`` and HTTP basic auth (account SID, auth token), as Twilio's
+Messages resource takes them; the answer's ``sid`` is the provider reference. The base URL is
+configurable so tests run against a local server and other Twilio-compatible providers work.
+A 429 or 5xx, a timeout or a refused connection is temporary (the outbox retries with
+backoff); any other 4xx is permanent: resending the same request cannot succeed (Twilio's
+21610, "unsubscribed recipient", is one).
+
+``RoutingSender`` picks, per sender (short code), the provider or the SMPP bind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import aiohttp
+
+from gateway.outbox import OutboundSender, OutboxRow, SendError
+
+
+class HttpSmsProvider:
+    """One Twilio-compatible account."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        timeout_seconds: float,
+    ) -> None:
+        self._session = session
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+
+    async def send(self, row: OutboxRow) -> str | None:
+        """Send one SMS; return the provider's message sid."""
+        form = {"To": row.recipient, "From": row.sender, "Body": row.body}
+        try:
+            async with self._session.post(
+                self._url, data=form, auth=self._auth, timeout=self._timeout
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SendError(f"provider unreachable: {type(exc).__name__}", temporary=True) from exc
+        try:
+            answer = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            answer = {}
+        if status == 429 or status >= 500:
+            raise SendError(f"provider answered {status}", temporary=True)
+        if status >= 400 or not isinstance(answer, dict):
+            code = answer.get("code") if isinstance(answer, dict) else None
+            raise SendError(f"provider refused: {status} code {code}", temporary=False)
+        sid = answer.get("sid")
+        return str(sid) if sid is not None else None
+
+
+class RoutingSender:
+    """The SMS sender: the HTTP provider for the senders routed to it, else the fallback."""
+
+    def __init__(
+        self, routes: Mapping[str, OutboundSender], fallback: OutboundSender | None
+    ) -> None:
+        self._routes = dict(routes)
+        self._fallback = fallback
+
+    async def send(self, row: OutboxRow) -> str | None:
+        """Send ``row`` by its sender's route."""
+        sender = self._routes.get(row.sender, self._fallback)
+        if sender is None:
+            raise SendError(f"no SMS route for sender {row.sender}", temporary=True)
+        return await sender.send(row)

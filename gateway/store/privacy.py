@@ -1,0 +1,341 @@
+"""Data-subject rights and send-through in Postgres (store layer): export, rectify, erase, the
+suppression list, the preference page's view of a contact, and queueing a gated message.
+
+Consent changes still go through the writer (the caller runs the opt-outs of an erasure
+through the pipeline first); what this module changes outside the writer follows the cache
+rule of ``gateway/store/cache.py``: a rectification bumps the consent rows' versions and
+tombstones the old and the new address's keys *before* COMMIT, and refuses with a temporary
+error when the cache cannot be told, so a stale entry can never allow a send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from gateway.errors import BadInput, TemporaryFailure
+from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.store.guard import CacheGuard
+from keywords.model import ConsentState
+
+if TYPE_CHECKING:
+    from gateway.store.db import Connection
+
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class Suppression:
+    """Keyed hashes of erased addresses, held in memory for the gate and reloaded on NOTIFY."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self._hashes: frozenset[bytes] = frozenset()
+
+    def digest(self, channel: str, address: str) -> bytes:
+        """HMAC-SHA256 of a normalized address: the list never holds the address itself."""
+        return hmac.new(self._key, f"{channel}:{address}".encode(), hashlib.sha256).digest()
+
+    def contains(self, channel: str, address: str) -> bool:
+        """True if ``address`` was erased (the gate's check; no I/O)."""
+        return bool(self._hashes) and self.digest(channel, address) in self._hashes
+
+    async def load(self, pool: asyncpg.Pool) -> None:
+        """Replace the in-memory set with the table's contents."""
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT address_hmac FROM suppression")
+        self._hashes = frozenset(bytes(r["address_hmac"]) for r in rows)
+
+    def add(self, digest: bytes) -> None:
+        """Remember one more hash at once (this instance's own erasure)."""
+        self._hashes = self._hashes | {digest}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _record(row: asyncpg.Record) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, bytes | memoryview):
+            value = bytes(value).hex()
+        elif key in ("evidence", "detail") and isinstance(value, str):
+            value = json.loads(value)
+        out[key] = value
+    return out
+
+
+class PrivacyStore:
+    """GDPR art. 15-17 requests and gated sends against the consent tables."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cache: ConsentCache,
+        guard: CacheGuard,
+        suppression: Suppression,
+        *,
+        notify_channel: str,
+    ) -> None:
+        self._pool = pool
+        self._cache = cache
+        self._guard = guard
+        self.suppression = suppression
+        self._channel = notify_channel
+
+    async def _contact(self, conn: Connection, channel: str, address: str, lock: str) -> int | None:
+        assert lock in ("SHARE", "UPDATE")  # a fixed word, never input
+        value = await conn.fetchval(
+            f"SELECT id FROM contacts WHERE channel = $1 AND address = $2 FOR {lock}",  # noqa: S608
+            channel,
+            address,
+        )
+        return None if value is None else int(value)
+
+    async def consent_of(self, channel: str, address: str) -> dict[tuple[str, str], str]:
+        """(sender, program) -> state for one address (the preference page)."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT s.sender, s.program, s.state FROM contacts c JOIN consent s"
+                    " ON s.contact_id = c.id AND s.channel = c.channel"
+                    " WHERE c.channel = $1 AND c.address = $2",
+                    channel,
+                    address,
+                )
+        except _DB_ERRORS as exc:
+            raise TemporaryFailure("consent store unavailable") from exc
+        return {(r["sender"], r["program"]): r["state"] for r in rows}
+
+    async def is_suppressed(self, channel: str, address: str) -> bool:
+        """The table's answer (capture asks this; the gate uses the in-memory copy)."""
+        async with self._pool.acquire() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM suppression WHERE channel = $1 AND address_hmac = $2",
+                channel,
+                self.suppression.digest(channel, address),
+            )
+        return found is not None
+
+    async def export(self, channel: str, address: str, actor: str) -> dict[str, Any] | None:
+        """Everything held on one contact, ledger included (GDPR art. 15); None if unknown."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            cid = await self._contact(conn, channel, address, "SHARE")
+            if cid is None:
+                return None
+            queries = {
+                "contact": "SELECT id, channel, address, created_at FROM contacts WHERE id = $1",
+                "consent": "SELECT sender, program, channel, state, version, updated_at, last_seq"
+                " FROM consent WHERE contact_id = $1 ORDER BY sender, program",
+                "inbound_events": "SELECT id, dedupe_key, channel, sender, method, received_at,"
+                " carrier_time, intent, match, needs_review, body, evidence::text AS evidence"
+                " FROM inbound_events WHERE contact_id = $1 ORDER BY id",
+                "ledger": "SELECT seq, channel, sender, program, action, method, old_state,"
+                " new_state, server_time, carrier_time, inbound_id, evidence::text AS evidence,"
+                " evidence_sha256, prev_hash, hash FROM ledger WHERE contact_id = $1 ORDER BY seq",
+                "messages": "SELECT id, channel, sender, program, kind, body, status, created_at,"
+                " sent_at FROM outbox WHERE contact_id = $1 ORDER BY id",
+                "previous_addresses": "SELECT address, replaced_at FROM contact_addresses"
+                " WHERE contact_id = $1 ORDER BY id",
+            }
+            data: dict[str, Any] = {}
+            for name, sql in queries.items():
+                data[name] = [_record(r) for r in await conn.fetch(sql, cid)]
+            data["contact"] = data["contact"][0]
+            await _audit(conn, actor, "privacy.export", f"contact:{cid}", {})
+        return data
+
+    async def rectify(self, channel: str, old: str, new: str, actor: str) -> int:
+        """Change a contact's address, keeping the old one in its history (GDPR art. 16)."""
+        if old == new:
+            raise BadInput("the new address is the old one", code="same_address")
+        put: list[tuple[ConsentKey, CachedConsent]] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            cid = await self._contact(conn, channel, old, "UPDATE")
+            if cid is None:
+                raise BadInput("no contact with that address", code="unknown_contact")
+            if await self._contact(conn, channel, new, "UPDATE") is not None:
+                raise BadInput("the new address belongs to another contact", code="address_taken")
+            rows = await conn.fetch(
+                "UPDATE consent SET version = version + 1 WHERE contact_id = $1"
+                " RETURNING sender, program, state, version, updated_at",
+                cid,
+            )
+            tombstones = []
+            for r in rows:
+                for address in (old, new):
+                    key = ConsentKey(channel, r["sender"], r["program"], address)
+                    tombstones.append((key, r["version"]))
+                entry = CachedConsent(
+                    ConsentState(r["state"]), r["version"], r["updated_at"].timestamp()
+                )
+                put.append((ConsentKey(channel, r["sender"], r["program"], new), entry))
+            await self._invalidate(tombstones)
+            await conn.execute(
+                "INSERT INTO contact_addresses (contact_id, address) VALUES ($1, $2)", cid, old
+            )
+            await conn.execute("UPDATE contacts SET address = $2 WHERE id = $1", cid, new)
+            await _audit(conn, actor, "privacy.rectify", f"contact:{cid}", {"channel": channel})
+        if put:
+            try:
+                await self._cache.put_many(put)
+            except CacheUnavailable:
+                self._guard.report_failure("put")  # the tombstones still send gates to Postgres
+        return cid
+
+    async def _invalidate(self, tombstones: list[tuple[ConsentKey, int]]) -> None:
+        """Tombstone before COMMIT, or refuse: there is no repair row for a gone address."""
+        if not tombstones:
+            return
+        if not self._guard.cache_reachable:
+            raise TemporaryFailure("the consent cache is unavailable; retry later")
+        try:
+            await self._cache.tombstone_many(tombstones)
+        except CacheUnavailable as exc:
+            self._guard.report_failure("tombstone")
+            raise TemporaryFailure("the consent cache is unavailable; retry later") from exc
+
+    async def senders_of(self, channel: str, address: str) -> list[str]:
+        """Senders the address has any consent row with (the erasure opts out of each)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT s.sender FROM contacts c JOIN consent s ON s.contact_id = c.id"
+                " WHERE c.channel = $1 AND c.address = $2 ORDER BY 1",
+                channel,
+                address,
+            )
+        return [r["sender"] for r in rows]
+
+    async def erase(self, channel: str, address: str, actor: str) -> int | None:
+        """Pseudonymise the contact and redact what it said; keep a keyed hash (GDPR art. 17).
+
+        Ledger rows stay (their hashes prove the history), with ``evidence`` set to NULL, the
+        one update the ledger trigger allows (migration 004).
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            cid = await self._contact(conn, channel, address, "UPDATE")
+            digests = [self.suppression.digest(channel, address)]
+            if cid is not None:
+                previous = await conn.fetch(
+                    "SELECT address FROM contact_addresses WHERE contact_id = $1", cid
+                )
+                digests += [self.suppression.digest(channel, r["address"]) for r in previous]
+            await conn.executemany(
+                "INSERT INTO suppression (channel, address_hmac, reason) VALUES ($1, $2, 'erasure')"
+                " ON CONFLICT DO NOTHING",
+                [(channel, d) for d in digests],
+            )
+            if cid is not None:
+                await conn.execute(
+                    "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid
+                )
+                await conn.execute("DELETE FROM contact_addresses WHERE contact_id = $1", cid)
+                await conn.execute(
+                    "UPDATE inbound_events SET body = '', evidence = '{}' WHERE contact_id = $1",
+                    cid,
+                )
+                await conn.execute(
+                    "UPDATE ledger SET evidence = NULL WHERE contact_id = $1"
+                    " AND evidence IS NOT NULL",
+                    cid,
+                )
+                await conn.execute(
+                    "UPDATE outbox SET recipient = 'erased', body = '',"
+                    " status = CASE WHEN status IN ('queued', 'sending') THEN 'cancelled'"
+                    " ELSE status END WHERE contact_id = $1",
+                    cid,
+                )
+            target = f"contact:{cid}" if cid is not None else "unknown-contact"
+            await _audit(conn, actor, "privacy.erase", target, {"channel": channel})
+            await conn.execute("SELECT pg_notify($1, 'suppression')", self._channel)
+        for digest in digests:
+            self.suppression.add(digest)
+        return cid
+
+    async def queue_send(
+        self, channel: str, sender: str, program: str, address: str, body: str
+    ) -> int | str:
+        """Queue a message if, under the contact's lock, its consent is ``opted_in``.
+
+        Returns the outbox id, or the refusal reason (a ``GateReason`` value).
+
+        The contact row is locked ``FOR SHARE``: an opt-out for this person waits for this
+        transaction and then cancels the queued row (writer.py), so no send follows an opt-out.
+        """
+        if self.suppression.contains(channel, address):
+            return "suppressed"
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                cid = await self._contact(conn, channel, address, "SHARE")
+                state = None
+                if cid is not None:
+                    state = await conn.fetchval(
+                        "SELECT state FROM consent WHERE contact_id = $1 AND sender = $2"
+                        " AND program = $3 AND channel = $4",
+                        cid,
+                        sender,
+                        program,
+                        channel,
+                    )
+                if state != ConsentState.OPTED_IN.value:
+                    return _REFUSED.get(state or "none", "no_consent")
+                outbox_id: int = await conn.fetchval(
+                    "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
+                    " language, body) VALUES ($1, $2, $3, $4, $5, 'send', '', $6) RETURNING id",
+                    channel,
+                    sender,
+                    program,
+                    cid,
+                    address,
+                    body,
+                )
+        except _DB_ERRORS as exc:
+            raise TemporaryFailure("consent store unavailable") from exc
+        return outbox_id
+
+    async def queue_notice(
+        self, channel: str, sender: str, program: str, address: str, body: str
+    ) -> int:
+        """Queue a double opt-in link mail (kind ``pending``: an opt-out cancels it)."""
+        try:
+            async with self._pool.acquire() as conn:
+                outbox_id: int = await conn.fetchval(
+                    "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
+                    " language, body) SELECT $1, $2, $3, id, $4, 'pending', '', $5"
+                    " FROM contacts WHERE channel = $1 AND address = $4 RETURNING id",
+                    channel,
+                    sender,
+                    program,
+                    address,
+                    body,
+                )
+        except _DB_ERRORS as exc:
+            raise TemporaryFailure("consent store unavailable") from exc
+        return outbox_id
+
+
+_REFUSED: Mapping[str, str] = {
+    "none": "no_consent",
+    "pending": "pending_confirmation",
+    "opted_out": "opted_out",
+}
+
+
+async def _audit(
+    conn: Connection, actor: str, action: str, target: str, detail: Mapping[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+        actor,
+        action,
+        target,
+        json.dumps(detail),
+    )
