@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,9 @@ class RelaySink:
             await self._server.wait_closed()
             self._server = None
 
-    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Envelope]:
-        """Wait until ``count`` messages arrived (polls an event, never sleeps blindly)."""
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int) -> list[Envelope]:
+        """Wait until ``count`` messages arrived (waits on an event, with a deadline)."""
+        async with asyncio.timeout(20):
             while len(self.messages) < count:
                 self.arrived.clear()
                 await self.arrived.wait()
@@ -131,14 +132,35 @@ def mail_settings(base: Settings, *, relay_port: int | None = None, dkim: DkimKe
         env=env,
         outbox=OutboxSettings(
             poll_interval_seconds=0.05, backoff_base_seconds=0.1, backoff_max_seconds=0.3
-        ),  # fmt: skip
+        ),
     )
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Gateway]:
+    """A gateway that is fully up, its cache guard's LISTEN connection included.
+
+    Waiting for the LISTEN avoids a race in the guard: cancelled while it connects, it would
+    leak that connection and pytest would fail the test on the ResourceWarning.
+    """
+    async with Gateway(settings) as gw:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            async with asyncio.timeout(10):
+                while not await conn.fetchval(  # noqa: ASYNC110 - Postgres has no event to await
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
+                    f'LISTEN "{settings.database.schema}_cache_repair"',
+                ):
+                    await asyncio.sleep(0.01)  # polling a condition with a deadline
+        finally:
+            await conn.close()
+        yield gw
 
 
 @pytest.fixture
 async def mail_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """A running gateway with the SMTP server and one-click routes (no relay)."""
-    async with Gateway(mail_settings(settings)) as gw:
+    async with running(mail_settings(settings)) as gw:
         yield gw
 
 

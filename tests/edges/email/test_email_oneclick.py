@@ -1,4 +1,4 @@
-"""RFC 8058 one-click over real HTTP: Gmail-style POSTs, the RFC's examples, the GET page, refusals."""
+"""RFC 8058 one-click over real HTTP: Gmail-style POSTs, RFC examples, the GET page, refusals."""
 
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ async def test_get_shows_a_confirm_page_and_changes_nothing(
         response = await http.get(url(mail_gateway, token_for(mail_gateway)))
         body = await response.text()
     assert 200 == response.status
-    assert '<form method="post">' in body and "<script" not in body
+    assert '<form method="post">' in body
+    assert "<script" not in body
     assert "script-src" not in response.headers["Content-Security-Policy"]
     assert "A***@example.org" in body
     assert 0 == await count_rows(mdb, "inbound_events")
