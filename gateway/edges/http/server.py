@@ -60,7 +60,16 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refused with 413 past ``limit`` bytes without reading it all."""
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.content.read(limit + 1)
+    # StreamReader.read(n) returns what has arrived, up to n: loop until EOF or past the limit.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    body = b"".join(chunks)
     if len(body) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
     return body

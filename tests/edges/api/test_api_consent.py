@@ -1,0 +1,139 @@
+"""Consent capture over real HTTP: web forms with evidence, operators, double opt-in by text
+and by email link, and the API keys every one of these needs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import asyncpg
+import pytest
+from api_helpers import call, new_key, opt_in_body
+from support import count_rows, sms
+
+from gateway.app import Gateway
+
+
+async def test_web_form_opt_in_keeps_its_evidence_and_is_exactly_once(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """The ledger evidence holds the disclosure version, IP, user agent and page; a retry
+    with the same idempotency key is a duplicate; the gate then allows the send."""
+    key = await new_key(gateway, "write", "read")
+    status, body = await call(gateway, "POST", "/v1/consent", key=key,
+                              json=opt_in_body("(415) 555-0123", "form-1"))  # fmt: skip
+    assert (200, "committed") == (status, body["status"])
+    assert [{"program": "reminders", "from": "none", "to": "opted_in"}] == body["transitions"]
+    evidence = json.loads(await db.fetchval("SELECT evidence FROM ledger"))
+    assert ("2026-01", "203.0.113.9", "web_form") == (
+        evidence["disclosure_version"], evidence["ip"],
+        await db.fetchval("SELECT method FROM ledger"),
+    )  # fmt: skip
+    status, again = await call(gateway, "POST", "/v1/consent", key=key,
+                               json=opt_in_body("+14155550123", "form-1"))  # fmt: skip
+    assert (200, "duplicate") == (status, again["status"])
+    assert 1 == await count_rows(db, "ledger")
+    status, answer = await call(gateway, "POST", "/v1/gate/check", key=key, json={
+        "sender": "12345", "program": "reminders", "channel": "sms", "to": "+14155550123"})  # fmt: skip
+    assert (200, True, "opted_in") == (status, answer["allowed"], answer["reason"])
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"evidence": {"ip": "203.0.113.9"}}, "bad_request"),
+        ({"method": "verbal"}, "bad_request"),  # an operator entry needs operator + reference
+        ({"program": "nope"}, "unknown_program"),
+        ({"contact": "12"}, "invalid_address"),
+        ({"action": "maybe"}, "bad_request"),
+    ],
+)
+async def test_incomplete_capture_is_refused_and_writes_nothing(
+    gateway: Gateway, db: asyncpg.Connection, change: dict[str, object], code: str
+) -> None:
+    """Missing evidence, an unknown program, a bad number: 4xx with a code, no rows."""
+    key = await new_key(gateway, "write")
+    body = {**opt_in_body("+14155550123", "x"), **change}
+    status, answer = await call(gateway, "POST", "/v1/consent", key=key, json=body)
+    assert code == answer["error"]["code"]
+    assert status in (400, 422)
+    assert 0 == await count_rows(db, "inbound_events")
+
+
+async def test_operator_records_verbal_opt_out_with_a_reference(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A verbal opt-out entered by an operator names the operator and the call reference."""
+    key = await new_key(gateway, "write")
+    await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "a"))
+    body = {**opt_in_body("+14155550123", "b"), "action": "opt_out", "method": "verbal",
+            "evidence": {"operator": "agent-7", "reference": "call-2026-0042"}}  # fmt: skip
+    status, answer = await call(gateway, "POST", "/v1/consent", key=key, json=body)
+    assert (200, "opted_out") == (status, answer["transitions"][0]["to"])
+    row = await db.fetchrow("SELECT method, evidence FROM ledger ORDER BY seq DESC LIMIT 1")
+    assert ("verbal", "agent-7") == (row["method"], json.loads(row["evidence"])["operator"])
+
+
+async def test_sms_double_opt_in_waits_for_yes(gateway: Gateway, db: asyncpg.Connection) -> None:
+    """A form sign-up to the double opt-in flu program is pending with a "Reply YES" text
+    queued; the gate refuses until the person texts YES."""
+    key = await new_key(gateway, "write", "read")
+    status, body = await call(gateway, "POST", "/v1/consent", key=key,
+                              json=opt_in_body("+14155550123", "f", program="flu"))  # fmt: skip
+    assert (200, "pending") == (status, body["transitions"][0]["to"])
+    assert "Reply YES" in await db.fetchval("SELECT body FROM outbox")
+    scope = {"sender": "12345", "program": "flu", "channel": "sms", "to": "+14155550123"}
+    _, answer = await call(gateway, "POST", "/v1/gate/check", key=key, json=scope)
+    assert (False, "pending_confirmation") == (answer["allowed"], answer["reason"])
+    await gateway.pipeline.handle(sms("YES"))
+    _, answer = await call(gateway, "POST", "/v1/gate/check", key=key, json=scope)
+    assert (True, "opted_in") == (answer["allowed"], answer["reason"])
+
+
+async def test_email_double_opt_in_link_confirms_on_post_only(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """The newsletter sign-up mails one link; a GET of it (a link scanner) changes nothing,
+    the button's POST confirms, a second POST is a duplicate, an expired link gets 410."""
+    key = await new_key(gateway, "write")
+    body = {**opt_in_body("Ann@Example.ORG", "e1"), "channel": "email",
+            "sender": "news@lists.acme-health.example", "program": "newsletter"}  # fmt: skip
+    status, answer = await call(gateway, "POST", "/v1/consent", key=key, json=body)
+    assert (200, "pending") == (status, answer["transitions"][0]["to"])
+    mails = await db.fetch("SELECT kind, recipient, body FROM outbox")
+    assert [("pending", "Ann@example.org")] == [(m["kind"], m["recipient"]) for m in mails]
+    match = re.search(r"/c/(\S+)", mails[0]["body"])
+    assert match is not None
+    path = f"/c/{match.group(1)}"
+    status, page = await call(gateway, "GET", path)
+    assert (200, "pending") == (status, await db.fetchval("SELECT state FROM consent"))
+    assert '<form method="post">' in page
+    status, page = await call(gateway, "POST", path)
+    assert (200, "opted_in") == (status, await db.fetchval("SELECT state FROM consent"))
+    await call(gateway, "POST", path)
+    assert 2 == await count_rows(db, "ledger")
+    expired = gateway.api.tokens.issue(
+        b"email\x00news@lists.acme-health.example\x00newsletter\x00Ann@example.org",
+        "confirm", ttl_seconds=-7200,
+    )  # fmt: skip
+    status, _ = await call(gateway, "POST", f"/c/{expired}")
+    assert 410 == status
+
+
+async def test_keys_are_required_scoped_and_stored_hashed(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """No key: 401; a read key on a write route: 403; a revoked key: 401; the table holds
+    no key text, only its SHA-256."""
+    body = opt_in_body("+14155550123", "k")
+    assert 401 == (await call(gateway, "POST", "/v1/consent", json=body))[0]
+    assert 401 == (await call(gateway, "POST", "/v1/consent", key="cgk_x_nope", json=body))[0]
+    read = await new_key(gateway, "read")
+    status, answer = await call(gateway, "POST", "/v1/consent", key=read, json=body)
+    assert (403, "forbidden") == (status, answer["error"]["code"])
+    key_id, write = await gateway.api.store.create_key("ops", ["write"], actor="test")
+    assert 200 == (await call(gateway, "POST", "/v1/consent", key=write, json=body))[0]
+    stored = await db.fetch("SELECT key_sha256::text AS h FROM api_keys")
+    assert not any(write.split("_")[-1] in r["h"] for r in stored)
+    assert await gateway.api.store.revoke_key(key_id, actor="test")
+    assert 401 == (await call(gateway, "POST", "/v1/consent", key=write, json=body))[0]
