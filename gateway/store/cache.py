@@ -38,13 +38,20 @@ _TOMBSTONE = "t"
 _CHUNK = 1_000  # keys per CAS script call
 _MGET_CHUNK = 10_000
 
-# KEYS: the entries; ARGV[1], ARGV[2]: TTL of a state and of a tombstone; then per key its
-# value "c|version|since". A value is stored only when no newer version is there, and a
-# tombstone never replaces the real state of its own version.
+# KEYS: the entries; ARGV[1], ARGV[2]: TTL of a state and of a tombstone; ARGV[3], ARGV[4]:
+# the invalidation sequence key and channel ("" to not announce); then per key its value
+# "c|version|since". A value is stored only when no newer version is there, and a tombstone
+# never replaces the real state of its own version. An announced write takes the next
+# sequence number and publishes it with the keys, atomically (see near.py).
 _CAS_SCRIPT = """
-local ttl_state, ttl_tomb = ARGV[1], ARGV[2]
+local ttl_state, ttl_tomb, seq_key, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local seq = 0
+if channel ~= '' then
+  seq = redis.call('INCR', seq_key)
+  redis.call('PUBLISH', channel, seq .. ' ' .. table.concat(KEYS, ' '))
+end
 for i, key in ipairs(KEYS) do
-  local value = ARGV[i + 2]
+  local value = ARGV[i + 4]
   local sep = string.find(value, '|', 3, true)
   local version = tonumber(string.sub(value, 3, sep - 1))
   local is_tomb = string.sub(value, 1, 1) == 't'
@@ -63,7 +70,7 @@ for i, key in ipairs(KEYS) do
     redis.call('SET', key, value, 'EX', is_tomb and ttl_tomb or ttl_state)
   end
 end
-return #KEYS
+return seq
 """
 
 
@@ -107,6 +114,9 @@ class ConsentCache(Protocol):
     async def ping(self) -> None:
         """Raise ``CacheUnavailable`` unless the cache answers."""
 
+    def forget_local(self) -> None:
+        """Drop any copy held in this process (the guard calls it when trust is lost)."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -149,45 +159,67 @@ class RedisConsentCache:
         digest = hashlib.blake2b(key.address.encode(), key=self._key, digest_size=16).hexdigest()
         return f"{self._prefix}:c:{key.channel}:{key.sender}:{key.program}:{digest}"
 
-    async def get_scope(
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client (the near cache subscribes with it)."""
+        return self._redis
+
+    @property
+    def seq_key(self) -> str:
+        """The invalidation sequence counter."""
+        return f"{self._prefix}:seq"
+
+    @property
+    def channel(self) -> str:
+        """The invalidation channel."""
+        return f"{self._prefix}:inv"
+
+    def keys_for(
         self, channel: str, sender: str, program: str, addresses: Sequence[str]
-    ) -> list[CachedConsent | None]:
-        """MGET in chunks; raise ``CacheUnavailable`` on any Redis error."""
-        # The hot path of the batch gate: build keys without intermediate objects.
+    ) -> list[str]:
+        """Redis keys for ``addresses`` in one scope (the batch gate's hot path)."""
         head = f"{self._prefix}:c:{channel}:{sender}:{program}:"
         key, blake = self._key, hashlib.blake2b
+        return [head + blake(a.encode(), key=key, digest_size=16).hexdigest() for a in addresses]
+
+    async def mget_keys(self, keys: Sequence[str]) -> list[CachedConsent | None]:
+        """MGET in chunks; raise ``CacheUnavailable`` on any Redis error."""
         out: list[CachedConsent | None] = []
         try:
-            for start in range(0, len(addresses), _MGET_CHUNK):
-                chunk = [
-                    head + blake(a.encode(), key=key, digest_size=16).hexdigest()
-                    for a in addresses[start : start + _MGET_CHUNK]
-                ]
-                raw = await self._redis.mget(chunk)
+            for start in range(0, len(keys), _MGET_CHUNK):
+                raw = await self._redis.mget(keys[start : start + _MGET_CHUNK])
                 out.extend(None if value is None else _decode(value) for value in raw)
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
         return out
 
-    async def _write(self, keys: list[str], values: list[str]) -> None:
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        """Cached states of one scope, straight from Redis."""
+        return await self.mget_keys(self.keys_for(channel, sender, program, addresses))
+
+    async def _write(self, keys: list[str], values: list[str], *, announce: bool) -> None:
+        announcement = [self.seq_key, self.channel] if announce else ["", ""]
         try:
             for start in range(0, len(keys), _CHUNK):
                 await self._cas(
                     keys=keys[start : start + _CHUNK],
-                    args=[*self._ttls, *values[start : start + _CHUNK]],
+                    args=[*self._ttls, *announcement, *values[start : start + _CHUNK]],
                 )
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
 
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         """Compare-and-set each entry by version."""
-        await self._write([self.redis_key(k) for k, _ in entries], [_encode(v) for _, v in entries])
+        keys = [self.redis_key(k) for k, _ in entries]
+        await self._write(keys, [_encode(v) for _, v in entries], announce=False)
 
     async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
         """Write a tombstone carrying the coming version for each key."""
-        await self._write(
-            [self.redis_key(k) for k, _ in entries], [f"t|{version}|" for _, version in entries]
-        )
+        keys = [self.redis_key(k) for k, _ in entries]
+        # Announced: every near cache drops these keys before the change can commit.
+        await self._write(keys, [f"t|{version}|" for _, version in entries], announce=True)
 
     async def ping(self) -> None:
         """Round trip to Redis."""
@@ -195,6 +227,9 @@ class RedisConsentCache:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
+
+    def forget_local(self) -> None:
+        """Nothing is held in this process."""
 
     async def close(self) -> None:
         """Close the client's connections."""
@@ -240,6 +275,9 @@ class LocalConsentCache:
 
     async def ping(self) -> None:
         """Always answers: it lives in this process."""
+
+    def forget_local(self) -> None:
+        """Kept: this cache is the only copy and every change goes through it."""
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -72,12 +72,14 @@ class CacheGuard:
         if self._cache_ok:
             log.warning("cache unavailable; the gate reads Postgres", extra={"op": operation})
         self._cache_ok = False
+        self._cache.forget_local()
         self._metrics.cache_usable.set(0)
         self._wake.set()
 
     def report_backlog(self) -> None:
         """This instance just wrote to ``cache_repair``."""
         self._backlog = True
+        self._cache.forget_local()
         self._metrics.cache_usable.set(0)
         self._wake.set()
 
@@ -117,6 +119,8 @@ class CacheGuard:
                 for r in rows
             ]
             try:
+                # Announce first, so every near cache drops what it holds for these keys.
+                await self._cache.tombstone_many([(k, e.version) for k, e in entries])
                 await self._cache.put_many(entries)
             except CacheUnavailable:
                 return True

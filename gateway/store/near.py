@@ -1,0 +1,177 @@
+"""Near cache (I/O layer): an in-process copy of Redis entries, kept exact by an ordered stream.
+
+The batch gate cannot afford one Redis key per recipient (the MGET alone caps it near the
+network's rate), so each instance keeps the entries it has read in memory. Keeping them is
+safe only because of three rules:
+
+1. Every change announces itself *before* it commits: the writer's tombstone script takes
+   the next number of a Redis counter (``<prefix>:seq``) and publishes it with the changed
+   keys, atomically (cache.py). Every instance subscribes and drops those keys; the numbers
+   are consecutive, so a lost message is seen as a gap and empties the whole near cache.
+2. Every gate request first reads the counter. If this instance has not yet applied every
+   announcement up to it, it waits a few milliseconds for the stream, then gives up on the
+   near cache for that request and asks Redis. An opt-out acknowledged anywhere before the
+   request began took its number before the acknowledgement, so it has been applied.
+3. Only values read from Redis are kept, and only when no announcement arrived during the
+   read. Values read from Postgres never enter the near cache: a read that began before a
+   commit could bring back the state the commit replaced.
+
+Whenever the guard stops trusting the cache, it calls ``forget_local`` and this copy is
+emptied; it refills from Redis once the guard trusts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from redis.exceptions import RedisError
+
+from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentKey, RedisConsentCache
+
+log = logging.getLogger(__name__)
+
+_Scope = tuple[str, str, str]  # channel, sender, program
+
+
+class NearCache:
+    """A ``ConsentCache`` that answers from memory when the invalidation stream is current."""
+
+    def __init__(
+        self,
+        redis: RedisConsentCache,
+        *,
+        max_entries: int = 2_000_000,
+        catch_up_seconds: float = 0.005,
+    ) -> None:
+        self._redis = redis
+        self._max_entries = max_entries
+        self._catch_up = catch_up_seconds
+        self._entries: dict[_Scope, dict[str, CachedConsent]] = {}
+        self._where: dict[str, tuple[_Scope, str]] = {}  # redis key -> (scope, address)
+        self._applied = 0  # the last announcement number applied
+        self._epoch = 0  # grows on every drop: a fill that raced one is discarded
+        self._live = False  # subscribed and in step with the stream
+        self._progress = asyncio.Event()
+
+    # -- the stream ------------------------------------------------------------------------
+
+    def forget_local(self) -> None:
+        """Empty the near cache."""
+        self._entries.clear()
+        self._where.clear()
+        self._epoch += 1
+
+    def _apply(self, data: str) -> None:
+        number, _, keys = data.partition(" ")
+        seq = int(number)
+        if seq <= self._applied:
+            return  # announced before we (re)subscribed: already reflected
+        if seq != self._applied + 1:
+            log.info("near cache: announcement gap, emptied", extra={"seq": seq})
+            self.forget_local()
+        else:
+            self._epoch += 1
+            for key in keys.split(" "):
+                found = self._where.pop(key, None)
+                if found is not None:
+                    table = self._entries.get(found[0])
+                    if table is not None:
+                        table.pop(found[1], None)
+        self._applied = seq
+        self._progress.set()
+
+    async def run(self) -> None:
+        """Follow the announcement stream until cancelled, resubscribing after failures."""
+        backoff = 0.05
+        while True:
+            pubsub = self._redis.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._redis.channel)
+                # Subscribed first, then read the counter: nothing falls between the two.
+                current = await self._redis.client.get(self._redis.seq_key)
+                self.forget_local()
+                self._applied = int(current or 0)
+                self._live = True
+                self._progress.set()
+                backoff = 0.05
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        raw = message["data"]
+                        self._apply(raw.decode() if isinstance(raw, bytes) else str(raw))
+            except (RedisError, OSError):
+                self._live = False
+                self.forget_local()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                self._live = False
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _in_step(self) -> bool:
+        """True when every announcement made before now has been applied here."""
+        if not self._live:
+            return False
+        try:
+            current = int(await self._redis.client.get(self._redis.seq_key) or 0)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        deadline = time.monotonic() + self._catch_up
+        while self._applied < current:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._live:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        return True
+
+    # -- ConsentCache ----------------------------------------------------------------------
+
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        """From memory when in step with the stream; the rest, or everything, from Redis."""
+        if not await self._in_step():
+            return await self._redis.get_scope(channel, sender, program, addresses)
+        scope = (channel, sender, program)
+        table = self._entries.get(scope)
+        if table is None:
+            table = self._entries[scope] = {}
+        get = table.get
+        out = [get(a) for a in addresses]
+        missing = [i for i, entry in enumerate(out) if entry is None]
+        if not missing:
+            return out
+        wanted = [addresses[i] for i in missing]
+        keys = self._redis.keys_for(channel, sender, program, wanted)
+        epoch = self._epoch
+        values = await self._redis.mget_keys(keys)
+        keep = epoch == self._epoch and len(self._where) + len(keys) <= self._max_entries
+        for i, address, key, value in zip(missing, wanted, keys, values, strict=True):
+            out[i] = value
+            if keep and value is not None:
+                table[address] = value
+                self._where[key] = (scope, address)
+        return out
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        """Write through to Redis; the near cache fills only from reads."""
+        await self._redis.put_many(entries)
+
+    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
+        """Announced tombstones (every near cache drops the keys)."""
+        await self._redis.tombstone_many(entries)
+
+    async def ping(self) -> None:
+        """Round trip to Redis."""
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        """Close the Redis client."""
+        await self._redis.close()
