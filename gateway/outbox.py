@@ -12,7 +12,6 @@ failures retry with exponential backoff and jitter; after ``max_attempts`` the r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ import asyncpg
 from gateway.logs import mask_address
 from gateway.metrics import Metrics
 from gateway.settings import OutboxSettings
+from gateway.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -106,21 +106,28 @@ class OutboxWorker:
             )
         return [OutboxRow(**dict(r)) for r in rows]
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow) -> tuple[OutboxRow, str | None] | None:
         sender = self._senders[row.channel]
         try:
             ref = await sender.send(row)
         except SendError as exc:
             await self._failed(row, str(exc), temporary=exc.temporary)
-            return
+            return None
+        return row, ref
+
+    async def _mark_sent(self, sent: list[tuple[OutboxRow, str | None]]) -> None:
+        # One statement per batch: a connection and a commit per row starved the consent
+        # writer of pool connections under load (bench/run_smpp.py).
         async with self._pool.acquire() as conn:
             await conn.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = now(), provider_ref = $2,"
-                " last_error = NULL WHERE id = $1",
-                row.id,
-                ref,
+                "UPDATE outbox o SET status = 'sent', sent_at = now(), provider_ref = u.ref,"
+                " last_error = NULL FROM unnest($1::bigint[], $2::text[]) AS u(id, ref)"
+                " WHERE o.id = u.id",
+                [row.id for row, _ in sent],
+                [ref for _, ref in sent],
             )
-        self._metrics.outbox.labels(row.channel, "sent").inc()
+        for row, _ in sent:
+            self._metrics.outbox.labels(row.channel, "sent").inc()
 
     async def _failed(self, row: OutboxRow, error: str, *, temporary: bool) -> None:
         final = not temporary or row.attempts >= self._settings.max_attempts
@@ -148,7 +155,10 @@ class OutboxWorker:
         """Claim and send one batch; return how many rows were claimed."""
         rows = await self.claim()
         if rows:
-            await asyncio.gather(*(self._deliver(r) for r in rows))
+            results = await asyncio.gather(*(self._deliver(r) for r in rows))
+            sent = [r for r in results if r is not None]
+            if sent:
+                await self._mark_sent(sent)
         return len(rows)
 
     async def run(self) -> None:
@@ -162,5 +172,4 @@ class OutboxWorker:
                 claimed = 0
             if claimed:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_seconds)
+            await wait_event(self._wake, self._settings.poll_interval_seconds)

@@ -12,7 +12,6 @@ racing the repair cannot win with an older state).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
 from gateway.metrics import Metrics
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.waiting import wait_event
 from keywords.model import ConsentState
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,7 @@ class CacheGuard:
             # Postgres is down too: the gate's own reads fail closed.
             self._backlog = True
             self._metrics.cache_usable.set(0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._interval)
+        await wait_event(self._wake, self._interval)
 
 
 def _entry(state: str | None, version: int | None, updated_at: datetime | None) -> CachedConsent:

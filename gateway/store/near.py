@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentKey, RedisConsentCache
+from gateway.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,7 @@ class NearCache:
             if remaining <= 0 or not self._live:
                 return False
             self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+            await wait_event(self._progress, remaining)
         return True
 
     # -- ConsentCache ----------------------------------------------------------------------
