@@ -4,8 +4,8 @@ Each figure is printed next to its ceiling measured in the same run on the same 
 
 * pipeline events/s with durable commits (``synchronous_commit = on``) vs a bare loop of
   single-row INSERT + COMMIT on one connection to the same PostgreSQL;
-* batch gate checks/s (100,000 recipients per call, answered from Redis) vs bare Redis
-  ``MGET`` of the same number of keys;
+* batch gate checks/s (100,000 recipients per call, answered by the near cache in step
+  with Redis; also the first call, which reads Redis) vs bare ``MGET`` of as many keys;
 * opt-out on instance A -> refused by instance B's gate, p50/p99 in milliseconds.
 
 Uses GATEWAY_BENCH_DATABASE_URL / GATEWAY_BENCH_REDIS_URL (default: the local servers).
@@ -120,9 +120,13 @@ async def _seed_consent(gw: Gateway, count: int) -> list[str]:
     return numbers
 
 
-async def _gate(gw: Gateway, numbers: list[str]) -> tuple[float, float]:
-    """Batch gate checks/s (cache warm) vs bare MGET of as many keys."""
-    await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers)  # fill the cache
+async def _gate(gw: Gateway, numbers: list[str]) -> tuple[float, float, float]:
+    """Batch gate checks/s: near cache cold (from Redis) and warm, vs bare MGET."""
+    await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers)  # Postgres -> Redis
+    gw.cache.forget_local()
+    t0 = time.perf_counter()
+    await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers)  # Redis -> near
+    cold = len(numbers) / (time.perf_counter() - t0)
     best = 0.0
     for _ in range(GATE_ROUNDS):
         t0 = time.perf_counter()
@@ -142,7 +146,7 @@ async def _gate(gw: Gateway, numbers: list[str]) -> tuple[float, float]:
     finally:
         await client.delete(*keys)
         await client.aclose()
-    return best, ceiling
+    return cold, best, ceiling
 
 
 async def _cross_instance(a: Gateway, b: Gateway) -> tuple[float, float]:
@@ -183,8 +187,9 @@ async def run() -> None:
             print(f"  ceiling: bare INSERT+COMMIT loop {ceiling:,.0f} rows/s; ratio {ratio:.2f}")
 
             numbers = await _seed_consent(a, GATE_RECIPIENTS)
-            gate, mget = await _gate(a, numbers)
-            print(f"batch gate: {gate:,.0f} checks/s ({GATE_RECIPIENTS:,} per call, from Redis)")
+            cold, gate, mget = await _gate(a, numbers)
+            print(f"batch gate: {gate:,.0f} checks/s ({GATE_RECIPIENTS:,} per call, near cache)")
+            print(f"  first call after a restart (from Redis): {cold:,.0f} checks/s")
             print(f"  ceiling: bare MGET {mget:,.0f} keys/s; ratio {gate / mget:.2f}")
 
             async with Gateway(settings, serve_http=False) as b:

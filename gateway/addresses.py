@@ -9,7 +9,7 @@ import phonenumbers
 from gateway.errors import InvalidAddress
 from keywords.model import Channel
 
-_E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 # Deliberately narrow: one @, a dot-atom-ish local part and a dotted domain. Anything odder
 # is refused rather than guessed at, since a wrong guess would record consent for someone else.
 _EMAIL_RE = re.compile(
@@ -25,7 +25,7 @@ def normalize_phone(raw: str, default_region: str, *, fast: bool = False) -> str
     hundreds of thousands of numbers per request, and a number we never recorded can only
     be refused there, never allowed. Inbound messages always get the full check.
     """
-    if fast and _E164_RE.match(raw):
+    if fast and E164_RE.match(raw):
         return raw
     try:
         number = phonenumbers.parse(raw, default_region)
