@@ -14,7 +14,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_PHONE_RE = re.compile(r"\+?\d[\d\-\s().]{6,}\d")
+# A "+" number with any separators, or a bare run of 10-15 digits; dates and times
+# ("2026-11-28 00:03") are left alone.
+_PHONE_RE = re.compile(r"\+\d[\d\-\s().]{6,}\d|(?<![\d.])\d{10,15}(?![\d.])")
 _EMAIL_RE = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+)")
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 from processes import GatewayProcess
-from support import PG_URL, REDIS_URL, SECRET
+from support import PG_URL, REDIS_URL, ROOT, SECRET
 
 from gateway.app import WEBHOOK_PURPOSE
 from gateway.edges.signing import HEADER, derive_key, sign
@@ -30,6 +35,16 @@ async def _post(session: aiohttp.ClientSession, url: str, payload: object) -> tu
         return resp.status, await resp.json()
 
 
+async def _gate(
+    session: aiohttp.ClientSession, url: str, payload: object, api_key: str
+) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with session.post(url, json=payload, headers=headers) as resp:
+        assert 200 == resp.status, await resp.text()
+        answer: dict[str, object] = await resp.json()
+        return answer
+
+
 def _env() -> dict[str, str]:
     return {"GATEWAY_DATABASE_URL": PG_URL, "GATEWAY_REDIS_URL": REDIS_URL}
 
@@ -42,19 +57,25 @@ async def test_opt_out_on_one_instance_is_refused_by_the_other_at_once(
     b = GatewayProcess(tmp_path, schema=schema, redis_prefix=redis_prefix, env=_env(), name="b")
     a.start()
     b.start()
+    created = subprocess.run(  # noqa: ASYNC221 - a one-shot CLI call before any traffic
+        [sys.executable, "-m", "gateway", "--config", str(a.config), "keys", "create",
+         "--name", "e2e", "--scopes", "read"],
+        env=a.env, capture_output=True, check=True, timeout=30,
+    )  # fmt: skip
+    api_key = json.loads(created.stdout)["key"]
     try:
         async with aiohttp.ClientSession() as session:
             mo = {"from": "+14155550123", "to": "12345"}
             await _post(session, f"{a.url}/v1/inbound/sms", {**mo, "id": "1", "text": "START"})
             check = {**SCOPE, "to": "+14155550123"}
-            _, before = await _post(session, f"{b.url}/v1/gate/check", check)
-            assert before["allowed"]  # and B's cache now holds 'opted_in'
+            before = await _gate(session, f"{b.url}/v1/gate/check", check, api_key)
+            assert before["allowed"]  # and B's caches now hold 'opted_in'
 
             status, _ = await _post(
                 session, f"{a.url}/v1/inbound/sms", {**mo, "id": "2", "text": "STOP"}
             )
             assert 200 == status
-            _, after = await _post(session, f"{b.url}/v1/gate/check", check)
+            after = await _gate(session, f"{b.url}/v1/gate/check", check, api_key)
             assert (False, "opted_out") == (after["allowed"], after["reason"])
     finally:
         assert 0 == a.stop()
@@ -97,8 +118,28 @@ async def test_sigterm_drains_in_flight_work(
     assert set(answered) <= keys
 
 
-async def test_embedded_default_serves_within_ten_seconds(tmp_path: Path) -> None:
-    """No database URL, no Redis: `gateway serve` starts its own PostgreSQL and answers."""
+def _readme_curl_example() -> str:
+    """The shell block of the README's "Send it a STOP" section."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Send it a STOP", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A work directory the embedded server's own user can enter (pgserver drops root)."""
+    path = Path(tempfile.mkdtemp(prefix="gw-embedded-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_embedded_default_serves_within_ten_seconds(open_tmp: Path) -> None:
+    """No database URL, no Redis: `gateway serve` starts its own PostgreSQL and answers,
+    and the README's curl example, run as written, records a STOP and queues one reply."""
+    tmp_path = open_tmp
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / "config").symlink_to(ROOT / "config")
     gw = GatewayProcess(tmp_path, schema="consent", redis_prefix="cg", env={})
     gw.env = {k: v for k, v in gw.env.items() if not k.startswith("GATEWAY_")}
     started = time.monotonic()
@@ -106,7 +147,7 @@ async def test_embedded_default_serves_within_ten_seconds(tmp_path: Path) -> Non
     try:
         assert time.monotonic() - started < 10.0
         key = derive_key((tmp_path / "var" / "secret_key").read_bytes(), WEBHOOK_PURPOSE)
-        body = json.dumps({"id": "q1", "from": "+14155550123", "to": "12345", "text": "STOP"})
+        body = json.dumps({"id": "q1", "from": "+14155550199", "to": "12345", "text": "STOP"})
         headers = {"Content-Type": "application/json", HEADER: sign(key, body.encode())}
         async with (
             aiohttp.ClientSession() as session,
@@ -114,5 +155,22 @@ async def test_embedded_default_serves_within_ten_seconds(tmp_path: Path) -> Non
         ):
             reply = await resp.json()
         assert (200, "committed", 1) == (resp.status, reply["status"], len(reply["outbox_ids"]))
+
+        script = _readme_curl_example().replace("127.0.0.1:8080", f"127.0.0.1:{gw.port}")
+        done = subprocess.run(  # noqa: ASYNC221 - the gateway runs in another process
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=gw.env,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        answer = json.loads(done.stdout)
+        assert ("committed", "opt_out_all", 2, 1) == (
+            answer["status"],
+            answer["intent"],
+            len(answer["ledger_seqs"]),
+            len(answer["outbox_ids"]),
+        )
     finally:
         assert 0 == gw.stop()
