@@ -177,7 +177,11 @@ class Gateway:
         self._tasks.append(task)
 
         async def cancel() -> None:
-            task.cancel()
+            # Cancel again until it ends: on 3.11 a cancel landing as a timeout fires can be
+            # swallowed (CPython gh-86296), and a loop task would then never stop.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -58,9 +58,13 @@ class Smsc:
         if self._http is not None:
             await self._http.close()
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
             with contextlib.suppress(ProcessLookupError):
-                await self.proc.wait()
+                self.proc.terminate()
+                try:
+                    await asyncio.wait_for(self.proc.wait(), 5)
+                except TimeoutError:
+                    self.proc.kill()
+                    await self.proc.wait()
 
     async def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """One control request."""

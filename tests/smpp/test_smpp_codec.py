@@ -96,3 +96,10 @@ def test_extra_tlvs_are_appended_with_the_length_fixed() -> None:
                          tlvs={0x020C: b"\x00\x07"})  # fmt: skip
     assert len(frame) == codec.header(frame)[0]
     assert {0x020C: b"\x00\x07"} == dict(codec.decode(frame).tlvs)
+
+
+def test_fast_deliver_sm_resp_matches_smpplib() -> None:
+    """The hand-packed deliver_sm_resp equals smpplib's encoding, for success and error."""
+    for status in (codec.ESME_ROK, codec.ESME_RX_T_APPN):
+        expected = codec.encode("deliver_sm_resp", 77, status=status)
+        assert expected == codec.deliver_sm_resp(77, status)

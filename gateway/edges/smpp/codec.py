@@ -222,6 +222,17 @@ def pdu_command_id(name: str) -> int:
     return code
 
 
+def deliver_sm_resp(sequence: int, status: int) -> bytes:
+    """deliver_sm_resp (SMPP 3.4 §4.6.2): message_id is unused (one NUL); no body on error.
+
+    The hottest PDU we write, so it is packed directly rather than through smpplib; the
+    equivalence is checked in tests/smpp/test_smpp_codec.py.
+    """
+    if status != ESME_ROK:
+        return HEADER.pack(MIN_LENGTH, DELIVER_SM | RESPONSE_BIT, status, sequence)
+    return HEADER.pack(MIN_LENGTH + 1, DELIVER_SM | RESPONSE_BIT, status, sequence) + b"\x00"
+
+
 def generic_nack(sequence: int, status: int) -> bytes:
     """generic_nack (SMPP 3.4 §4.3.1): a header only."""
     return HEADER.pack(MIN_LENGTH, GENERIC_NACK, status, sequence)

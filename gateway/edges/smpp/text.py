@@ -14,6 +14,7 @@ smpplib's encoder is not).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,7 +28,6 @@ CODING_LATIN1 = 0x03
 CODING_UCS2 = 0x08
 
 _GSM = "gsm03.38"
-_ESC = 0x1B
 
 
 class UndecodableText(ValueError):
@@ -124,23 +124,27 @@ def _pack(units: Iterator[bytes], capacity: int, unit_size: int) -> list[bytes]:
 
 def encode_reply(text: str, ref: int) -> tuple[int, list[bytes]]:
     """(data_coding, short messages) for a reply; several parts carry a UDH with ``ref``."""
-    if is_gsm7(text):
-        encoded = text.encode(_GSM)
-        if len(encoded) <= GSM7_SINGLE:
-            return CODING_DEFAULT, [encoded]
-        coding, bodies = CODING_DEFAULT, _pack(_gsm_units(text), GSM7_PART, 1)
-    else:
-        encoded = text.encode("utf-16-be")
-        if len(encoded) <= 2 * UCS2_SINGLE:
-            return CODING_UCS2, [encoded]
-        coding, bodies = CODING_UCS2, _pack(_ucs2_units(text), UCS2_PART, 2)
-    if len(bodies) > 255:
-        raise ValueError("reply too long for a concatenated SMS")
+    coding, bodies = _split(text)
+    if len(bodies) == 1:
+        return coding, list(bodies)
     total = len(bodies)
     udh = [bytes([5, 0x00, 3, ref & 0xFF, total, n]) for n in range(1, total + 1)]
     return coding, [u + b for u, b in zip(udh, bodies, strict=True)]
 
 
-def ends_in_escape(body: bytes) -> bool:
-    """True if a GSM body ends in a lone ESC (a split escape pair)."""
-    return bool(body) and body[-1] == _ESC
+@functools.lru_cache(maxsize=4096)
+def _split(text: str) -> tuple[int, tuple[bytes, ...]]:
+    """Coding and part bodies; cached because replies are rendered from a few templates."""
+    if is_gsm7(text):
+        encoded = text.encode(_GSM)
+        if len(encoded) <= GSM7_SINGLE:
+            return CODING_DEFAULT, (encoded,)
+        coding, bodies = CODING_DEFAULT, _pack(_gsm_units(text), GSM7_PART, 1)
+    else:
+        encoded = text.encode("utf-16-be")
+        if len(encoded) <= 2 * UCS2_SINGLE:
+            return CODING_UCS2, (encoded,)
+        coding, bodies = CODING_UCS2, _pack(_ucs2_units(text), UCS2_PART, 2)
+    if len(bodies) > 255:
+        raise ValueError("reply too long for a concatenated SMS")
+    return coding, tuple(bodies)

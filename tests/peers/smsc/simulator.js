@@ -96,7 +96,11 @@ function sendItem(session, item) {
   const frame = Buffer.from(item.frame);
   frame.writeUInt32BE(seq, 12);
   item.attempts += 1;
-  if (!item.first) item.first = process.hrtime.bigint();
+  if (!item.first) {
+    item.first = process.hrtime.bigint();
+    // Latency runs from the first time the text is on the wire, not from when it was queued.
+    if (item.spec.flood) flood.t0.set(item.spec.source, item.first);
+  }
   const timer = setTimeout(() => { session.inflight.delete(seq); requeue(item, 'timeout'); pump(); }, RESP_TIMEOUT_MS);
   session.inflight.set(seq, { item, timer });
   session.socket.write(frame);
@@ -269,9 +273,8 @@ const routes = {
     };
     items.clear();
     for (let i = 0; i < count; i++) {
-      const source = '+' + (base + BigInt(i)).toString();
-      flood.t0.set(source, process.hrtime.bigint());
-      enqueue({ source, dest: body.dest, text: body.text, coding: body.coding || 0 }, () => {
+      const source = (base + BigInt(i)).toString();  // TON 1: international, no '+'
+      enqueue({ source, dest: body.dest, text: body.text, coding: body.coding || 0, flood: true }, () => {
         acked += 1;
         if (acked === count) finish();
       });
