@@ -2,12 +2,14 @@
 
 Kept out of ``app.py`` so the composition root only calls three methods: ``senders`` (the
 relay sender for channel ``email`` when ``[email] relay_host`` is set), ``http_module`` (the
-one-click and header routes, always served) and ``start_smtp`` (the inbound server when an
-``[smtp]`` table exists), which registers its own shutdown on the gateway's exit stack.
+one-click and header routes, always served) and ``start`` (revocation refresh, and the
+inbound server when an ``[smtp]`` table exists), which pushes its own shutdown on the stack.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -58,8 +60,20 @@ class EmailEdge:
         """The ``register`` for the one-click, confirm-page and header-service routes."""
         return registrar(UnsubscribeDeps(self.links, self.marks))
 
-    async def start_smtp(self, stack: AsyncExitStack, pipeline: Pipeline) -> int | None:
-        """Serve inbound SMTP if ``[smtp]`` is configured; return the bound port."""
+    async def start(self, stack: AsyncExitStack, pipeline: Pipeline) -> int | None:
+        """Load revocations, keep them fresh, and serve inbound SMTP if ``[smtp]`` is set.
+
+        Returns the SMTP port (None without ``[smtp]``). Shutdown is pushed on ``stack``.
+        """
+        await self.marks.reload()
+        refresher = asyncio.create_task(self.marks.run(), name="email-revocations")
+
+        async def stop_refresher() -> None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+        stack.push_async_callback(stop_refresher)
         if self.smtp is None:
             return None
         handler = InboundMailHandler(

@@ -8,6 +8,8 @@ invariant 1).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -23,10 +25,30 @@ _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceErr
 
 
 class EmailMarks:
-    """Reads and writes ``undeliverable`` and ``revoked_tokens`` (migration 003)."""
+    """Reads and writes ``undeliverable`` and ``revoked_tokens`` (migration 003).
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Revoked fingerprints are also held in memory and reloaded every ``refresh_seconds``, so
+    a one-click request costs no database round trip before its commit; a revocation made on
+    another instance takes effect here within that interval, one made here at once.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, refresh_seconds: float = 2.0) -> None:
         self._pool = pool
+        self._refresh = refresh_seconds
+        self._revoked: frozenset[str] = frozenset()
+
+    async def reload(self) -> None:
+        """Load every revoked fingerprint (raises ``TemporaryFailure`` if Postgres is down)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT fingerprint FROM revoked_tokens")
+        self._revoked = frozenset(r["fingerprint"] for r in rows)
+
+    async def run(self) -> None:
+        """Reload until cancelled; an unreachable database keeps the last known set."""
+        while True:
+            with contextlib.suppress(TemporaryFailure):
+                await self.reload()
+            await asyncio.sleep(self._refresh)
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Connection]:
@@ -37,12 +59,8 @@ class EmailMarks:
             raise TemporaryFailure("the database is unavailable") from exc
 
     async def is_revoked(self, fingerprint: str) -> bool:
-        """True if this token was revoked on its own."""
-        async with self._conn() as conn:
-            found = await conn.fetchval(
-                "SELECT 1 FROM revoked_tokens WHERE fingerprint = $1", fingerprint
-            )
-        return found is not None
+        """True if this token was revoked on its own (from the in-memory set)."""
+        return fingerprint in self._revoked
 
     async def revoke(self, fingerprint: str, reason: str) -> None:
         """Revoke one token (idempotent)."""
@@ -53,6 +71,7 @@ class EmailMarks:
                 fingerprint,
                 reason,
             )
+        self._revoked = self._revoked | {fingerprint}
 
     async def mark_undeliverable(
         self, address: str, list_id: str | None, status: str, diagnostic: str, dsn_key: str

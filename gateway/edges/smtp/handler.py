@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import Message
 from email.parser import BytesParser
 from typing import Any, Protocol
 
@@ -59,7 +59,7 @@ class BounceMarks(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Mail:
-    msg: EmailMessage
+    msg: Message
     mail_from: str
     rcpts: tuple[str, ...]
     key: str  # Message-ID, or a digest of the content when there is none
@@ -101,9 +101,11 @@ class InboundMailHandler:
         base, plus, token = local.partition("+")
         if base.lower() == self._local and plus:
             try:
-                self._links.target(token)
+                target = self._links.target(token)
             except (TokenError, BadInput):
                 return "550 5.1.1 This unsubscribe address is not valid"
+            # Verified once per message: DATA takes it from here (bounded, cleared per mail).
+            envelope.__dict__.setdefault("gateway_targets", {})[token] = target
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
@@ -126,7 +128,7 @@ class InboundMailHandler:
             peer=str((session.peer or ("", 0))[0]),
         )
         try:
-            kind, count = await self._dispatch(mail)
+            kind, count = await self._dispatch(mail, envelope.__dict__.pop("gateway_targets", {}))
         except GatewayError as exc:
             if exc.temporary:
                 return "451 4.3.0 Temporary failure: please try again later"
@@ -135,7 +137,7 @@ class InboundMailHandler:
         log.info("smtp accepted", extra={"kind": kind, "changes": count, "peer": mail.peer})
         return "250 2.0.0 OK: recorded" if count else "250 2.0.0 OK"
 
-    async def _dispatch(self, mail: _Mail) -> tuple[str, int]:
+    async def _dispatch(self, mail: _Mail, verified: dict[str, Target]) -> tuple[str, int]:
         report = parse.feedback_report(mail.msg)
         if report is not None:
             return "complaint", await self._complaint(mail, report)
@@ -147,21 +149,23 @@ class InboundMailHandler:
             return f"auto_reply:{reason}", 0
         messages: dict[tuple[str, str], InboundMessage] = {}
         for rcpt in mail.rcpts:
-            found = self._for_recipient(mail, rcpt)
+            found = self._for_recipient(mail, rcpt, verified)
             if found is not None:
                 messages.setdefault((found.sender, found.contact.lower()), found)
         for message in messages.values():
             await self._handle(message)
         return "request", len(messages)
 
-    def _for_recipient(self, mail: _Mail, rcpt: str) -> InboundMessage | None:
+    def _for_recipient(
+        self, mail: _Mail, rcpt: str, verified: dict[str, Target]
+    ) -> InboundMessage | None:
         local, _, domain = rcpt.rpartition("@")
         base, plus, token = local.partition("+")
         subject = parse.strip_subject(parse.header(mail.msg, "Subject"))
         lines = parse.first_lines(mail.msg)
         evidence_text = "\n".join([subject, *lines])[:_MAX_EVIDENCE_TEXT]
         if base.lower() == self._local and plus:
-            target = self._links.target(token)
+            target = verified.get(token) or self._links.target(token)
             return self._message(mail, rcpt, target, Method.MAILTO, self._opt_out(target),
                                  evidence_text)  # fmt: skip
         author = parse.sender_address(mail.msg, mail.mail_from)
@@ -282,10 +286,8 @@ class InboundMailHandler:
         return len(failures)
 
 
-def _parse(raw: bytes) -> EmailMessage:
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    assert isinstance(msg, EmailMessage)
-    return msg
+def _parse(raw: bytes) -> Message:
+    return BytesParser(policy=policy.compat32).parsebytes(raw)
 
 
 def _dedupe(prefix: str, key: str, list_id: str, address: str) -> str:

@@ -1,0 +1,243 @@
+"""Email edge benchmark: one-click POSTs and inbound unsubscribe mail, each next to its ceiling.
+
+Both sides run on this machine in the same run; every server runs in its own process (so the
+load generator in this process has its own core) and is driven by the same client code:
+
+* one-click: ``POST /u/<token>`` with ``List-Unsubscribe=One-Click`` from 200 concurrent
+  aiohttp clients, each POST a different recipient, each answered 200 only after its durable
+  commit (``synchronous_commit = on``: ledger event, consent row, outbox row). The ceiling is
+  a bare aiohttp handler that reads the body and answers 200.
+* inbound SMTP: mail to ``unsubscribe+<token>@`` over 20 concurrent aiosmtplib connections,
+  each mail a different recipient, 250 only after the commit. The ceiling is aiosmtpd with an
+  accept-only ``handle_DATA``.
+
+Run: ``python -m bench.run_email`` (``make bench``). Sizes: BENCH_EMAIL_POSTS, BENCH_EMAIL_MAILS.
+Acceptance (issue 4): one-click >= 40% of the aiohttp ceiling with p99 <= 50 ms at 200
+clients; inbound SMTP >= 60% of aiosmtpd's ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing
+import os
+import time
+import uuid
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("GATEWAY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("GATEWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "bench-secret-key-0123456789-0123456789-0123456789"  # noqa: S105 - bench only
+POSTS = int(os.environ.get("BENCH_EMAIL_POSTS", "6000"))
+MAILS = int(os.environ.get("BENCH_EMAIL_MAILS", "3000"))
+CLIENTS = 200
+SMTP_CONNECTIONS = 20
+LIST = "news@lists.acme-health.example"
+DOMAIN = "lists.acme-health.example"
+
+
+def _settings(schema: str, prefix: str) -> Any:
+    from gateway.settings import DatabaseSettings, HttpSettings, load_settings
+
+    env = {"GATEWAY_SECRET_KEY": SECRET, "GATEWAY_REDIS_URL": REDIS_URL}
+    base = load_settings(ROOT / "config" / "gateway.toml", env)
+    return dataclasses.replace(
+        base,
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(schema=schema, pool_min=4, pool_max=10),
+        database_url=PG_URL,
+        edges={
+            **base.edges,
+            "email": {"public_base_url": "https://u.example", "unsubscribe_domain": DOMAIN},
+            "smtp": {"host": "127.0.0.1", "port": 0, "hostname": "mx.bench", "domains": [DOMAIN],
+                     "max_connections": 500},
+        },
+    )  # fmt: skip
+
+
+# -- servers, each in its own process -------------------------------------------------------
+def _serve_gateway(settings: Any, pipe: Connection) -> None:
+    from gateway.app import Gateway
+
+    async def go() -> None:
+        async with Gateway(settings) as gw:
+            pipe.send((gw.http_port, gw.smtp_port))
+            await asyncio.to_thread(pipe.recv)
+
+    asyncio.run(go())
+
+
+def _serve_bare_http(pipe: Connection) -> None:
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="unsubscribed")
+
+    async def go() -> None:
+        app = web.Application()
+        app.router.add_post("/u/{token}", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        pipe.send((site._server.sockets[0].getsockname()[1], None))  # type: ignore[union-attr]
+        await asyncio.to_thread(pipe.recv)
+        await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def _serve_accept_only_smtp(pipe: Connection) -> None:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+    class AcceptOnly:
+        async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+            return "250 OK"
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(AcceptOnly(), loop=loop), "127.0.0.1", 0)
+        pipe.send((None, server.sockets[0].getsockname()[1]))
+        await asyncio.to_thread(pipe.recv)
+        server.close()
+
+    asyncio.run(go())
+
+
+class Server:
+    """A server process; ``ports`` are (http, smtp)."""
+
+    def __init__(self, target: Any, *args: Any) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._parent, child = ctx.Pipe()
+        self._proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+
+    def __enter__(self) -> tuple[int, int]:
+        self._proc.start()
+        ports: tuple[int, int] = self._parent.recv()
+        return ports
+
+    def __exit__(self, *exc: object) -> None:
+        self._parent.send("stop")
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+# -- load -----------------------------------------------------------------------------------
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _posts(port: int, tokens: list[str]) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) for one POST per token from CLIENTS clients."""
+    latencies: list[float] = []
+    queue = list(reversed(tokens))
+    connector = aiohttp.TCPConnector(limit=CLIENTS)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def client() -> None:
+            while queue:
+                token = queue.pop()
+                started = time.perf_counter()
+                async with http.post(
+                    f"http://127.0.0.1:{port}/u/{token}", data=b"List-Unsubscribe=One-Click",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                ) as resp:  # fmt: skip
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"POST answered {resp.status}")
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        elapsed = time.perf_counter() - began
+    return len(tokens) / elapsed, _p(latencies, 0.5), _p(latencies, 0.99)
+
+
+async def _mails(port: int, tokens: list[str]) -> float:
+    """Mails/s for one mail per token over SMTP_CONNECTIONS connections."""
+    queue = list(reversed(tokens))
+
+    async def connection() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
+        await client.connect()
+        try:
+            while queue:
+                token = queue.pop()
+                raw = (
+                    "From: <a@example.org>\r\nSubject: unsubscribe\r\n"
+                    f"Message-ID: <{token[:40]}@b>\r\n\r\n"
+                )
+                # A 4xx/5xx raises; ``errors`` lists refused recipients.
+                errors, _ = await client.sendmail(
+                    "a@example.org", [f"unsubscribe+{token}@{DOMAIN}"], raw.encode()
+                )
+                if errors:
+                    raise RuntimeError(f"recipient refused: {errors}")
+        finally:
+            await client.quit()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(SMTP_CONNECTIONS)))
+    return len(tokens) / (time.perf_counter() - began)
+
+
+async def run() -> None:
+    from gateway.edges.unsubscribe import Target, UnsubscribeLinks
+    from keywords.catalog import load_catalogs
+
+    schema, prefix = f"bench_{uuid.uuid4().hex[:8]}", f"bench{uuid.uuid4().hex[:6]}"
+    settings = _settings(schema, prefix)
+    links = UnsubscribeLinks.from_settings(settings, load_catalogs(settings.senders_dir))
+    run_id = uuid.uuid4().hex[:6]
+    post_tokens = [links.token(Target(LIST, f"p{i}.{run_id}@example.org")) for i in range(POSTS)]
+    mail_tokens = [links.token(Target(LIST, f"m{i}.{run_id}@example.org")) for i in range(MAILS)]
+    warm = [links.token(Target(LIST, f"w{i}.{run_id}@example.org")) for i in range(400)]
+
+    with Server(_serve_bare_http) as (bare_port, _):
+        await _posts(bare_port, warm)
+        ceiling, c50, c99 = await _posts(bare_port, post_tokens)
+    with Server(_serve_accept_only_smtp) as (_, sink_port):
+        await _mails(sink_port, warm[:200])
+        smtp_ceiling = await _mails(sink_port, mail_tokens)
+    try:
+        with Server(_serve_gateway, settings) as (http_port, smtp_port):
+            await _posts(http_port, warm[:200])
+            ours, o50, o99 = await _posts(http_port, post_tokens)
+            await _mails(smtp_port, warm[200:])
+            smtp_ours = await _mails(smtp_port, mail_tokens)
+    finally:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    print(f"one-click POST, {CLIENTS} concurrent clients, {POSTS} POSTs, durable commits")
+    print(f"  bare aiohttp handler : {ceiling:8.0f} req/s   p50 {c50:6.1f} ms   p99 {c99:6.1f} ms")
+    print(f"  gateway one-click    : {ours:8.0f} req/s   p50 {o50:6.1f} ms   p99 {o99:6.1f} ms")
+    print(f"  ratio                : {ours / ceiling:8.0%}   (target >= 40%, p99 <= 50 ms)")
+    print(f"inbound unsubscribe mail, {SMTP_CONNECTIONS} connections, {MAILS} mails")
+    print(f"  aiosmtpd accept-only : {smtp_ceiling:8.0f} mails/s")
+    print(f"  gateway SMTP edge    : {smtp_ours:8.0f} mails/s")
+    print(f"  ratio                : {smtp_ours / smtp_ceiling:8.0%}   (target >= 60%)")
+
+
+def main() -> None:
+    """Entry point for ``python -m bench``."""
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
