@@ -28,6 +28,7 @@ from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
 from gateway.edges.smpp.edge import SmppEdge
+from gateway.email_edge import EmailEdge
 from gateway.gate import SendGate
 from gateway.metrics import Metrics
 from gateway.outbox import OutboundSender, OutboxWorker
@@ -145,6 +146,8 @@ class Gateway:
             self.metrics,
             default_region=s.pipeline.default_region,
         )
+        self.email = EmailEdge(s, self.catalogs, self.pool)
+        self._senders.update(self.email.senders(self._senders))
         self.smpp: SmppEdge | None = None
         if "smpp" in s.edges:
             smpp_settings = parse_smpp(s.edges["smpp"], s.env, s.config_path)
@@ -170,6 +173,8 @@ class Gateway:
             self._stack.push_async_callback(self.smpp.close)
         if self._serve_http:
             await self._start_http()
+        # Pushed after the writer: on exit SMTP stops first, then the writer drains.
+        self.smtp_port = await self.email.start(self._stack, self.pipeline)
 
     def _spawn(self, coro: asyncio.Future[None] | object, name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -200,6 +205,7 @@ class Gateway:
             signature_tolerance=s.http.signature_tolerance_seconds,
         )
         modules = [ops.register, inbound.register, *self.api.http_modules()]
+        modules.append(self.email.http_module())
         runner = web.AppRunner(build_app(deps, modules), access_log=None, shutdown_timeout=10.0)
         await runner.setup()
         # Pushed after the writer: on exit HTTP stops first, then the writer drains.
