@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import json
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -46,7 +45,7 @@ class Browser:
         self._javascript = javascript
         self._timeout = start_timeout
         self._profile = Path(tempfile.mkdtemp(prefix="chromium-"))
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
@@ -55,16 +54,19 @@ class Browser:
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Browser:
-        self._proc = subprocess.Popen(  # noqa: S603 - a fixed local binary
-            [CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._proc = await asyncio.create_subprocess_exec(
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={self._profile}",
+            "about:blank",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         port_file = self._profile / "DevToolsActivePort"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         while not (port_file.exists() and port_file.read_text().strip()):
-            if loop.time() > deadline or self._proc.poll() is not None:
+            if loop.time() > deadline or self._proc.returncode is not None:
                 raise RuntimeError("chromium did not start")
             await asyncio.sleep(0.05)  # polling a file Chromium writes, with a deadline
         port = int(port_file.read_text().split()[0])
@@ -96,10 +98,10 @@ class Browser:
         if self._proc is not None:
             self._proc.terminate()
             try:
-                await asyncio.to_thread(self._proc.wait, 10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(self._proc.wait(), 10)
+            except TimeoutError:
                 self._proc.kill()
-                await asyncio.to_thread(self._proc.wait)
+                await self._proc.wait()
         shutil.rmtree(self._profile, ignore_errors=True)
 
     async def _read(self) -> None:
@@ -125,9 +127,9 @@ class Browser:
         result: dict[str, Any] = answer.get("result", {})
         return result
 
-    async def wait_event(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
-        """The next event called ``method`` (earlier other events are dropped)."""
-        async with asyncio.timeout(timeout):
+    async def wait_event(self, method: str) -> dict[str, Any]:
+        """The next event called ``method`` within 30 s (earlier other events are dropped)."""
+        async with asyncio.timeout(30):
             while True:
                 event = await self._events.get()
                 if event["method"] == method:

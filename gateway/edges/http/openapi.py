@@ -98,6 +98,30 @@ SCHEMAS: dict[str, Any] = {
     "Object": {"type": "object"},
 }
 
+_SCOPE = {"sender": "12345", "program": "reminders", "channel": "sms"}
+# Request examples: schemathesis sends each once, so the happy path is exercised too.
+EXAMPLES: dict[str, Any] = {
+    "GateCheck": {**_SCOPE, "to": "+14155550123"},
+    "GateBatch": {**_SCOPE, "to": ["+14155550123", "+14155550124", "not a number"]},
+    "Send": {**_SCOPE, "to": "+14155550123", "body": "Your appointment is at 10:00"},
+    "Consent": {
+        **_SCOPE,
+        "contact": "+14155550123",
+        "action": "opt_in",
+        "method": "web_form",
+        "idempotency_key": "form-42",
+        "evidence": {
+            "checkbox_text": "Text me appointment reminders",
+            "disclosure_version": "2026-01",
+            "ip": "203.0.113.9",
+            "user_agent": "Mozilla/5.0",
+            "page_url": "https://acme.example/signup",
+        },
+    },
+    "Subject": {"channel": "sms", "contact": "+14155550123"},
+    "Rectify": {"channel": "sms", "contact": "+14155550123", "new_contact": "+14155550177"},
+}
+
 _ERRORS = {
     "400": "bad_request: the body is not what the endpoint takes",
     "401": "unauthorized / bad_signature: no valid API key or signature",
@@ -142,7 +166,10 @@ def _op(
     if scope is not None:
         op["description"] = f"Needs an API key with scope `{scope}`."
     if body is not None:
-        op["requestBody"] = {"required": True, "content": _json(body)}
+        content = _json(body)
+        if body in EXAMPLES:
+            content["application/json"]["example"] = EXAMPLES[body]
+        op["requestBody"] = {"required": True, "content": content}
     if form:
         op["requestBody"] = {
             "required": True,

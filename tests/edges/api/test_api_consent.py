@@ -20,21 +20,29 @@ async def test_web_form_opt_in_keeps_its_evidence_and_is_exactly_once(
     """The ledger evidence holds the disclosure version, IP, user agent and page; a retry
     with the same idempotency key is a duplicate; the gate then allows the send."""
     key = await new_key(gateway, "write", "read")
-    status, body = await call(gateway, "POST", "/v1/consent", key=key,
-                              json=opt_in_body("(415) 555-0123", "form-1"))  # fmt: skip
+    status, body = await call(
+        gateway, "POST", "/v1/consent", key=key, json=opt_in_body("(415) 555-0123", "form-1")
+    )
     assert (200, "committed") == (status, body["status"])
     assert [{"program": "reminders", "from": "none", "to": "opted_in"}] == body["transitions"]
     evidence = json.loads(await db.fetchval("SELECT evidence FROM ledger"))
     assert ("2026-01", "203.0.113.9", "web_form") == (
-        evidence["disclosure_version"], evidence["ip"],
+        evidence["disclosure_version"],
+        evidence["ip"],
         await db.fetchval("SELECT method FROM ledger"),
-    )  # fmt: skip
-    status, again = await call(gateway, "POST", "/v1/consent", key=key,
-                               json=opt_in_body("+14155550123", "form-1"))  # fmt: skip
+    )
+    status, again = await call(
+        gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "form-1")
+    )
     assert (200, "duplicate") == (status, again["status"])
     assert 1 == await count_rows(db, "ledger")
-    status, answer = await call(gateway, "POST", "/v1/gate/check", key=key, json={
-        "sender": "12345", "program": "reminders", "channel": "sms", "to": "+14155550123"})  # fmt: skip
+    status, answer = await call(
+        gateway,
+        "POST",
+        "/v1/gate/check",
+        key=key,
+        json={"sender": "12345", "program": "reminders", "channel": "sms", "to": "+14155550123"},
+    )
     assert (200, True, "opted_in") == (status, answer["allowed"], answer["reason"])
 
 
@@ -66,11 +74,16 @@ async def test_operator_records_verbal_opt_out_with_a_reference(
     """A verbal opt-out entered by an operator names the operator and the call reference."""
     key = await new_key(gateway, "write")
     await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "a"))
-    body = {**opt_in_body("+14155550123", "b"), "action": "opt_out", "method": "verbal",
-            "evidence": {"operator": "agent-7", "reference": "call-2026-0042"}}  # fmt: skip
+    body = {
+        **opt_in_body("+14155550123", "b"),
+        "action": "opt_out",
+        "method": "verbal",
+        "evidence": {"operator": "agent-7", "reference": "call-2026-0042"},
+    }
     status, answer = await call(gateway, "POST", "/v1/consent", key=key, json=body)
     assert (200, "opted_out") == (status, answer["transitions"][0]["to"])
     row = await db.fetchrow("SELECT method, evidence FROM ledger ORDER BY seq DESC LIMIT 1")
+    assert row is not None
     assert ("verbal", "agent-7") == (row["method"], json.loads(row["evidence"])["operator"])
 
 
@@ -78,8 +91,13 @@ async def test_sms_double_opt_in_waits_for_yes(gateway: Gateway, db: asyncpg.Con
     """A form sign-up to the double opt-in flu program is pending with a "Reply YES" text
     queued; the gate refuses until the person texts YES."""
     key = await new_key(gateway, "write", "read")
-    status, body = await call(gateway, "POST", "/v1/consent", key=key,
-                              json=opt_in_body("+14155550123", "f", program="flu"))  # fmt: skip
+    status, body = await call(
+        gateway,
+        "POST",
+        "/v1/consent",
+        key=key,
+        json=opt_in_body("+14155550123", "f", program="flu"),
+    )
     assert (200, "pending") == (status, body["transitions"][0]["to"])
     assert "Reply YES" in await db.fetchval("SELECT body FROM outbox")
     scope = {"sender": "12345", "program": "flu", "channel": "sms", "to": "+14155550123"}
@@ -96,8 +114,12 @@ async def test_email_double_opt_in_link_confirms_on_post_only(
     """The newsletter sign-up mails one link; a GET of it (a link scanner) changes nothing,
     the button's POST confirms, a second POST is a duplicate, an expired link gets 410."""
     key = await new_key(gateway, "write")
-    body = {**opt_in_body("Ann@Example.ORG", "e1"), "channel": "email",
-            "sender": "news@lists.acme-health.example", "program": "newsletter"}  # fmt: skip
+    body = {
+        **opt_in_body("Ann@Example.ORG", "e1"),
+        "channel": "email",
+        "sender": "news@lists.acme-health.example",
+        "program": "newsletter",
+    }
     status, answer = await call(gateway, "POST", "/v1/consent", key=key, json=body)
     assert (200, "pending") == (status, answer["transitions"][0]["to"])
     mails = await db.fetch("SELECT kind, recipient, body FROM outbox")
@@ -114,8 +136,9 @@ async def test_email_double_opt_in_link_confirms_on_post_only(
     assert 2 == await count_rows(db, "ledger")
     expired = gateway.api.tokens.issue(
         b"email\x00news@lists.acme-health.example\x00newsletter\x00Ann@example.org",
-        "confirm", ttl_seconds=-7200,
-    )  # fmt: skip
+        "confirm",
+        ttl_seconds=-7200,
+    )
     status, _ = await call(gateway, "POST", f"/c/{expired}")
     assert 410 == status
 

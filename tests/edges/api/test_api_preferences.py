@@ -17,9 +17,12 @@ async def test_keyboard_toggles_without_javascript_are_recorded(
     key = await new_key(gateway, "write")
     await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "k1"))
     status, link = await call(
-        gateway, "POST", "/v1/preferences/links", key=key,
+        gateway,
+        "POST",
+        "/v1/preferences/links",
+        key=key,
         json={"channel": "sms", "contact": "+14155550123"},
-    )  # fmt: skip
+    )
     assert 200 == status
     port = gateway.http_port
     url = link["url"].replace("http://127.0.0.1:8080", f"http://127.0.0.1:{port}")
@@ -55,7 +58,9 @@ async def test_keyboard_toggles_without_javascript_are_recorded(
     assert [("reminders", "opt_out", "preference_page"), ("flu", "pending", "preference_page")] == [
         tuple(r) for r in rows
     ]
-    states = dict(await db.fetch("SELECT program, state FROM consent"))
+    states = {
+        r["program"]: r["state"] for r in await db.fetch("SELECT program, state FROM consent")
+    }
     assert {"reminders": "opted_out", "flu": "pending"} == states
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 from api_helpers import call, new_key, opt_in_body
 from support import CONFIG, PG_URL, SECRET, sms
 
@@ -30,8 +32,13 @@ async def test_export_holds_everything_including_the_ledger(gateway: Gateway) ->
     """Art. 15: the contact, its consent, what it sent, the ledger rows with their hashes and
     evidence, the messages; the export itself is audited; an unknown contact is 422."""
     key = await _subscribed(gateway)
-    status, data = await call(gateway, "POST", "/v1/privacy/export", key=key,
-                              json={"channel": "sms", "contact": "+14155550123"})  # fmt: skip
+    status, data = await call(
+        gateway,
+        "POST",
+        "/v1/privacy/export",
+        key=key,
+        json={"channel": "sms", "contact": "+14155550123"},
+    )
     assert 200 == status
     assert "+14155550123" == data["contact"]["address"]
     assert [("reminders", "opted_in")] == [(c["program"], c["state"]) for c in data["consent"]]
@@ -42,8 +49,13 @@ async def test_export_holds_everything_including_the_ledger(gateway: Gateway) ->
     assert {"opt_in", "help"} == {m["kind"] for m in data["messages"]}
     _, log = await call(gateway, "GET", "/v1/admin/audit", key=key)
     assert "privacy.export" == log["records"][0]["action"]
-    status, err = await call(gateway, "POST", "/v1/privacy/export", key=key,
-                             json={"channel": "sms", "contact": "+14155550999"})  # fmt: skip
+    status, err = await call(
+        gateway,
+        "POST",
+        "/v1/privacy/export",
+        key=key,
+        json={"channel": "sms", "contact": "+14155550999"},
+    )
     assert (422, "unknown_contact") == (status, err["error"]["code"])
 
 
@@ -53,20 +65,32 @@ async def test_rectify_moves_consent_to_the_new_number_and_keeps_history(
     """Art. 16: after a number change the gate allows the new number (the cache was told)
     and refuses the old one; the export lists the old number as history."""
     key = await _subscribed(gateway)
-    _, before = await call(gateway, "POST", "/v1/gate/check", key=key,
-                           json={**_CHECK, "to": "+14155550123"})  # fmt: skip
+    _, before = await call(
+        gateway, "POST", "/v1/gate/check", key=key, json={**_CHECK, "to": "+14155550123"}
+    )
     assert before["allowed"]
-    status, _ = await call(gateway, "POST", "/v1/privacy/rectify", key=key, json={
-        "channel": "sms", "contact": "+14155550123", "new_contact": "+14155550177"})  # fmt: skip
+    status, _ = await call(
+        gateway,
+        "POST",
+        "/v1/privacy/rectify",
+        key=key,
+        json={"channel": "sms", "contact": "+14155550123", "new_contact": "+14155550177"},
+    )
     assert 200 == status
     answers = []
     for number in ("+14155550123", "+14155550177"):
-        _, answer = await call(gateway, "POST", "/v1/gate/check", key=key,
-                               json={**_CHECK, "to": number})  # fmt: skip
+        _, answer = await call(
+            gateway, "POST", "/v1/gate/check", key=key, json={**_CHECK, "to": number}
+        )
         answers.append((answer["allowed"], answer["reason"]))
     assert [(False, "no_consent"), (True, "opted_in")] == answers
-    _, data = await call(gateway, "POST", "/v1/privacy/export", key=key,
-                         json={"channel": "sms", "contact": "+14155550177"})  # fmt: skip
+    _, data = await call(
+        gateway,
+        "POST",
+        "/v1/privacy/export",
+        key=key,
+        json={"channel": "sms", "contact": "+14155550177"},
+    )
     assert ["+14155550123"] == [a["address"] for a in data["previous_addresses"]]
     assert 1 == len(data["ledger"])
 
@@ -78,8 +102,13 @@ async def test_erasure_redacts_suppresses_and_the_ledger_still_verifies(
     bodies and evidence redacted; `gateway audit verify` passes and counts the redactions;
     the gate answers suppressed even after a later START, and capture refuses the person."""
     key = await _subscribed(gateway)
-    status, done = await call(gateway, "POST", "/v1/privacy/erase", key=key,
-                              json={"channel": "sms", "contact": "(415) 555-0123"})  # fmt: skip
+    status, done = await call(
+        gateway,
+        "POST",
+        "/v1/privacy/erase",
+        key=key,
+        json={"channel": "sms", "contact": "(415) 555-0123"},
+    )
     assert 200 == status
     assert 2 == len(done["ledger_seqs"])
     actions = await db.fetch("SELECT action, method, evidence FROM ledger ORDER BY seq")
@@ -88,38 +117,55 @@ async def test_erasure_redacts_suppresses_and_the_ledger_still_verifies(
     ]
     assert [None, None, None] == [r["evidence"] for r in actions]
     assert 0 == await db.fetchval("SELECT count(*) FROM contacts WHERE address LIKE '+1%'")
-    assert [""] * 2 == [r["body"] for r in await db.fetch("SELECT body FROM inbound_events"
-                                                           " WHERE method <> 'erasure'")]  # fmt: skip
+    assert [""] * 2 == [
+        r["body"]
+        for r in await db.fetch("SELECT body FROM inbound_events WHERE method <> 'erasure'")
+    ]
     assert 0 == await db.fetchval("SELECT count(*) FROM outbox WHERE body <> ''")
     assert 1 == await db.fetchval("SELECT count(*) FROM suppression")
 
     env = {**os.environ, "GATEWAY_SECRET_KEY": SECRET, "GATEWAY_DATABASE_URL": PG_URL}
     config = tmp_path / "gw.toml"
-    config.write_text(CONFIG.read_text().replace('schema = "consent"',
-                      f'schema = "{settings.database.schema}"'))  # fmt: skip
+    config.write_text(
+        CONFIG.read_text().replace('schema = "consent"', f'schema = "{settings.database.schema}"')
+    )
     config.with_name("senders").symlink_to(CONFIG.parent / "senders")
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "gateway", "--config", str(config), "audit", "verify"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     report = json.loads(result.stdout)
-    assert (0, True, 3, 3) == (result.returncode, report["ok"], report["events"], report["redacted"])
+    assert (0, True, 3, 3) == (
+        result.returncode,
+        report["ok"],
+        report["events"],
+        report["redacted"],
+    )
 
     # The number texts START again: recorded (an inbound text is never refused), yet the gate
     # still refuses: the cache keeps the erasure's newer opt-out, and once that entry is
     # gone the suppression list answers (checked on every answer that would allow).
     await gateway.pipeline.handle(sms("START"))
-    _, answer = await call(gateway, "POST", "/v1/gate/check", key=key,
-                           json={**_CHECK, "to": "+14155550123"})  # fmt: skip
+    _, answer = await call(
+        gateway, "POST", "/v1/gate/check", key=key, json={**_CHECK, "to": "+14155550123"}
+    )
     assert (False, "opted_out") == (answer["allowed"], answer["reason"])
     assert gateway.api.suppression.contains("sms", "+14155550123")
-    await gateway.cache.tombstone_many([(ConsentKey("sms", "12345", "reminders", "+14155550123"),
-                                         10**9)])  # fmt: skip
-    _, answer = await call(gateway, "POST", "/v1/gate/check", key=key,
-                           json={**_CHECK, "to": "+14155550123"})  # fmt: skip
+    await gateway.cache.tombstone_many(
+        [(ConsentKey("sms", "12345", "reminders", "+14155550123"), 10**9)]
+    )
+    _, answer = await call(
+        gateway, "POST", "/v1/gate/check", key=key, json={**_CHECK, "to": "+14155550123"}
+    )
     assert (False, "suppressed") == (answer["allowed"], answer["reason"])
-    status, err = await call(gateway, "POST", "/v1/consent", key=key,
-                             json=opt_in_body("+14155550123", "again"))  # fmt: skip
+    status, err = await call(
+        gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "again")
+    )
     assert (422, "suppressed") == (status, err["error"]["code"])
     message = {**_CHECK, "to": "+14155550123", "body": "hello"}
     status, err = await call(gateway, "POST", "/v1/send", key=key, json=message)
@@ -135,13 +181,12 @@ async def test_ledger_rows_stay_append_only_outside_redaction(db: asyncpg.Connec
         " VALUES (1, 1, 'sms', 's', 'p', 'opt_in', 'api', 'none', 'opted_in', now(), NULL,"
         " NULL, '{}', '\\x00', '\\x00', '\\x00')"
     )
-    for sql in ("UPDATE ledger SET action = 'opt_out'",
-                "UPDATE ledger SET evidence = NULL, method = 'x'", "DELETE FROM ledger"):  # fmt: skip
-        try:
+    for sql in (
+        "UPDATE ledger SET action = 'opt_out'",
+        "UPDATE ledger SET evidence = NULL, method = 'x'",
+        "DELETE FROM ledger",
+    ):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await db.execute(sql)
-        except asyncpg.RaiseError as exc:
-            assert "append-only" in str(exc)
-        else:
-            raise AssertionError(f"{sql} was allowed")
     await db.execute("UPDATE ledger SET evidence = NULL")
     assert await db.fetchval("SELECT evidence IS NULL FROM ledger")

@@ -6,7 +6,6 @@ import io
 import time
 
 import aiohttp
-
 import asyncpg
 import orjson
 from api_helpers import call, new_key, opt_in_body
@@ -26,13 +25,18 @@ async def test_send_through_refuses_without_consent_and_queues_with_it(
     message = {**_SCOPE, "to": "+14155550123", "body": "Your appointment is at 10:00"}
     status, answer = await call(gateway, "POST", "/v1/send", key=key, json=message)
     assert (422, "send_refused", "no_consent") == (
-        status, answer["error"]["code"], answer["error"]["reason"])  # fmt: skip
+        status,
+        answer["error"]["code"],
+        answer["error"]["reason"],
+    )
     await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "a"))
     status, answer = await call(gateway, "POST", "/v1/send", key=key, json=message)
     assert (202, "queued") == (status, answer["status"])
     await gateway.pipeline.handle(sms("STOP"))
-    row = await db.fetchrow("SELECT status, last_error FROM outbox WHERE id = $1",
-                            answer["outbox_id"])  # fmt: skip
+    row = await db.fetchrow(
+        "SELECT status, last_error FROM outbox WHERE id = $1", answer["outbox_id"]
+    )
+    assert row is not None
     assert ("cancelled", "recipient opted out") == (row["status"], row["last_error"])
     status, answer = await call(gateway, "POST", "/v1/send", key=key, json=message)
     assert (422, "opted_out") == (status, answer["error"]["reason"])
@@ -57,8 +61,11 @@ async def test_batch_gate_streams_100000_answers_in_order(gateway: Gateway) -> N
     url = f"http://127.0.0.1:{gateway.http_port}/v1/gate/batch"
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url, data=io.BytesIO(orjson.dumps({**_SCOPE, "to": recipients})),
-                     headers={"Authorization": f"Bearer {key}"}) as resp,  # fmt: skip
+        session.post(
+            url,
+            data=io.BytesIO(orjson.dumps({**_SCOPE, "to": recipients})),
+            headers={"Authorization": f"Bearer {key}"},
+        ) as resp,
     ):
         status = resp.status
         chunked = resp.headers.get("Transfer-Encoding") == "chunked"

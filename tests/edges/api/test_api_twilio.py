@@ -66,21 +66,33 @@ async def twilio_gateway(settings: Settings, fake_twilio: FakeTwilio) -> AsyncIt
 
 
 def _form(**fields: str) -> dict[str, str]:
-    base = {"MessageSid": "SM1", "AccountSid": TWILIO_SID, "From": "+14155550123",
-            "To": "12345", "Body": "STOP"}  # fmt: skip
+    base = {
+        "MessageSid": "SM1",
+        "AccountSid": TWILIO_SID,
+        "From": "+14155550123",
+        "To": "12345",
+        "Body": "STOP",
+    }
     return {**base, **fields}
 
 
 async def _post(gateway: Gateway, form: dict[str, str], signature: str | None = None) -> Any:
     path = "/v1/providers/twilio/sms"
-    sig = signature or twilio_signature(TWILIO_TOKEN, "https://gw.example.com" + path, list(form.items()))
+    sig = signature or twilio_signature(
+        TWILIO_TOKEN, "https://gw.example.com" + path, list(form.items())
+    )
     return await call(gateway, "POST", path, data=form, headers={"X-Twilio-Signature": sig})
 
 
 def test_signature_matches_twilios_documented_example() -> None:
     """The example from Twilio's webhook-security docs gives its published signature."""
-    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
-              "From": "+12349013030", "To": "+18005551212"}  # fmt: skip
+    params = {
+        "CallSid": "CA1234567890ABCDE",
+        "Caller": "+12349013030",
+        "Digits": "1234",
+        "From": "+12349013030",
+        "To": "+18005551212",
+    }
     url = "https://mycompany.com/myapp.php?foo=1&bar=2"
     assert "0/KCTR6DLpKmkAf8muzZqo1nDgQ=" == twilio_signature("12345", url, list(params.items()))
 
@@ -128,7 +140,8 @@ async def test_forged_webhook_is_refused_and_writes_nothing(
 async def test_tampered_body_is_refused(twilio_gateway: Gateway) -> None:
     """A signature over other fields (the body was changed in flight) does not verify."""
     signed = _form()
-    sig = twilio_signature(TWILIO_TOKEN, "https://gw.example.com/v1/providers/twilio/sms",
-                           list(signed.items()))  # fmt: skip
+    sig = twilio_signature(
+        TWILIO_TOKEN, "https://gw.example.com/v1/providers/twilio/sms", list(signed.items())
+    )
     status, _ = await _post(twilio_gateway, _form(Body="START"), signature=sig)
     assert 401 == status
