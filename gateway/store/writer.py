@@ -99,28 +99,37 @@ class ConsentWriter:
         self._metrics = metrics
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def submit(self, event: PreparedEvent) -> Outcome:
         """Write ``event``; return once committed, or raise ``TemporaryFailure``."""
-        if self._task is None or self._task.done():
+        if not self._tasks or all(t.done() for t in self._tasks):
             raise TemporaryFailure("the writer is not running")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(event, future))
         return await future
 
-    def start(self) -> None:
-        """Start the batching task."""
-        self._task = asyncio.create_task(self._run(), name="consent-writer")
+    def start(self, writers: int = 2) -> None:
+        """Start the batching tasks.
+
+        Two by default: while one batch waits for its COMMIT (the WAL flush), the next is
+        already locking contacts and reading states. They serialise where they must, on
+        the contact rows they share and on ``ledger_head``.
+        """
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"consent-writer-{i}") for i in range(writers)
+        ]
 
     async def stop(self) -> None:
         """Finish every queued event, then stop (SIGTERM drains in-flight work)."""
-        if self._task is None:
+        if not self._tasks:
             return
         await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _run(self) -> None:
         while True:
