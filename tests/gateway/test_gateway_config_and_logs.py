@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import io
 import json
 import logging
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import asyncpg
 import pytest
-from support import CONFIG, ROOT
+from support import CONFIG, PG_URL, ROOT
 
 from gateway.__main__ import main
 from gateway.errors import ConfigError
@@ -140,3 +142,37 @@ def test_layering_rules_hold() -> None:
         assert not [n for n in names if n.startswith("gateway.edges")], path
     for path, names in _imports(ROOT / "gateway" / "edges").items():
         assert not [n for n in names if n.startswith("gateway.store")], path
+
+
+async def test_migrate_and_audit_verify_from_the_command_line(
+    tmp_path: Path, schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gateway migrate` creates the schema; `gateway audit verify` exits 0, then 1 on a tamper."""
+    config = _write(
+        tmp_path,
+        f'[gateway]\nsenders_dir = "{(CONFIG.parent / "senders").as_posix()}"\n'
+        f'[database]\nschema = "{schema}"\n',
+    )
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", PG_URL)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+
+    def run(*args: str) -> int:
+        # The CLI runs its own event loop, as it does from a shell.
+        return main(["--config", str(config), *args])
+
+    assert 0 == await asyncio.to_thread(run, "migrate")
+    assert 0 == await asyncio.to_thread(run, "audit", "verify")
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        await conn.execute(
+            "INSERT INTO contacts (channel, address) VALUES ('sms', '+14155550123');"
+            "INSERT INTO ledger SELECT 1, id, 'sms', '12345', 'reminders', 'opt_in', 'api',"
+            " 'none', 'opted_in', now(), NULL, NULL, '{}', '\\x00', '\\x00', '\\x00'"
+            " FROM contacts"
+        )
+    finally:
+        await conn.close()
+    capsys.readouterr()
+    assert 1 == await asyncio.to_thread(run, "audit", "verify")
+    report = json.loads(capsys.readouterr().out)
+    assert (False, 1) == (report["ok"], report["events"])
