@@ -103,3 +103,12 @@ def test_fast_deliver_sm_resp_matches_smpplib() -> None:
     for status in (codec.ESME_ROK, codec.ESME_RX_T_APPN):
         expected = codec.encode("deliver_sm_resp", 77, status=status)
         assert expected == codec.deliver_sm_resp(77, status)
+
+
+def test_fast_submit_sm_resp_reading_matches_smpplib() -> None:
+    """submit_sm_resp read on the fast path gives the message_id smpplib would."""
+    frame = codec.encode("submit_sm_resp", 12, message_id="0a1b2c")
+    pdu = codec.decode(frame)
+    assert ("0a1b2c", 12, True) == (pdu.cstr("message_id"), pdu.sequence, pdu.is_response)
+    error = codec.decode(codec.encode("submit_sm_resp", 13, status=codec.ESME_RTHROTTLED))
+    assert (codec.ESME_RTHROTTLED, "") == (error.status, error.cstr("message_id"))

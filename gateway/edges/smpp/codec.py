@@ -66,6 +66,9 @@ TAG_NETWORK_ERROR_CODE = 0x0423
 TAG_MESSAGE_PAYLOAD = 0x0424
 TAG_MESSAGE_STATE = 0x0427
 
+_BARE_RESPONSES = frozenset(
+    {SUBMIT_SM | RESPONSE_BIT, ENQUIRE_LINK | RESPONSE_BIT, UNBIND | RESPONSE_BIT}
+)
 _MAX_CSTR = {  # longest value (NUL excluded) of the C-octet strings we read, SMPP 3.4 §4
     "service_type": 5, "source_addr": 20, "destination_addr": 20, "system_id": 15,
     "schedule_delivery_time": 16, "validity_period": 16, "message_id": 64, "password": 8,
@@ -160,6 +163,13 @@ def decode(frame: bytes) -> Pdu:
     length, command_id, status, sequence = HEADER.unpack_from(frame)
     if length != len(frame):
         raise MalformedPdu("command_length does not match the PDU", sequence=sequence)
+    if command_id in _BARE_RESPONSES:
+        # submit_sm_resp and the body-less responses: only message_id (a C-octet string,
+        # SMPP 3.4 §4.4.2) to read, so smpplib's per-PDU object setup is skipped on the
+        # hottest inbound path. tests/smpp/test_smpp_codec.py checks both readings agree.
+        message_id = frame[MIN_LENGTH:].split(b"\x00", 1)[0]
+        fields: dict[str, Any] = {"message_id": message_id} if length > MIN_LENGTH else {}
+        return Pdu(command_id, status, sequence, fields)
     try:
         name = command_codes.get_command_name(command_id)
         pdu = smpp.make_pdu(name, client=_CLIENT, allow_unknown_opt_params=True)
