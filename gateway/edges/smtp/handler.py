@@ -134,6 +134,11 @@ class InboundMailHandler:
                 return "451 4.3.0 Temporary failure: please try again later"
             log.info("smtp refused", extra={"reason": exc.code, "key": mail.key[:80]})
             return f"550 5.6.0 Message refused: {exc.code}"
+        except Exception:
+            # A bug of ours must not lose a request: defer it so the sender retries (and
+            # an operator sees the traceback), never accept what we did not record.
+            log.exception("smtp handler failed", extra={"key": mail.key[:80]})
+            return "451 4.3.0 Temporary failure: please try again later"
         log.info("smtp accepted", extra={"kind": kind, "changes": count, "peer": mail.peer})
         return "250 2.0.0 OK: recorded" if count else "250 2.0.0 OK"
 
