@@ -9,7 +9,8 @@ For each system, from the same simulator build, on the same machine, in the same
 The gateway runs as a process (``python -m gateway serve``) on the real PostgreSQL and Redis,
 with durable commits. Kannel 1.4.5 (Debian ``kannel``) runs bearerbox + smsbox with its file
 store and an sms-service answering ``stop`` with a fixed text: it records nothing, which is
-the ceiling we compare with. Kannel is installed by ``make bench`` when missing.
+the ceiling we compare with. Kannel must be installed (``apt-get install kannel``); without
+it only the gateway's row is printed.
 Run: ``make bench BENCH=smpp`` or ``python -m bench.run_smpp``.
 """
 
