@@ -184,6 +184,7 @@ class ApiEdge:
             default_ttl_seconds=self.api_settings.preference_link_ttl_days * 86_400,
         )
         self._wake: Callable[[], None] = lambda: None
+        self.app: Any = None
 
     async def senders(
         self, stack: AsyncExitStack, existing: Mapping[str, OutboundSender]
@@ -241,6 +242,7 @@ class ApiEdge:
         )
 
         def register(app: Any) -> None:
+            self.app = app  # kept for tests and tools that call the edge's tasks directly
             app[auth.API] = deps
             app.middlewares.append(auth.auth_errors)
 

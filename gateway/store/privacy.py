@@ -321,6 +321,24 @@ class PrivacyStore:
             raise TemporaryFailure("consent store unavailable") from exc
         return outbox_id
 
+    async def expired_pending(self, older_than_seconds: int, limit: int) -> list[tuple[Any, ...]]:
+        """Double opt-ins still unconfirmed after the window: (channel, sender, program,
+        address, contact id, version), oldest first."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT s.channel, s.sender, s.program, c.address, c.id, s.version"
+                    " FROM consent s JOIN contacts c ON c.id = s.contact_id"
+                    " WHERE s.state = 'pending'"
+                    " AND s.updated_at < now() - make_interval(secs => $1)"
+                    " ORDER BY s.updated_at LIMIT $2",
+                    float(older_than_seconds),
+                    limit,
+                )
+        except _DB_ERRORS as exc:
+            raise TemporaryFailure("consent store unavailable") from exc
+        return [tuple(r) for r in rows]
+
 
 _REFUSED: Mapping[str, str] = {
     "none": "no_consent",

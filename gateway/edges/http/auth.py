@@ -57,6 +57,10 @@ class Privacy(Protocol):
         self, channel: str, sender: str, program: str, address: str, body: str
     ) -> int | str: ...
 
+    async def expired_pending(
+        self, older_than_seconds: int, limit: int
+    ) -> list[tuple[Any, ...]]: ...
+
     async def queue_notice(
         self, channel: str, sender: str, program: str, address: str, body: str
     ) -> int: ...

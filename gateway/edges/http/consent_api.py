@@ -5,7 +5,8 @@
   must be able to demonstrate consent), or a verbal / written one entered by an operator with
   a reference to the evidence. ``idempotency_key`` makes retries exactly-once (invariant 3).
   A double opt-in program stays ``pending``: SMS gets the sender's "Reply YES" text, email a
-  link to ``/c/{token}`` that expires after ``confirm_ttl_seconds``.
+  link to ``/c/{token}``. Either expires after ``confirm_ttl_seconds``: the link stops
+  working, and a sweep closes the sign-up (``expire_pending``).
 - ``GET /c/{token}`` shows a button, ``POST /c/{token}`` confirms: a GET never changes
   anything, because mail scanners fetch every link (FACTS.md, listmonk #1454).
 - ``POST /v1/send`` (scope ``send``): queue an SMS or email only if the recipient opted in;
@@ -15,7 +16,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
+import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,13 +31,16 @@ from gateway.addresses import normalize_address
 from gateway.edges.http.auth import API, ApiDeps, require
 from gateway.edges.http.gate_api import parse_json, scope_of
 from gateway.edges.http.server import DEPS, BadRequest, read_body, string_field
-from gateway.errors import BadInput, UnknownSender
+from gateway.errors import BadInput, GatewayError, UnknownSender
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.tokens import TokenCodec, TokenError
 from keywords.catalog import SenderCatalog
 from keywords.model import Action, Channel, Intent, IntentKind, MatchKind, ReplyKind
 
+log = logging.getLogger(__name__)
+
 CONFIRM_PURPOSE = "confirm"
+SWEEP_SECONDS = 60.0
 PREFERENCES_PURPOSE = "preferences"
 _FORM_EVIDENCE = ("checkbox_text", "disclosure_version", "ip", "user_agent", "page_url")
 _OPERATOR_EVIDENCE = ("operator", "reference")
@@ -288,8 +296,56 @@ async def preference_link(request: web.Request) -> web.Response:
     return web.json_response({"url": f"{api.public_base_url}/p/{token}"})
 
 
+async def expire_pending(app: web.Application) -> int:
+    """Close double opt-ins left unconfirmed past ``confirm_ttl_seconds``; return how many.
+
+    Each becomes ``opted_out`` through the pipeline (method ``api``, no reply, the reason in
+    the evidence): never a send, and a later YES or join keyword asks again from the start.
+    The dedupe key names the row's version, so instances sweeping at once record it once.
+    """
+    deps, api = app[DEPS], app[API]
+    rows = await api.privacy.expired_pending(api.confirm_ttl_seconds, 500)
+    for channel, sender, program, address, contact_id, version in rows:
+        if sender not in api.catalogs:
+            continue
+        await deps.pipeline.handle(
+            InboundMessage(
+                channel=Channel(channel),
+                sender=sender,
+                contact=address,
+                text="",
+                method=Method.API,
+                dedupe_key=f"expire:{contact_id}:{sender}:{program}:{version}",
+                received_at=datetime.now(UTC),
+                evidence={"reason": "double opt-in not confirmed in time"},
+                intent=Intent(IntentKind.OPT_OUT, MatchKind.EXACT, program=program),
+                suppress_replies=True,
+            )
+        )
+    return len(rows)
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Sweep expired pending sign-ups every ``SWEEP_SECONDS`` while the server runs."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await expire_pending(app)
+            except GatewayError as exc:
+                log.warning("pending sweep failed; retrying", extra={"reason": exc.code})
+            await asyncio.sleep(SWEEP_SECONDS)  # a timer, not a synchronization
+
+    task = asyncio.create_task(loop(), name="pending-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def register(app: web.Application) -> None:
-    """Add the routes."""
+    """Add the routes and the sweep of expired double opt-ins."""
+    app.cleanup_ctx.append(_sweeper)
     app.router.add_post("/v1/consent", capture)
     app.router.add_get("/c/{token}", confirm_page)
     app.router.add_post("/c/{token}", confirm)

@@ -12,6 +12,7 @@ from api_helpers import call, new_key, opt_in_body
 from support import count_rows, sms
 
 from gateway.app import Gateway
+from gateway.edges.http.consent_api import expire_pending
 
 
 async def test_web_form_opt_in_keeps_its_evidence_and_is_exactly_once(
@@ -160,3 +161,33 @@ async def test_keys_are_required_scoped_and_stored_hashed(
     assert not any(write.split("_")[-1] in r["h"] for r in stored)
     assert await gateway.api.store.revoke_key(key_id, actor="test")
     assert 401 == (await call(gateway, "POST", "/v1/consent", key=write, json=body))[0]
+
+
+async def test_unconfirmed_double_opt_in_expires_and_a_late_yes_does_not_confirm_it(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A sign-up still pending past the window is closed by the sweep (no reply, the reason
+    in the evidence); a late YES no longer confirms it (YES then joins the default programs,
+    as START would)."""
+    key = await new_key(gateway, "write")
+    await call(
+        gateway,
+        "POST",
+        "/v1/consent",
+        key=key,
+        json=opt_in_body("+14155550123", "f", program="flu"),
+    )
+    assert 0 == await expire_pending(gateway.api.app)
+    await db.execute("UPDATE consent SET updated_at = now() - interval '73 hours'")
+    assert 1 == await expire_pending(gateway.api.app)
+    row = await db.fetchrow("SELECT new_state, evidence FROM ledger ORDER BY seq DESC LIMIT 1")
+    assert row is not None
+    assert ("opted_out", "double opt-in not confirmed in time") == (
+        row["new_state"],
+        json.loads(row["evidence"])["reason"],
+    )
+    assert 1 == await count_rows(db, "outbox")  # only the first "Reply YES"
+    outcome = await gateway.pipeline.handle(sms("YES"))
+    assert outcome.decision is not None
+    transitions = [(t.program, t.new.value) for t in outcome.decision.transitions]
+    assert [("reminders", "opted_in")] == transitions
