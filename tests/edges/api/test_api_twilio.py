@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -14,6 +15,8 @@ from support import count_rows
 
 from gateway.app import Gateway
 from gateway.edges.http.webhooks import EMPTY_TWIML, twilio_signature
+from gateway.outbox import OutboxRow, SendError
+from gateway.senders.http_provider import HttpSmsProvider
 from gateway.settings import Settings
 
 
@@ -145,3 +148,37 @@ async def test_tampered_body_is_refused(twilio_gateway: Gateway) -> None:
     )
     status, _ = await _post(twilio_gateway, _form(Body="START"), signature=sig)
     assert 401 == status
+
+
+@pytest.mark.parametrize(
+    ("status", "temporary"), [(429, True), (500, True), (503, True), (400, False), (401, False)]
+)
+async def test_provider_errors_are_temporary_or_permanent(status: int, temporary: bool) -> None:
+    """429 and 5xx are retried by the outbox; other 4xx (Twilio's 21610 among them) fail the
+    row for good, since the same request cannot succeed."""
+
+    async def refuse(_request: web.Request) -> web.Response:
+        return web.json_response({"code": 21610, "message": "unsubscribed"}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    row = OutboxRow(1, "sms", "12345", None, "+14155550123", "opt_out", "en", "bye", 1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            provider = HttpSmsProvider(
+                session,
+                base_url=f"http://127.0.0.1:{port}",
+                account_sid=TWILIO_SID,
+                auth_token=TWILIO_TOKEN,
+                timeout_seconds=5,
+            )
+            with pytest.raises(SendError) as caught:
+                await provider.send(row)
+    finally:
+        await runner.cleanup()
+    assert temporary == caught.value.temporary
