@@ -37,6 +37,7 @@ from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
 from gateway.store.db import create_pool, embedded_postgres
 from gateway.store.guard import CacheGuard
+from gateway.store.near import NearCache
 from gateway.store.receipts import ReceiptStore
 from gateway.store.writer import ConsentWriter
 from keywords.catalog import SenderCatalog, load_catalogs
@@ -101,17 +102,22 @@ class Gateway:
                 socket_timeout=s.cache.operation_timeout_seconds,
                 socket_connect_timeout=s.cache.operation_timeout_seconds,
             )
-            cache = RedisConsentCache(
-                client,
-                secret=s.secret_key,
-                prefix=s.cache.key_prefix,
-                entry_ttl=s.cache.entry_ttl_seconds,
-                tombstone_ttl=s.cache.tombstone_ttl_seconds,
+            near = NearCache(
+                RedisConsentCache(
+                    client,
+                    secret=s.secret_key,
+                    prefix=s.cache.key_prefix,
+                    entry_ttl=s.cache.entry_ttl_seconds,
+                    tombstone_ttl=s.cache.tombstone_ttl_seconds,
+                )
             )
+            cache = near
         else:
             log.info("no GATEWAY_REDIS_URL: single instance with an in-process cache")
             cache = LocalConsentCache(entry_ttl=s.cache.entry_ttl_seconds)
         self._stack.push_async_callback(cache.close)
+        if isinstance(cache, NearCache):
+            self._spawn(cache.run(), "near-cache")  # stopped before the client closes
         self.cache = cache
 
         self.guard = CacheGuard(
@@ -156,6 +162,7 @@ class Gateway:
                 self.pipeline,
                 ReceiptStore(self.pool),
                 on_reply_queued=lambda: self.outbox.wake(),
+                on_bound=lambda: self.outbox.channel_ready("sms"),
             )
             self._senders.setdefault("sms", self.smpp.sender)
         self.api = ApiEdge(s, self.catalogs, self.pool, cache, self.guard, self.gate)

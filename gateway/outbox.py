@@ -73,10 +73,30 @@ class OutboxWorker:
         self._settings = settings
         self._metrics = metrics
         self._wake = asyncio.Event()
+        self._bring_forward: set[str] = set()
 
     def wake(self) -> None:
         """New rows were committed: look now instead of at the next poll."""
         self._wake.set()
+
+    def channel_ready(self, channel: str) -> None:
+        """A channel's peer is back (an SMSC bound again): retry its waiting rows now.
+
+        Without this a row could sit out its backoff (up to ``backoff_max_seconds``) after
+        the peer returned, and an opt-out confirmation must leave within five minutes
+        (FCC 24-24; 47 CFR 64.1200(a)(10)).
+        """
+        self._bring_forward.add(channel)
+        self._wake.set()
+
+    async def _retry_now(self) -> None:
+        channels, self._bring_forward = sorted(self._bring_forward), set()
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET next_attempt_at = now() WHERE status = 'queued'"
+                " AND channel = ANY($1::text[]) AND next_attempt_at > now()",
+                channels,
+            )
 
     def backoff(self, attempts: int) -> float:
         """Seconds before retry ``attempts``: exponential, capped, with full jitter."""
@@ -166,6 +186,8 @@ class OutboxWorker:
         while True:
             self._wake.clear()
             try:
+                if self._bring_forward:
+                    await self._retry_now()
                 claimed = await self.run_once()
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("outbox: database unavailable; retrying")

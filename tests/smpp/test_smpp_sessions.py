@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import asyncpg
@@ -11,7 +12,7 @@ from support import PG_URL
 
 from gateway.app import Gateway
 from gateway.outbox import OutboxRow
-from gateway.settings import Settings
+from gateway.settings import OutboxSettings, Settings
 
 
 async def _sent(settings: Settings) -> list[str]:
@@ -163,3 +164,20 @@ async def test_long_and_unicode_replies_are_split_for_the_peer(
         assert (2, 2) == (len(gsm), len(ucs2))
         assert texts == ["".join(m["text"] for m in gsm), "".join(m["text"] for m in ucs2)]
         assert all(m["esm_class"] & 0x40 for m in submits)
+
+
+async def test_a_rebind_sends_waiting_replies_at_once(settings: Settings, smsc: Smsc) -> None:
+    """A reply that failed while the SMSC went away waits out no backoff once it is back:
+    the new bind brings it forward, so an opt-out is confirmed within minutes, not later."""
+    slow_retries = OutboxSettings(
+        poll_interval_seconds=0.1, backoff_base_seconds=60.0, backoff_max_seconds=300.0
+    )
+    configured = dataclasses.replace(smpp_settings(settings, smsc), outbox=slow_retries)
+    async with Gateway(configured, serve_http=False):
+        await smsc.wait_bound()
+        await smsc.mode(submit="drop", submit_count=1)  # the first reply loses the bind
+        started = time.monotonic()
+        assert 0 == await smsc.mo("STOP", source="14155550300")
+        await _wait_sent(settings, 1, within=10.0)
+        assert time.monotonic() - started < 10.0  # the backoff alone would be 30-60 s
+        assert (await smsc.state())["binds"] >= 2

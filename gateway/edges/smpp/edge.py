@@ -85,6 +85,7 @@ class SmppEdge:
         receipts: ReceiptRecorder,
         *,
         on_reply_queued: Callable[[], None] = lambda: None,
+        on_bound: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self._pipeline = pipeline
@@ -93,7 +94,7 @@ class SmppEdge:
         self.sessions: list[Session] = []
         for smsc in settings.smscs:
             roles = ("transceiver",) if smsc.bind == "transceiver" else ("receiver", "transmitter")
-            self.sessions.extend(Session(smsc, role, self) for role in roles)
+            self.sessions.extend(Session(smsc, role, self, on_bound) for role in roles)
         self._reassembler = Reassembler(settings.reassembly_timeout_seconds)
         self._latest: OrderedDict[tuple[str, str, str], tuple[str, str, float]] = OrderedDict()
         self._receipt_tries: dict[str, int] = {}

@@ -21,6 +21,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gateway.edges.smpp import codec
@@ -65,12 +66,19 @@ class DeliverHandler(Protocol):
 class Session:
     """One bind to one SMSC."""
 
-    def __init__(self, smsc: SmscSettings, role: str, handler: DeliverHandler) -> None:
+    def __init__(
+        self,
+        smsc: SmscSettings,
+        role: str,
+        handler: DeliverHandler,
+        on_bound: Callable[[], None] = lambda: None,
+    ) -> None:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         self.smsc = smsc
         self.role = role
         self._handler = handler
+        self._on_bound = on_bound
         self.bound = asyncio.Event()
         self._closing = asyncio.Event()
         self._draining = False
@@ -146,6 +154,8 @@ class Session:
         self.binds += 1
         self.bound.set()
         log.info("smpp bound", extra={"smsc": self.name, "host": self.smsc.host})
+        if self.role != "receiver":
+            self._on_bound()
 
     async def _serve(self) -> None:
         enquire = asyncio.create_task(self._enquire_links(), name=f"smpp-enquire-{self.name}")
