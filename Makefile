@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SMSC   := tests/peers/smsc
 SMSC_STAMP := $(SMSC)/node_modules/.package-lock.json
 
-.PHONY: install run test lint typecheck unit bench clean smsc-sim run-smpp smsc-mo
+.PHONY: install run test lint typecheck unit bench bench-deps clean smsc-sim run-smpp smsc-mo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,11 @@ unit: $(STAMP) $(SMSC_STAMP) ## the pytest suite only (needs PostgreSQL and Redi
 
 test: lint unit ## the whole suite: lint, type checks and tests
 
-bench: $(STAMP) $(SMSC_STAMP) ## benchmarks (BENCH="core smpp" picks some), each next to its ceiling from the same run; not part of CI
+bench-deps: ## Kannel (Debian `kannel`), the peer the SMPP benchmark runs against
+	@test -x /usr/sbin/bearerbox || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kannel; }
+
+bench: $(STAMP) $(SMSC_STAMP) bench-deps ## benchmarks (BENCH="core smpp" picks some), each next to its ceiling from the same run; not part of CI
 	$(BIN)/python -m bench $(BENCH)
 
 smsc-sim: $(SMSC_STAMP) ## an SMSC simulator (node-smpp) on 127.0.0.1:2775, control API on :2776
