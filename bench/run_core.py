@@ -54,11 +54,16 @@ def _settings(schema: str, prefix: str) -> Settings:
     )
 
 
+def _number(i: int) -> str:
+    """A distinct, well-formed North American number (exchange 555 and up)."""
+    return f"+1415{5_550_000 + i:07d}"
+
+
 def _mo(i: int, text: str) -> InboundMessage:
     return InboundMessage(
         channel=Channel.SMS,
         sender="12345",
-        contact=f"+1415{i:07d}",
+        contact=_number(i),
         text=text,
         method=Method.SMS_KEYWORD,
         dedupe_key=f"bench:{text}:{i}",
@@ -155,7 +160,7 @@ async def _cross_instance(a: Gateway, b: Gateway) -> tuple[float, float]:
     for i in range(LATENCY_SAMPLES):
         contact = 900_000 + i
         await a.pipeline.handle(_mo(contact, "START"))
-        number = f"+1415{contact:07d}"
+        number = _number(contact)
         assert (await b.gate.check("12345", "reminders", Channel.SMS, number)).allowed
         await a.pipeline.handle(_mo(contact, "STOP"))
         acked = time.perf_counter()

@@ -89,12 +89,12 @@ class Simulator:
     async def flood(self) -> dict[str, Any]:
         await self.call("POST", "/mode", {"dlr": False})
         await self.call("POST", "/flood", {"count": 500, "dest": "12345", "text": "STOP",
-                                           "window": WINDOW, "source_base": "14150000000",
+                                           "window": WINDOW, "source_base": "14155550000",
                                            "wait_replies": True, "timeout_ms": 60_000})  # fmt: skip
         await self.call("POST", "/reset")
         result: dict[str, Any] = await self.call("POST", "/flood", {
             "count": MOS, "dest": "12345", "text": "STOP", "window": WINDOW,
-            "source_base": "14160000000", "wait_replies": True, "timeout_ms": 600_000,
+            "source_base": "14165550000", "wait_replies": True, "timeout_ms": 600_000,
         })  # fmt: skip
         return result
 
