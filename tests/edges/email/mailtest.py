@@ -1,18 +1,18 @@
-"""Fixtures for the email edge: a gateway with [smtp] and [email], a DKIM key, a relay sink."""
+"""Email edge test helpers: constants, the relay sink, a DKIM key type, gateway settings.
+
+The fixtures built on these live in ``email_fixtures.py``, which each test module loads with
+``pytest_plugins`` (a ``conftest.py`` here would clash by name with other folders' ones).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from support import PG_URL
 
@@ -34,31 +34,6 @@ class DkimKey:
     def dnsfunc(self, name: bytes, timeout: int = 5) -> bytes:
         """What dkimpy would read from DNS for ``<selector>._domainkey.<domain>``."""
         return self.txt if name.startswith(b"sel1._domainkey.acme-health.example") else b""
-
-
-@pytest.fixture(scope="session")
-def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> DkimKey:
-    """A 2048-bit RSA key from the openssl CLI."""
-    folder = tmp_path_factory.mktemp("dkim")
-    key = folder / "key.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
-                   capture_output=True)  # fmt: skip
-    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout  # fmt: skip
-    return DkimKey(key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
-
-
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for STARTTLS."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 class RelaySink:
@@ -98,15 +73,6 @@ class RelaySink:
                 self.arrived.clear()
                 await self.arrived.wait()
         return self.messages
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[RelaySink]:
-    """A running relay sink."""
-    sink = RelaySink()
-    await sink.start()
-    yield sink
-    await sink.stop()
 
 
 def mail_settings(base: Settings, *, relay_port: int | None = None, dkim: DkimKey | None = None,
@@ -155,18 +121,3 @@ async def running(settings: Settings) -> AsyncIterator[Gateway]:
         finally:
             await conn.close()
         yield gw
-
-
-@pytest.fixture
-async def mail_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """A running gateway with the SMTP server and one-click routes (no relay)."""
-    async with running(mail_settings(settings)) as gw:
-        yield gw
-
-
-@pytest.fixture
-async def mdb(settings: Settings, mail_gateway: Gateway) -> AsyncIterator[asyncpg.Connection]:
-    """A direct connection to the mail gateway's schema."""
-    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": settings.database.schema})
-    yield conn
-    await conn.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncpg
 from browser import Browser
-from conftest import NEWS, SUBSCRIBER
+from mailtest import NEWS, SUBSCRIBER
 from support import count_rows
 
 from gateway.app import Gateway
 from gateway.edges.unsubscribe import Target
+
+pytest_plugins = ["email_fixtures"]
 
 
 async def test_loading_the_page_does_not_unsubscribe_and_pressing_its_button_does(

@@ -9,13 +9,15 @@ import time
 import aiohttp
 import asyncpg
 import pytest
-from conftest import NEWS, SUBSCRIBER
+from mailtest import NEWS, SUBSCRIBER
 from support import SECRET, count_rows
 
 from gateway.app import WEBHOOK_PURPOSE, Gateway
 from gateway.edges.signing import HEADER, derive_key, sign
 from gateway.edges.unsubscribe import PURPOSE, Target
 from gateway.tokens import TokenCodec
+
+pytest_plugins = ["email_fixtures"]
 
 GMAIL_UA = "Mozilla/5.0 (compatible; Gmail one-click unsubscribe)"
 # RFC 8058 section 8.1 and 8.2 bodies, byte for byte. The 8.2 multipart body is malformed:

@@ -7,11 +7,13 @@ import smtplib
 
 import aiohttp
 import asyncpg
-from conftest import DOMAIN, NEWS, mail_settings, running
 from faults import TcpProxy
+from mailtest import DOMAIN, NEWS, mail_settings, running
 from support import PG_URL, make_settings
 
 from gateway.edges.unsubscribe import Target
+
+pytest_plugins = ["email_fixtures"]
 
 BURST = 20
 

@@ -10,12 +10,14 @@ from email import policy
 import aiohttp
 import asyncpg
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
-from conftest import NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings, running
+from mailtest import NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings, running
 from support import PG_URL
 
 from gateway.app import Gateway
 from gateway.edges.unsubscribe import Target
 from gateway.settings import Settings
+
+pytest_plugins = ["email_fixtures"]
 
 
 async def one_click(gw: Gateway, address: str = SUBSCRIBER) -> None:

@@ -11,12 +11,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 import samples
-from conftest import DOMAIN, NEWS, SUBSCRIBER, mail_settings, running
+from mailtest import DOMAIN, NEWS, SUBSCRIBER, mail_settings, running
 from support import count_rows
 
 from gateway.app import Gateway
 from gateway.edges.unsubscribe import Target
 from gateway.settings import Settings
+
+pytest_plugins = ["email_fixtures"]
 
 UNSUB = f"unsubscribe@{DOMAIN}"
 

@@ -18,6 +18,8 @@ from gateway.tokens import (
 )
 from keywords.catalog import load_catalogs
 
+pytest_plugins = ["email_fixtures"]
+
 OLD = "old-secret-0123456789-0123456789-0123456789"
 NEW = "new-secret-0123456789-0123456789-0123456789"
 DAY = 86_400
