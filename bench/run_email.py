@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+import statistics
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -36,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("GATEWAY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GATEWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "bench-secret-key-0123456789-0123456789-0123456789"  # noqa: S105 - bench only
-POSTS = int(os.environ.get("BENCH_EMAIL_POSTS", "6000"))
-MAILS = int(os.environ.get("BENCH_EMAIL_MAILS", "3000"))
+POSTS = int(os.environ.get("BENCH_EMAIL_POSTS", "4000"))
+MAILS = int(os.environ.get("BENCH_EMAIL_MAILS", "2000"))
+ROUNDS = int(os.environ.get("BENCH_EMAIL_ROUNDS", "3"))
 CLIENTS = 200
 SMTP_CONNECTIONS = 50
 PACED = 3000
@@ -227,25 +229,35 @@ async def run() -> None:
     settings = _settings(schema, prefix)
     links = UnsubscribeLinks.from_settings(settings, load_catalogs(settings.senders_dir))
     run_id = uuid.uuid4().hex[:6]
-    post_tokens = [links.token(Target(LIST, f"p{i}.{run_id}@example.org")) for i in range(POSTS)]
-    mail_tokens = [links.token(Target(LIST, f"m{i}.{run_id}@example.org")) for i in range(MAILS)]
-    warm = [links.token(Target(LIST, f"w{i}.{run_id}@example.org")) for i in range(400)]
-    paced = [links.token(Target(LIST, f"q{i}.{run_id}@example.org")) for i in range(PACED)]
 
-    with Server(_serve_bare_http) as (bare_port, _):
-        await _posts(bare_port, warm)
-        ceiling, c50, c99 = await _posts(bare_port, post_tokens)
-    with Server(_serve_accept_only_smtp) as (_, sink_port):
-        await _mails(sink_port, warm[:200])
-        smtp_ceiling = await _mails(sink_port, mail_tokens)
+    def tokens(kind: str, count: int) -> list[str]:
+        # A fresh recipient per request: every one is a real consent change and commit.
+        return [links.token(Target(LIST, f"{kind}{i}.{run_id}@example.org")) for i in range(count)]
+
+    http: dict[str, list[tuple[float, float, float]]] = {"bare": [], "ours": []}
+    smtp: dict[str, list[float]] = {"bare": [], "ours": []}
     try:
-        with Server(_serve_gateway, settings) as (http_port, smtp_port):
-            await _posts(http_port, warm[:200])
-            ours, o50, o99 = await _posts(http_port, post_tokens)
-            rate = PACED_SHARE * ours
-            q50, q99 = await _paced_posts(http_port, paced, rate)
-            await _mails(smtp_port, warm[200:])
-            smtp_ours = await _mails(smtp_port, mail_tokens)
+        # All servers stay up and the rounds alternate, so a burst of other load on this
+        # shared machine hits both sides of a ratio alike; medians are reported.
+        with (
+            Server(_serve_bare_http) as (bare_port, _),
+            Server(_serve_accept_only_smtp) as (_, sink_port),
+            Server(_serve_gateway, settings) as (http_port, smtp_port),
+        ):
+            for port in (bare_port, http_port):
+                await _posts(port, tokens(f"w{port}.", 400))
+            for port in (sink_port, smtp_port):
+                await _mails(port, tokens(f"v{port}.", 200))
+            for n in range(ROUNDS):
+                posts = tokens(f"p{n}.", POSTS)
+                http["bare"].append(await _posts(bare_port, posts))
+                http["ours"].append(await _posts(http_port, posts))
+                mails = tokens(f"m{n}.", MAILS)
+                smtp["bare"].append(await _mails(sink_port, mails))
+                smtp["ours"].append(await _mails(smtp_port, mails))
+            rate = PACED_SHARE * statistics.median(r[0] for r in http["ours"])
+            b50, b99 = await _paced_posts(bare_port, tokens("b", PACED), rate)
+            q50, q99 = await _paced_posts(http_port, tokens("q", PACED), rate)
     finally:
         conn = await asyncpg.connect(PG_URL)
         try:
@@ -253,16 +265,28 @@ async def run() -> None:
         finally:
             await conn.close()
 
-    print(f"one-click POST, {CLIENTS} concurrent clients, {POSTS} POSTs, durable commits")
-    print(f"  bare aiohttp handler : {ceiling:8.0f} req/s   p50 {c50:6.1f} ms   p99 {c99:6.1f} ms")
-    print(f"  gateway one-click    : {ours:8.0f} req/s   p50 {o50:6.1f} ms   p99 {o99:6.1f} ms")
-    print(f"  ratio                : {ours / ceiling:8.0%}   (target >= 40%, p99 <= 50 ms)")
-    offered = f"{CLIENTS} clients offering {rate:.0f} req/s ({PACED_SHARE:.0%} of the above)"
-    print(f"  gateway, {offered}: p50 {q50:.1f} ms   p99 {q99:.1f} ms")
-    print(f"inbound unsubscribe mail, {SMTP_CONNECTIONS} connections, {MAILS} mails")
-    print(f"  aiosmtpd accept-only : {smtp_ceiling:8.0f} mails/s")
-    print(f"  gateway SMTP edge    : {smtp_ours:8.0f} mails/s")
-    print(f"  ratio                : {smtp_ours / smtp_ceiling:8.0%}   (target >= 60%)")
+    def med(rows: list[tuple[float, float, float]], k: int) -> float:
+        return statistics.median(r[k] for r in rows)
+
+    http_ratio = statistics.median(
+        o[0] / b[0] for o, b in zip(http["ours"], http["bare"], strict=True)
+    )
+    smtp_ratio = statistics.median(o / b for o, b in zip(smtp["ours"], smtp["bare"], strict=True))
+    print(f"medians of {ROUNDS} alternating rounds")
+    print(f"one-click POST, {CLIENTS} concurrent clients, {POSTS} POSTs a round, durable commits")
+    for name, key in (("bare aiohttp handler", "bare"), ("gateway one-click   ", "ours")):
+        rows = http[key]
+        print(f"  {name} : {med(rows, 0):8.0f} req/s   p50 {med(rows, 1):6.1f} ms"
+              f"   p99 {med(rows, 2):6.1f} ms")  # fmt: skip
+    print(f"  ratio                : {http_ratio:8.0%}   (target >= 40%, p99 <= 50 ms)")
+    offered = f"{CLIENTS} clients offering {rate:.0f} req/s ({PACED_SHARE:.0%} of ours)"
+    print(f"  {offered}:")
+    print(f"    bare aiohttp handler : p50 {b50:6.1f} ms   p99 {b99:6.1f} ms")
+    print(f"    gateway one-click    : p50 {q50:6.1f} ms   p99 {q99:6.1f} ms")
+    print(f"inbound unsubscribe mail, {SMTP_CONNECTIONS} connections, {MAILS} mails a round")
+    print(f"  aiosmtpd accept-only : {statistics.median(smtp['bare']):8.0f} mails/s")
+    print(f"  gateway SMTP edge    : {statistics.median(smtp['ours']):8.0f} mails/s")
+    print(f"  ratio                : {smtp_ratio:8.0%}   (target >= 60%)")
 
 
 def main() -> None:
