@@ -22,6 +22,8 @@ from typing import Any
 
 import asyncpg
 
+from gateway.errors import TemporaryFailure
+
 log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write", "send", "admin")
@@ -51,6 +53,7 @@ class ApiStore:
         self._pool = pool
         self.channel = channel  # the NOTIFY channel of this schema
         self._verified: dict[bytes, tuple[ApiKey | None, float]] = {}
+        self._inflight: dict[bytes, asyncio.Future[ApiKey | None]] = {}
 
     # -- API keys ----------------------------------------------------------------------------
 
@@ -111,17 +114,42 @@ class ApiStore:
         hit = self._verified.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, name, scopes FROM api_keys WHERE key_sha256 = $1"
-                " AND revoked_at IS NULL",
-                digest,
-            )
-        found = None if row is None else ApiKey(row["id"], row["name"], frozenset(row["scopes"]))
+        # Single flight: when the remembered answer expires under load, hundreds of requests
+        # with the same key arrive at once; one query answers them all (no pool stampede).
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ApiKey | None] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            found = await self._lookup(digest)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marked retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(found)
+        finally:
+            del self._inflight[digest]
         if len(self._verified) > 10_000:
             self._verified.clear()  # bounded: unknown keys must not grow memory without end
         self._verified[digest] = (found, now + _KEY_CACHE_SECONDS)
         return found
+
+    async def _lookup(self, digest: bytes) -> ApiKey | None:
+        try:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, name, scopes FROM api_keys WHERE key_sha256 = $1"
+                    " AND revoked_at IS NULL",
+                    digest,
+                )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise TemporaryFailure("key store unavailable") from exc
+        return None if row is None else ApiKey(row["id"], row["name"], frozenset(row["scopes"]))
 
     def forget_keys(self) -> None:
         """Drop remembered verifications (a key was revoked somewhere)."""
