@@ -22,7 +22,14 @@ from typing import Protocol
 
 from aiohttp import web
 
-from gateway.edges.http.server import DEPS, BadRequest, Register, signed_json, string_field
+from gateway.edges.http.server import (
+    DEPS,
+    BadRequest,
+    Register,
+    read_body,
+    signed_json,
+    string_field,
+)
 from gateway.edges.unsubscribe import ONE_CLICK_VALUE, Target, UnsubscribeLinks
 from gateway.errors import UnknownSender
 from gateway.logs import mask_email
@@ -155,8 +162,8 @@ async def one_click(request: web.Request) -> web.Response:
         return token_refusal(exc)
     # The body is evidence only (RFC 8058 section 3.1 names its content); a body that fails
     # to parse, such as the RFC's own section 8 multipart example, still unsubscribes.
-    limit = request.app[DEPS].max_body_bytes
-    raw = await request.content.read(limit)
+    # A body past the limit gets 413 (no mail client sends more than a few dozen bytes).
+    raw = await read_body(request, request.app[DEPS].max_body_bytes)
     evidence = {
         "source": "confirm_page" if b"confirm_page" in raw else "rfc8058",
         "ip": request.remote or "",
