@@ -42,7 +42,8 @@ class EmailEdge:
         self.marks = EmailMarks(pool)
         self.smtp = smtp_settings(settings)
         self.smtp_port: int | None = None
-        if not self.links.settings.public_base_url.startswith("https://"):
+        https = self.links.settings.public_base_url.startswith("https://")
+        if "email" in settings.edges and not https:
             # RFC 8058 section 3.1: the one-click URI must be HTTPS; mailbox providers ignore
             # an http one, so the button would not be offered.
             log.warning("email.public_base_url is not HTTPS: one-click buttons will not show")
