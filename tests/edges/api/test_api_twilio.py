@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from api_helpers import TWILIO_SID, TWILIO_TOKEN, call, with_edges
+from api_helpers import TWILIO_SID, TWILIO_TOKEN, call, new_key, opt_in_body, with_edges
 from support import count_rows
 
 from gateway.app import Gateway
@@ -182,3 +182,36 @@ async def test_provider_errors_are_temporary_or_permanent(status: int, temporary
     finally:
         await runner.cleanup()
     assert temporary == caught.value.temporary
+
+
+async def test_send_through_leaves_by_the_provider(
+    twilio_gateway: Gateway, fake_twilio: FakeTwilio, db: asyncpg.Connection
+) -> None:
+    """A message accepted by POST /v1/send is sent by the outbox through the provider and
+    marked sent with the provider's sid."""
+    key = await new_key(twilio_gateway, "write", "send")
+    await call(
+        twilio_gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "a")
+    )
+    while not fake_twilio.posts.empty():
+        fake_twilio.posts.get_nowait()
+    message = {
+        "sender": "12345",
+        "program": "reminders",
+        "channel": "sms",
+        "to": "+14155550123",
+        "body": "Your appointment is at 10:00",
+    }
+    status, answer = await call(twilio_gateway, "POST", "/v1/send", key=key, json=message)
+    assert 202 == status
+    while True:
+        _, form, _ = await asyncio.wait_for(fake_twilio.posts.get(), 10)
+        if form["Body"] == "Your appointment is at 10:00":
+            break
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    sql = "SELECT status, provider_ref FROM outbox WHERE id = $1"
+    while (row := await db.fetchrow(sql, answer["outbox_id"])) is None or row["status"] != "sent":
+        assert loop.time() < deadline
+        await asyncio.sleep(0.02)  # polling the row with a deadline
+    assert row["provider_ref"].startswith("SM")
