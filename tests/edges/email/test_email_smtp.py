@@ -71,6 +71,7 @@ async def test_apple_mail_unsubscribe_with_empty_subject_opts_out_the_tokens_rec
         ("Re: Your monthly health tips", "Stop\n\nOn Wed, 25 Nov 2026, Acme wrote:\n> tips"),
         ("AW: Your monthly health tips", "remove me please\n"),
         ("", "unsubscribe"),
+        ("Re: Unsubscribe – bitte", "Danke"),  # non-ASCII: sent as an RFC 2047 encoded word
     ],
 )
 async def test_replies_saying_unsubscribe_stop_or_remove_opt_out(
