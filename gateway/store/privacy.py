@@ -150,6 +150,13 @@ class PrivacyStore:
             for name, sql in queries.items():
                 data[name] = [_record(r) for r in await conn.fetch(sql, cid)]
             data["contact"] = data["contact"][0]
+            # Hard bounces recorded by the email edge (migration 003) name the address too.
+            bounces = await conn.fetch(
+                "SELECT list_id, status, diagnostic, bounces, first_at, last_at"
+                " FROM undeliverable WHERE address = $1",
+                address,
+            )
+            data["bounces"] = [_record(r) for r in bounces]
             await _audit(conn, actor, "privacy.export", f"contact:{cid}", {})
         return data
 
@@ -233,6 +240,7 @@ class PrivacyStore:
                 " ON CONFLICT DO NOTHING",
                 [(channel, d) for d in digests],
             )
+            await conn.execute("DELETE FROM undeliverable WHERE address = $1", address)
             if cid is not None:
                 await conn.execute(
                     "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid

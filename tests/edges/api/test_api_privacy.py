@@ -190,3 +190,30 @@ async def test_ledger_rows_stay_append_only_outside_redaction(db: asyncpg.Connec
             await db.execute(sql)
     await db.execute("UPDATE ledger SET evidence = NULL")
     assert await db.fetchval("SELECT evidence IS NULL FROM ledger")
+
+
+async def test_email_contact_export_and_erasure_cover_hard_bounces(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """An email contact's hard-bounce record is in the export and gone after erasure."""
+    key = await new_key(gateway, "admin")
+    body = {
+        **opt_in_body("ann@example.org", "e"),
+        "channel": "email",
+        "sender": "news@lists.acme-health.example",
+        "program": "newsletter",
+    }
+    await call(gateway, "POST", "/v1/consent", key=key, json=body)
+    await db.execute(
+        "INSERT INTO undeliverable (address, list_id, status, diagnostic, dsn_key)"
+        " VALUES ('ann@example.org', 'news@lists.acme-health.example', '5.1.1', 'no such user',"
+        " 'dsn-1')"
+    )
+    subject = {"channel": "email", "contact": "ann@example.org"}
+    _, data = await call(gateway, "POST", "/v1/privacy/export", key=key, json=subject)
+    assert [("5.1.1", 1)] == [(b["status"], b["bounces"]) for b in data["bounces"]]
+    status, _ = await call(gateway, "POST", "/v1/privacy/erase", key=key, json=subject)
+    assert 200 == status
+    assert 0 == await db.fetchval("SELECT count(*) FROM undeliverable")
+    state = await db.fetchval("SELECT state FROM consent")
+    assert "opted_out" == state
