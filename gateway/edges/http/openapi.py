@@ -96,6 +96,10 @@ SCHEMAS: dict[str, Any] = {
     "Rectify": _obj({"channel": _CHANNEL, "contact": _STR, "new_contact": _STR}),
     "Link": _obj({"url": {"type": "string"}}),
     "Object": {"type": "object"},
+    "InboundSms": _obj(
+        {"id": _STR, "from": _STR, "to": _STR, "text": {"type": "string"}},
+        {"timestamp": {"type": "string", "format": "date-time"}},
+    ),
 }
 
 _SCOPE = {"sender": "12345", "program": "reminders", "channel": "sms"}
@@ -195,6 +199,15 @@ _TWILIO = [{"name": "X-Twilio-Signature", "in": "header", "required": True,
             "schema": {"type": "string"}}]  # fmt: skip
 _LIMIT = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
            "maximum": 1000}}]  # fmt: skip
+_SIGNED = [
+    {
+        "name": "X-Gateway-Signature",
+        "in": "header",
+        "required": True,
+        "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.' + body>",
+        "schema": {"type": "string"},
+    }
+]
 _JSON_OK = "application/json"
 _PAGE = ("200", "text/html", "html")
 
@@ -290,6 +303,31 @@ PATHS: dict[str, Any] = {
             form=True,
         )
     },
+    "/v1/inbound/sms": {
+        "post": _op(
+            "Signed JSON inbound SMS {id, from, to, text}; 200 after the commit",
+            None,
+            ("200", _JSON_OK, "Object"),
+            "InboundSms",
+            params=_SIGNED,
+        )
+    },
+    "/v1/email/headers": {
+        "post": _op(
+            "Signed JSON {list, to, program?} -> List-Unsubscribe header values (RFC 8058)",
+            None,
+            ("200", _JSON_OK, "Object"),
+            "Object",
+            params=_SIGNED,
+        )
+    },
+    "/u/{token}": {
+        "get": _op("One-click unsubscribe page (changes nothing)", None, _PAGE, params=_TOKEN),
+        "post": _op(
+            "RFC 8058 one-click unsubscribe (no redirect)", None, _PAGE, params=_TOKEN, form=True
+        ),
+    },
+    "/healthz": {"get": _op("Liveness", None, ("200", _JSON_OK, "Object"))},
     "/p/{token}": {
         "get": _op("The preference page (changes nothing)", None, _PAGE, params=_TOKEN),
         "post": _op(
