@@ -264,11 +264,13 @@ async def run() -> None:
                     f" ratio {ours / ceiling:.2f}"
                 )
                 p50, p99, count = await asyncio.to_thread(_singles, server.port, key, numbers)
+                sources = await _sources(server.port)
                 c50, c99, _ = await asyncio.to_thread(_singles, bare_port, key, numbers)
                 print(
                     f"single check, {CLIENTS} concurrent clients ({count:,} checks): "
                     f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (acceptance p99 <= 5 ms)"
                 )
+                print(f"  answers by source over the whole run: {sources}")
                 print(
                     f"  ceiling: bare aiohttp constant answer: p50 {c50:.2f} ms, "
                     f"p99 {c99:.2f} ms; p99 ratio {p99 / c99:.2f}"
@@ -278,6 +280,22 @@ async def run() -> None:
                 await asyncio.wait_for(bare.wait(), 10)
         finally:
             await server.stop()
+
+
+async def _sources(port: int) -> str:
+    """Where the gateway's answers came from so far (its Prometheus counters)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    counts = {"cache": 0.0, "postgres": 0.0}
+    for line in text.splitlines():
+        if line.startswith("gateway_gate_checks_total{"):
+            source = line.split('source="', 1)[1].split('"', 1)[0]
+            counts[source] = counts.get(source, 0.0) + float(line.rsplit(" ", 1)[1])
+    total = sum(counts.values()) or 1.0
+    return ", ".join(f"{k} {v / total:.1%}" for k, v in counts.items())
 
 
 async def _wait_port(port: int) -> None:
