@@ -4,6 +4,7 @@ and by email link, and the API keys every one of these needs."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import asyncpg
@@ -191,3 +192,36 @@ async def test_unconfirmed_double_opt_in_expires_and_a_late_yes_does_not_confirm
     assert outcome.decision is not None
     transitions = [(t.program, t.new.value) for t in outcome.decision.transitions]
     assert [("reminders", "opted_in")] == transitions
+
+
+async def test_no_key_number_or_body_reaches_the_logs(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Invariant 8: across capture, send-through, gate, preference link and erasure, no log
+    record carries the API key, the phone number or the message body."""
+    caplog.set_level(logging.DEBUG)
+    key = await new_key(gateway, "admin")
+    number, body = "+14155550123", "Secret appointment text"
+    await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body(number, "a"))
+    message = {"sender": "12345", "program": "reminders", "channel": "sms", "to": number}
+    await call(gateway, "POST", "/v1/send", key=key, json={**message, "body": body})
+    await call(gateway, "POST", "/v1/gate/check", key=key, json=message)
+    await call(
+        gateway,
+        "POST",
+        "/v1/preferences/links",
+        key=key,
+        json={"channel": "sms", "contact": number},
+    )
+    await call(
+        gateway, "POST", "/v1/privacy/erase", key=key, json={"channel": "sms", "contact": number}
+    )
+    await call(gateway, "POST", "/v1/consent", key="cgk_bad_guess", json=opt_in_body(number, "b"))
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert caplog.records
+    assert (False, False, False, False) == (
+        key in text,
+        number in text,
+        body in text,
+        "cgk_bad_guess" in text,
+    )
