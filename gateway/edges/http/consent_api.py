@@ -276,23 +276,38 @@ def _refused(reason: str) -> web.Response:
     )
 
 
+def contact_pairs(payload: bytes) -> list[tuple[str, str]]:
+    """The (channel, address) pairs of a preference-page token."""
+    parts = payload.decode("utf-8", "replace").split("\0")
+    if len(parts) not in (2, 4) or parts[0::2] != list(dict.fromkeys(parts[0::2])):
+        raise TokenError("token payload has the wrong shape")
+    return list(zip(parts[0::2], parts[1::2], strict=True))
+
+
 async def preference_link(request: web.Request) -> web.Response:
-    """``{channel, contact}`` -> ``{url}``: the person's own preference page."""
+    """``{channel, contact}`` or ``{contacts: [{channel, contact}, ...]}`` (one per channel)
+    -> ``{url}``: the person's own preference page, every channel on one page."""
     await require(request, "write")
     deps, api = request.app[DEPS], request.app[API]
     data = parse_json(await read_body(request, deps.max_body_bytes))
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
-    try:
-        channel = Channel(string_field(data, "channel", max_len=16))
-    except ValueError as exc:
-        raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
-    address = normalize_address(
-        channel, string_field(data, "contact", max_len=254), api.default_region
-    )
-    token = api.tokens.issue(
-        pack(channel.value, address), PREFERENCES_PURPOSE, ttl_seconds=api.link_ttl_seconds
-    )
+    entries = data.get("contacts", [data])
+    if not isinstance(entries, list) or not 1 <= len(entries) <= len(Channel):
+        raise BadRequest("field 'contacts' must list one contact per channel")
+    parts: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise BadRequest("each contact must be an object {channel, contact}")
+        try:
+            channel = Channel(string_field(entry, "channel", max_len=16))
+        except ValueError as exc:
+            raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
+        if channel.value in parts[0::2]:
+            raise BadRequest("one contact per channel")
+        raw_contact = string_field(entry, "contact", max_len=254)
+        parts += [channel.value, normalize_address(channel, raw_contact, api.default_region)]
+    token = api.tokens.issue(pack(*parts), PREFERENCES_PURPOSE, ttl_seconds=api.link_ttl_seconds)
     return web.json_response({"url": f"{api.public_base_url}/p/{token}"})
 
 

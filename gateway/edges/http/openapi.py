@@ -95,6 +95,14 @@ SCHEMAS: dict[str, Any] = {
     "Subject": _obj({"channel": _CHANNEL, "contact": _STR}),
     "Rectify": _obj({"channel": _CHANNEL, "contact": _STR, "new_contact": _STR}),
     "Link": _obj({"url": {"type": "string"}}),
+    "PreferenceLink": {
+        "type": "object",
+        "properties": {
+            "channel": _CHANNEL,
+            "contact": _STR,
+            "contacts": {"type": "array", "items": _ref("Subject"), "minItems": 1, "maxItems": 2},
+        },
+    },
     "Object": {"type": "object"},
     "InboundSms": _obj(
         {"id": _STR, "from": _STR, "to": _STR, "text": {"type": "string"}},
@@ -123,6 +131,12 @@ EXAMPLES: dict[str, Any] = {
         },
     },
     "Subject": {"channel": "sms", "contact": "+14155550123"},
+    "PreferenceLink": {
+        "contacts": [
+            {"channel": "sms", "contact": "+14155550123"},
+            {"channel": "email", "contact": "ann@example.org"},
+        ]
+    },
     "Rectify": {"channel": "sms", "contact": "+14155550123", "new_contact": "+14155550177"},
 }
 
@@ -244,10 +258,11 @@ PATHS: dict[str, Any] = {
     },
     "/v1/preferences/links": {
         "post": _op(
-            "A signed preference-page link for one contact",
+            "A signed preference-page link: {channel, contact}, or {contacts: [...]} with one"
+            " contact per channel, all on one page",
             "write",
             ("200", _JSON_OK, "Link"),
-            "Subject",
+            "PreferenceLink",
         )
     },
     "/v1/privacy/export": {

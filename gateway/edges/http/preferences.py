@@ -1,13 +1,14 @@
 """Preference page (I/O layer): ``/p/{token}``, a signed link, no login, no JavaScript.
 
-The token (``gateway/tokens.py``, purpose ``preferences``) carries the channel and the
-address, encrypted. ``GET`` lists every program of every sender on that channel with its
-state and one toggle button each; it never changes anything (link scanners fetch GETs).
-Each toggle is a plain ``<form method="post">`` with a ``<button role="switch">``, so Tab,
-Enter and Space work and no script is needed (WCAG 2.1.1 keyboard; GDPR art. 7(3):
-withdrawing must be as easy as giving). A change goes through the pipeline with method
-``preference_page``; the hidden ``nonce`` of the rendered page makes a double submit one
-ledger event (invariant 3). After the commit we answer 303 to the page (Post/Redirect/Get).
+The token (``gateway/tokens.py``, purpose ``preferences``) carries the person's number
+and/or email address, encrypted. ``GET`` lists every program of every sender on each of
+those channels with its state and one toggle button each; it never changes anything (link
+scanners fetch GETs). Each toggle is a plain ``<form method="post">`` with a
+``<button role="switch">``, so Tab, Enter and Space work and no script is needed (WCAG
+2.1.1 keyboard; GDPR art. 7(3): withdrawing must be as easy as giving). A change goes
+through the pipeline with method ``preference_page``; the hidden ``nonce`` of the rendered
+page makes a double submit one ledger event (invariant 3). After the commit we answer 303
+to the page (Post/Redirect/Get).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from gateway.edges.http.auth import API
-from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, page, token_page, unpack
+from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, contact_pairs, page, token_page
 from gateway.edges.http.server import DEPS, BadRequest, read_body
 from gateway.messages import InboundMessage, Method
 from gateway.tokens import TokenCodec, TokenError
@@ -39,7 +40,7 @@ _STYLE = (
 )
 
 
-def _toggle(sender: str, program: str, title: str, state: str, nonce: str) -> str:
+def _toggle(channel: str, sender: str, program: str, title: str, state: str, nonce: str) -> str:
     on = state == "opted_in"
     action = "off" if on else "on"
     label = f"Turn {action} {title}"
@@ -47,6 +48,7 @@ def _toggle(sender: str, program: str, title: str, state: str, nonce: str) -> st
         f'<li><span id="s-{html.escape(sender)}-{html.escape(program)}">{html.escape(title)}: '
         f"{html.escape(_LABEL.get(state, 'Off'))}</span>"
         '<form method="post">'
+        f'<input type="hidden" name="channel" value="{html.escape(channel)}">'
         f'<input type="hidden" name="sender" value="{html.escape(sender)}">'
         f'<input type="hidden" name="program" value="{html.escape(program)}">'
         f'<input type="hidden" name="nonce" value="{nonce}">'
@@ -58,33 +60,36 @@ def _toggle(sender: str, program: str, title: str, state: str, nonce: str) -> st
     )
 
 
+_KIND = {Channel.SMS.value: "Text messages", Channel.EMAIL.value: "Emails"}
+
+
 async def show(request: web.Request) -> web.Response:
-    """The page: each program on each sender of the token's channel, with its toggle."""
+    """The page: each program of each sender on each of the token's channels, with a toggle."""
     api = request.app[API]
     try:
-        channel, address = unpack(
-            api.tokens.verify(request.match_info["token"], PREFERENCES_PURPOSE), 2
-        )
+        pairs = contact_pairs(api.tokens.verify(request.match_info["token"], PREFERENCES_PURPOSE))
     except TokenError as exc:
         return token_page(exc)
-    states = await api.privacy.consent_of(channel, address)
     nonce = secrets.token_urlsafe(12)
     sections = []
-    for sender, catalog in sorted(api.catalogs.items()):
-        if catalog.channel.value != channel:
-            continue
-        items = "".join(
-            _toggle(sender, p.name, p.title, states.get((sender, p.name), "none"), nonce)
-            for p in catalog.programs
-        )
-        sections.append(
-            f"<h2>{html.escape(catalog.brand)} ({html.escape(sender)})</h2><ul>{items}</ul>"
-        )
-    kind = "text messages" if channel == Channel.SMS.value else "emails"
+    for channel, address in pairs:
+        states = await api.privacy.consent_of(channel, address)
+        sections.append(f"<h2>{_KIND.get(channel, channel)}</h2>")
+        for sender, catalog in sorted(api.catalogs.items()):
+            if catalog.channel.value != channel:
+                continue
+            items = "".join(
+                _toggle(
+                    channel, sender, p.name, p.title, states.get((sender, p.name), "none"), nonce
+                )
+                for p in catalog.programs
+            )
+            heading = f"{html.escape(catalog.brand)} ({html.escape(sender)})"
+            sections.append(f"<h3>{heading}</h3><ul>{items}</ul>")
     return page(
         "Your preferences",
         _STYLE
-        + f"<p>Choose which {kind} you get. Changes take effect at once.</p>"
+        + "<p>Choose what you get from us. Changes take effect at once.</p>"
         + "".join(sections),
     )
 
@@ -94,7 +99,7 @@ async def change(request: web.Request) -> web.StreamResponse:
     deps, api = request.app[DEPS], request.app[API]
     token = request.match_info["token"]
     try:
-        channel, address = unpack(api.tokens.verify(token, PREFERENCES_PURPOSE), 2)
+        pairs = dict(contact_pairs(api.tokens.verify(token, PREFERENCES_PURPOSE)))
     except TokenError as exc:
         return token_page(exc)
     body = await read_body(request, 4_096)
@@ -102,11 +107,17 @@ async def change(request: web.Request) -> web.StreamResponse:
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
     except UnicodeDecodeError as exc:
         raise BadRequest("form is not UTF-8") from exc
-    sender, program = form.get("sender", ""), form.get("program", "")
+    channel, sender, program = (
+        form.get("channel", ""),
+        form.get("sender", ""),
+        form.get("program", ""),
+    )
+    address = pairs.get(channel, "")
     action, nonce = form.get("action", ""), form.get("nonce", "")
     catalog = api.catalogs.get(sender)
     if (
         catalog is None
+        or not address
         or catalog.channel.value != channel
         or not catalog.has_program(program)
         or action not in ("on", "off")

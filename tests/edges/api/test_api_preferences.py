@@ -12,8 +12,9 @@ from gateway.app import Gateway
 async def test_keyboard_toggles_without_javascript_are_recorded(
     gateway: Gateway, db: asyncpg.Connection
 ) -> None:
-    """Tab to a toggle and press Space/Enter: the ledger gets a preference_page event per
-    change, with scripts disabled in the browser; a GET alone changes nothing."""
+    """One page for the person's number and email address. Tab to a toggle and press
+    Space/Enter: the ledger gets a preference_page event per change, with scripts disabled
+    in the browser; a GET alone changes nothing."""
     key = await new_key(gateway, "write")
     await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "k1"))
     status, link = await call(
@@ -21,7 +22,12 @@ async def test_keyboard_toggles_without_javascript_are_recorded(
         "POST",
         "/v1/preferences/links",
         key=key,
-        json={"channel": "sms", "contact": "+14155550123"},
+        json={
+            "contacts": [
+                {"channel": "sms", "contact": "+14155550123"},
+                {"channel": "email", "contact": "ann@example.org"},
+            ]
+        },
     )
     assert 200 == status
     port = gateway.http_port
@@ -34,7 +40,11 @@ async def test_keyboard_toggles_without_javascript_are_recorded(
         labels = await browser.evaluate(
             "[...document.querySelectorAll('button[role=switch]')].map(b => b.textContent)"
         )
-        assert ["Turn off Acme Health Reminders", "Turn on Acme Flu Shot Alerts"] == labels
+        assert [
+            "Turn off Acme Health Reminders",
+            "Turn on Acme Flu Shot Alerts",
+            "Turn on Acme Health Newsletter",
+        ] == labels
         # Keyboard only: the first Tab reaches the first toggle; Space presses it.
         await browser.press("Tab")
         focused = await browser.evaluate("document.activeElement.dataset.program")
@@ -51,17 +61,25 @@ async def test_keyboard_toggles_without_javascript_are_recorded(
         await browser.press_and_wait_load("Enter")
         text = await browser.evaluate("document.body.innerText")
         assert "Acme Flu Shot Alerts: Waiting for your confirmation" in text
+        # The email section: three Tabs reach the newsletter toggle.
+        for _ in range(3):
+            await browser.press("Tab")
+        focused = await browser.evaluate("document.activeElement.dataset.program")
+        assert "news@lists.acme-health.example/newsletter" == focused
+        await browser.press_and_wait_load("Space")
 
     rows = await db.fetch(
         "SELECT program, action, method FROM ledger WHERE method = 'preference_page' ORDER BY seq"
     )
-    assert [("reminders", "opt_out", "preference_page"), ("flu", "pending", "preference_page")] == [
-        tuple(r) for r in rows
-    ]
+    assert [
+        ("reminders", "opt_out", "preference_page"),
+        ("flu", "pending", "preference_page"),
+        ("newsletter", "pending", "preference_page"),
+    ] == [tuple(r) for r in rows]
     states = {
         r["program"]: r["state"] for r in await db.fetch("SELECT program, state FROM consent")
     }
-    assert {"reminders": "opted_out", "flu": "pending"} == states
+    assert {"reminders": "opted_out", "flu": "pending", "newsletter": "pending"} == states
 
 
 async def test_forged_or_wrong_purpose_link_is_refused(gateway: Gateway) -> None:
