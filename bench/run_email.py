@@ -57,6 +57,7 @@ def _settings(schema: str, prefix: str) -> Any:
         base,
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(schema=schema, pool_min=4, pool_max=10),
+        cache=dataclasses.replace(base.cache, key_prefix=prefix),
         database_url=PG_URL,
         edges={
             **base.edges,
@@ -221,6 +222,24 @@ async def _mails(port: int, tokens: list[str]) -> float:
     return len(tokens) / (time.perf_counter() - began)
 
 
+async def _drop_cache_keys(prefix: str) -> None:
+    """Remove the run's consent-cache keys from the shared Redis."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(f"{prefix}:*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 5_000:
+                await client.delete(*batch)
+                batch.clear()
+        if batch:
+            await client.delete(*batch)
+    finally:
+        await client.aclose()
+
+
 async def run() -> None:
     from gateway.edges.unsubscribe import Target, UnsubscribeLinks
     from keywords.catalog import load_catalogs
@@ -264,6 +283,7 @@ async def run() -> None:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
+        await _drop_cache_keys(prefix)
 
     def med(rows: list[tuple[float, float, float]], k: int) -> float:
         return statistics.median(r[k] for r in rows)
