@@ -16,7 +16,7 @@ from support import count_rows
 from gateway.app import Gateway
 from gateway.edges.http.webhooks import EMPTY_TWIML, twilio_signature
 from gateway.outbox import OutboxRow, SendError
-from gateway.senders.http_provider import HttpSmsProvider
+from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings
 
 
@@ -215,3 +215,31 @@ async def test_send_through_leaves_by_the_provider(
         assert loop.time() < deadline
         await asyncio.sleep(0.02)  # polling the row with a deadline
     assert row["provider_ref"].startswith("SM")
+
+
+class _Recorder:
+    """An outbound sender that records the rows it was given."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rows: list[int] = []
+
+    async def send(self, row: OutboxRow) -> str | None:
+        self.rows.append(row.id)
+        return self.name
+
+
+async def test_sms_replies_are_routed_per_sender() -> None:
+    """Routed senders leave by the provider, the others by the fallback (the SMPP bind);
+    with no fallback an unrouted row waits (temporary error, retried)."""
+    provider, smpp = _Recorder("provider"), _Recorder("smpp")
+    router = RoutingSender({"12345": provider}, smpp)
+
+    def row(ident: int, sender: str) -> OutboxRow:
+        return OutboxRow(ident, "sms", sender, None, "+14155550123", "help", "en", "hi", 1)
+
+    refs = [await router.send(row(1, "12345")), await router.send(row(2, "67890"))]
+    assert (["provider", "smpp"], [1], [2]) == (refs, provider.rows, smpp.rows)
+    with pytest.raises(SendError) as caught:
+        await RoutingSender({"12345": provider}, None).send(row(3, "67890"))
+    assert caught.value.temporary
