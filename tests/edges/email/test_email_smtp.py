@@ -262,3 +262,34 @@ async def test_starttls_is_offered_and_works(
         offered, code, version = await asyncio.to_thread(over_tls)
     assert (True, 250) == (offered, code)
     assert version.startswith("TLSv1.")
+
+
+async def test_plain_unsubscribe_address_uses_the_domains_only_list_and_the_author(
+    mail_gateway: Gateway, mdb: asyncpg.Connection
+) -> None:
+    """With no token anywhere, unsubscribe@ opts the From address out of that domain's list."""
+    raw = samples.plain("", "", sender="Eve <eve@example.com>", to=UNSUB)
+    await send(mail_gateway, raw, [UNSUB], "eve@example.com")
+    assert [("eve@example.com", "opt_out", "mailto", "newsletter")] == await ledger(mdb)
+
+
+async def test_an_unsubscribe_request_we_cannot_place_is_bounced_not_dropped(
+    settings: Settings,
+) -> None:
+    """unsubscribe@ a served domain with no list and no token gets 550, so the person knows."""
+    domains = {"domains": [DOMAIN, "other.example"]}
+    async with running(mail_settings(settings, smtp=domains)) as gw:
+        raw = samples.plain("unsubscribe", "", to="unsubscribe@other.example")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            await send(gw, raw, ["unsubscribe@other.example"])
+    assert 550 == refused.value.smtp_code
+
+
+async def test_one_mail_to_two_unsubscribe_addresses_opts_both_out(
+    mail_gateway: Gateway, mdb: asyncpg.Connection
+) -> None:
+    """Each recipient of one envelope is handled; the single 250 follows both commits."""
+    rcpts = [f"unsubscribe+{token_for(mail_gateway, a)}@{DOMAIN}"
+             for a in ("one@example.org", "two@example.org")]  # fmt: skip
+    assert {} == await send(mail_gateway, samples.plain("", "", to=rcpts[0]), rcpts)
+    assert ["one@example.org", "two@example.org"] == sorted(r[0] for r in await ledger(mdb))
