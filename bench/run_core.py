@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
+from bench.cleanup import drop_redis_prefix
 from gateway.app import Gateway
 from gateway.messages import InboundMessage, Method
 from gateway.settings import CacheSettings, DatabaseSettings, Settings, load_settings
@@ -202,11 +203,7 @@ async def run() -> None:
             print(f"opt-out on A refused by B: p50 {p50:.2f} ms, p99 {p99:.2f} ms (target <= 50)")
     finally:
         await _drop(schema)
-        client = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(f"{prefix}:*", count=10_000)]
-        for start in range(0, len(keys), 10_000):
-            await client.delete(*keys[start : start + 10_000])
-        await client.aclose()
+        await drop_redis_prefix(REDIS_URL, prefix)
 
 
 def main() -> None:

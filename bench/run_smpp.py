@@ -32,6 +32,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench.cleanup import drop_redis_prefix
+
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = ROOT / "tests" / "peers" / "smsc" / "simulator.js"
 PG_URL = os.environ.get("GATEWAY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -142,6 +144,7 @@ async def run_gateway() -> dict[str, Any]:
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         finally:
             await conn.close()
+        await drop_redis_prefix(REDIS_URL, f"b{schema[-8:]}")
     return result
 
 

@@ -1,7 +1,7 @@
 """Shared fixtures: a private schema per test on the real PostgreSQL, a private Redis prefix.
 
 PostgreSQL and Redis are the machine's own (``GATEWAY_TEST_DATABASE_URL``,
-``GATEWAY_TEST_REDIS_URL``; defaults: 127.0.0.1:5432/test and 127.0.0.1:6379). Each test
+``GATEWAY_TEST_REDIS_URL``; defaults: 127.0.0.1:5432/test and 127.0.0.1:6379/15). Each test
 gets its own schema, dropped afterwards, and its own Redis key prefix, deleted afterwards,
 so tests never see each other's data.
 """

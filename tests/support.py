@@ -17,7 +17,8 @@ from keywords.model import Channel
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "gateway.toml"
 PG_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Database 15, not 0: benchmarks and demos use 0, and a test's clean-up SCANs the database.
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 SHORT_CODE = "12345"
 

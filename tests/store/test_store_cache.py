@@ -70,7 +70,7 @@ async def test_redis_keys_do_not_contain_the_address(gateway: Gateway, redis_pre
     await gateway.pipeline.handle(sms("START", contact=CONTACT))
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        keys = [k.decode() async for k in client.scan_iter(f"{redis_prefix}:*")]
+        keys = [k.decode() async for k in client.scan_iter(f"{redis_prefix}:*", count=10_000)]
     finally:
         await client.aclose()
     assert keys
