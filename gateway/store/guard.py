@@ -150,9 +150,16 @@ class CacheGuard:
         """A connection of its own (not the pool's): it must stay open to hear NOTIFY."""
         try:
             conn = await self._connect()
-            await conn.add_listener(self.channel, self._on_notify)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             return None
+        try:
+            await conn.add_listener(self.channel, self._on_notify)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            conn.terminate()
+            return None
+        except BaseException:
+            conn.terminate()  # cancelled while subscribing: do not leak the connection
+            raise
         # Whatever was notified while nobody listened is in the table: look again.
         self.report_backlog()
         return conn

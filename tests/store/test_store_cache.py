@@ -101,6 +101,9 @@ class _HeldCache:
     async def ping(self) -> None:
         await self._inner.ping()
 
+    def forget_local(self) -> None:
+        self._inner.forget_local()
+
     async def close(self) -> None:
         await self._inner.close()
 
