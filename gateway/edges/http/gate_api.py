@@ -19,7 +19,7 @@ from gateway.gate import GateAnswer
 from keywords.model import Channel
 
 MAX_BATCH_RECIPIENTS = 1_000_000
-_CHUNK = 20_000  # recipients looked up and written per step of the stream
+_CHUNK = 5_000  # recipients per step of the stream: one step blocks the loop ~10 ms at most
 
 
 def answer_json(answer: GateAnswer) -> dict[str, Any]:
