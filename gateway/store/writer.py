@@ -45,10 +45,13 @@ from gateway.store.guard import CacheGuard
 from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
 from keywords.catalog import SenderCatalog
 from keywords.consent import decide
-from keywords.model import ConsentState, Decision, Intent
+from keywords.model import ConsentState, Decision, Intent, ReplyKind
 
 log = logging.getLogger(__name__)
 
+_CANCELLABLE = frozenset(
+    {ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value}
+)
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _ATTEMPTS = 3
 
@@ -212,7 +215,10 @@ class ConsentWriter:
         now = datetime.now(UTC)
         ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
         consent_rows: dict[_KeyState, tuple[ConsentState, int, int]] = {}  # state, version, idx
-        outbox: list[tuple[object, ...]] = []
+        outbox: list[list[object]] = []
+        # This batch's unsent opt-in replies per (contact, sender, channel): a later opt-out
+        # in the same batch cancels them, as _cancel_after_opt_out does for earlier batches.
+        cancellable: dict[tuple[int, str, str], list[list[object]]] = {}
         decisions: dict[str, Decision] = {}
         for key, event in unique.items():
             inbound_id = fresh.get(key)
@@ -239,6 +245,9 @@ class ConsentWriter:
                 }
             )
             for tr in decision.transitions:
+                if tr.new is ConsentState.OPTED_OUT:
+                    for unsent in cancellable.pop((cid, sender, channel), []):
+                        unsent[-1] = "cancelled"
                 skey = (cid, sender, channel, tr.program)
                 _, version = states.get(skey, (ConsentState.NONE, 0))
                 states[skey] = (tr.new, version + 1)
@@ -265,10 +274,13 @@ class ConsentWriter:
                 )
                 applied.ledger_actions.append(tr.action.value)
             for reply in () if msg.suppress_replies else decision.replies:
-                outbox.append(
-                    (channel, sender, reply.program, cid, event.address, reply.kind.value,
-                     reply.language, reply.text, inbound_id)
-                )  # fmt: skip
+                row: list[object] = [
+                    channel, sender, reply.program, cid, event.address, reply.kind.value,
+                    reply.language, reply.text, inbound_id, "queued",
+                ]  # fmt: skip
+                outbox.append(row)
+                if reply.kind.value in _CANCELLABLE:
+                    cancellable.setdefault((cid, sender, channel), []).append(row)
 
         seqs = await _append_ledger(conn, ledger) if ledger else []
         if consent_rows:
@@ -504,15 +516,17 @@ async def _cancel_after_opt_out(
     )
 
 
-async def _insert_outbox(conn: Connection, rows: list[tuple[object, ...]]) -> dict[int, list[int]]:
-    cols: list[list[object]] = [[] for _ in range(9)]
+async def _insert_outbox(conn: Connection, rows: list[list[object]]) -> dict[int, list[int]]:
+    cols: list[list[object]] = [[] for _ in range(10)]
     for row in rows:
         for col, value in zip(cols, row, strict=True):
             col.append(value)
     inserted = await conn.fetch(
         "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind, language,"
-        " body, inbound_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-        " $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])"
+        " body, inbound_id, status, last_error) SELECT c, s, p, ct, r, k, l, b, i, st,"
+        " CASE WHEN st = 'cancelled' THEN 'recipient opted out' END FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],"
+        " $9::bigint[], $10::text[]) AS u(c, s, p, ct, r, k, l, b, i, st)"
         " RETURNING id, inbound_id",
         *cols,
     )

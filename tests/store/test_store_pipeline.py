@@ -214,3 +214,20 @@ async def test_gate_answers_follow_the_consent_state(gateway: Gateway) -> None:
     assert (False, "no_consent") == (other_program.allowed, other_program.reason)
     assert (False, "opted_out") == (after.allowed, after.reason)
     assert after.since is not None
+
+
+async def test_opt_out_in_the_same_batch_cancels_the_opt_in_reply(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """START and STOP committed together (one group commit): the START's reply never leaves."""
+    start, stop = await asyncio.gather(
+        gateway.pipeline.handle(sms("START")), gateway.pipeline.handle(sms("STOP"))
+    )
+    assert start.outbox_ids
+    assert stop.outbox_ids
+    rows = await db.fetch("SELECT kind, status FROM outbox ORDER BY id")
+    assert [("opt_in", "cancelled"), ("opt_out", "queued")] == [
+        (r["kind"], r["status"]) for r in rows
+    ]
+    state = await db.fetchval("SELECT state FROM consent WHERE program = 'reminders'")
+    assert "opted_out" == state
