@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 from gateway.errors import TemporaryFailure
 from gateway.messages import InboundMessage, Outcome, OutcomeStatus
 from gateway.metrics import Metrics
+from gateway.store import statements as sql
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
 from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
@@ -81,7 +82,7 @@ class _Applied:
     ledger_actions: list[str] = field(default_factory=list)
 
 
-_KeyState = tuple[int, str, str, str]  # contact_id, sender, channel, program
+_KeyState = sql.KeyState
 
 
 class ConsentWriter:
@@ -205,19 +206,26 @@ class ConsentWriter:
 
     async def _apply(self, conn: Connection, events: Sequence[PreparedEvent]) -> _Applied:
         applied = _Applied()
-        contact_ids = await _lock_contacts(conn, events)
+        contact_ids = await sql.lock_contacts(
+            conn, [(e.catalog.channel.value, e.address) for e in events]
+        )
         unique: dict[str, PreparedEvent] = {}
         for event in events:
             unique.setdefault(event.message.dedupe_key, event)
-        fresh = await _insert_inbound(conn, list(unique.values()), contact_ids)
-
-        states = await _read_states(conn, list(unique.values()), contact_ids)
+        scopes = {
+            (contact_ids[(e.catalog.channel.value, e.address)], e.catalog.sender,
+             e.catalog.channel.value)
+            for e in unique.values()
+        }  # fmt: skip
+        fresh, states = await sql.record_inbound(
+            conn, [_inbound_row(e, contact_ids) for e in unique.values()], sorted(scopes)
+        )
         now = datetime.now(UTC)
         ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
         consent_rows: dict[_KeyState, tuple[ConsentState, int, int]] = {}  # state, version, idx
         outbox: list[list[object]] = []
         # This batch's unsent opt-in replies per (contact, sender, channel): a later opt-out
-        # in the same batch cancels them, as _cancel_after_opt_out does for earlier batches.
+        # in the same batch cancels them, as write_changes does for earlier batches'.
         cancellable: dict[tuple[int, str, str], list[list[object]]] = {}
         decisions: dict[str, Decision] = {}
         for key, event in unique.items():
@@ -282,11 +290,24 @@ class ConsentWriter:
                 if reply.kind.value in _CANCELLABLE:
                     cancellable.setdefault((cid, sender, channel), []).append(row)
 
-        seqs = await _append_ledger(conn, ledger) if ledger else []
-        if consent_rows:
-            await _upsert_consent(conn, consent_rows, seqs, now)
-        await _cancel_after_opt_out(conn, consent_rows)
-        outbox_ids = await _insert_outbox(conn, outbox) if outbox else {}
+        records, seqs, head = (
+            _chain(await sql.lock_head(conn), ledger) if ledger else ([], [], None)
+        )
+        outbox_ids = await sql.write_changes(
+            conn,
+            sql.Changes(
+                ledger=records,
+                head=head,
+                consent=[
+                    (k[0], k[1], k[2], k[3], v[0].value, v[1], now, seqs[v[2]])
+                    for k, v in consent_rows.items()
+                ],
+                cancel_scopes=sorted(
+                    {k[:3] for k, v in consent_rows.items() if v[0] is ConsentState.OPTED_OUT}
+                ),
+                outbox=outbox,
+            ),
+        )
 
         address_of = {cid: addr for (_, addr), cid in contact_ids.items()}
         for skey, (state, version, _) in consent_rows.items():
@@ -300,7 +321,7 @@ class ConsentWriter:
         for (ev, _), seq in zip(ledger, seqs, strict=True):
             seq_by_inbound.setdefault(ev.inbound_id or 0, []).append(seq)
         duplicates = [k for k in unique if k not in fresh]
-        earlier = await _existing_inbound(conn, duplicates) if duplicates else {}
+        earlier = await sql.existing_inbound(conn, duplicates) if duplicates else {}
         for key in unique:
             if key in fresh:
                 iid = fresh[key]
@@ -349,99 +370,31 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-async def _lock_contacts(
-    conn: Connection, events: Sequence[PreparedEvent]
-) -> dict[tuple[str, str], int]:
-    pairs = sorted({(e.catalog.channel.value, e.address) for e in events})
-    channels, addresses = [p[0] for p in pairs], [p[1] for p in pairs]
-    await conn.execute(
-        "INSERT INTO contacts (channel, address)"
-        " SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-        channels,
-        addresses,
+def _inbound_row(event: PreparedEvent, contact_ids: dict[tuple[str, str], int]) -> sql.InboundRow:
+    m, channel = event.message, event.catalog.channel.value
+    return sql.InboundRow(
+        dedupe_key=m.dedupe_key,
+        channel=channel,
+        sender=event.catalog.sender,
+        contact_id=contact_ids[(channel, event.address)],
+        method=m.method.value,
+        received_at=m.received_at,
+        carrier_time=m.carrier_time,
+        intent=event.intent.kind.value,
+        match=event.intent.match.value,
+        needs_review=event.intent.needs_review,
+        body=m.text,
+        evidence=evidence_json(m.evidence),
     )
-    rows = await conn.fetch(
-        "SELECT id, channel, address FROM contacts"
-        " WHERE (channel, address) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
-        " ORDER BY id FOR UPDATE",
-        channels,
-        addresses,
-    )
-    return {(r["channel"], r["address"]): r["id"] for r in rows}
 
 
-async def _insert_inbound(
-    conn: Connection,
-    events: Sequence[PreparedEvent],
-    contact_ids: dict[tuple[str, str], int],
-) -> dict[str, int]:
-    cols: list[list[object]] = [[] for _ in range(12)]
-    for e in events:
-        m = e.message
-        row = (
-            m.dedupe_key, e.catalog.channel.value, e.catalog.sender,
-            contact_ids[(e.catalog.channel.value, e.address)], m.method.value, m.received_at,
-            m.carrier_time, e.intent.kind.value, e.intent.match.value, e.intent.needs_review,
-            m.text, evidence_json(m.evidence),
-        )  # fmt: skip
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    rows = await conn.fetch(
-        "INSERT INTO inbound_events (dedupe_key, channel, sender, contact_id, method,"
-        " received_at, carrier_time, intent, match, needs_review, body, evidence)"
-        " SELECT k, ch, s, c, m, r, ct, i, mt, nr, b, e::jsonb FROM unnest("
-        " $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],"
-        " $7::timestamptz[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[])"
-        " AS u(k, ch, s, c, m, r, ct, i, mt, nr, b, e)"
-        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key",
-        *cols,
-    )
-    return {r["dedupe_key"]: r["id"] for r in rows}
-
-
-async def _existing_inbound(conn: Connection, keys: list[str]) -> dict[str, int]:
-    rows = await conn.fetch(
-        "SELECT id, dedupe_key FROM inbound_events WHERE dedupe_key = ANY($1::text[])", keys
-    )
-    return {r["dedupe_key"]: r["id"] for r in rows}
-
-
-async def _read_states(
-    conn: Connection,
-    events: Sequence[PreparedEvent],
-    contact_ids: dict[tuple[str, str], int],
-) -> dict[_KeyState, tuple[ConsentState, int]]:
-    triples = {
-        (
-            contact_ids[(e.catalog.channel.value, e.address)],
-            e.catalog.sender,
-            e.catalog.channel.value,
-        )
-        for e in events
-    }
-    rows = await conn.fetch(
-        "SELECT contact_id, sender, channel, program, state, version FROM consent"
-        " WHERE (contact_id, sender, channel) IN"
-        " (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]))",
-        [t[0] for t in triples],
-        [t[1] for t in triples],
-        [t[2] for t in triples],
-    )
-    return {
-        (r["contact_id"], r["sender"], r["channel"], r["program"]): (
-            ConsentState(r["state"]),
-            r["version"],
-        )
-        for r in rows
-    }
-
-
-async def _append_ledger(conn: Connection, ledger: list[tuple[LedgerEvent, str]]) -> list[int]:
-    head = await conn.fetchrow("SELECT seq, hash FROM ledger_head FOR UPDATE")
-    assert head is not None
-    seq, prev = head["seq"], bytes(head["hash"])
-    records = []
-    seqs = []
+def _chain(
+    head: tuple[int, bytes], ledger: list[tuple[LedgerEvent, str]]
+) -> tuple[list[tuple[object, ...]], list[int], tuple[int, bytes]]:
+    """Give each event the next seq and its link in the hash chain (ledger.py)."""
+    seq, prev = head
+    records: list[tuple[object, ...]] = []
+    seqs: list[int] = []
     for ev, evidence in ledger:
         seq += 1
         chained = LedgerEvent(
@@ -457,80 +410,4 @@ async def _append_ledger(conn: Connection, ledger: list[tuple[LedgerEvent, str]]
         )  # fmt: skip
         seqs.append(seq)
         prev = digest
-    await conn.copy_records_to_table(
-        "ledger",
-        records=records,
-        columns=[
-            "seq", "contact_id", "channel", "sender", "program", "action", "method",
-            "old_state", "new_state", "server_time", "carrier_time", "inbound_id",
-            "evidence", "evidence_sha256", "prev_hash", "hash",
-        ],
-    )  # fmt: skip
-    await conn.execute("UPDATE ledger_head SET seq = $1, hash = $2", seq, prev)
-    return seqs
-
-
-async def _upsert_consent(
-    conn: Connection,
-    rows: dict[_KeyState, tuple[ConsentState, int, int]],
-    seqs: list[int],
-    now: datetime,
-) -> None:
-    keys = list(rows)
-    await conn.execute(
-        "INSERT INTO consent (contact_id, sender, channel, program, state, version,"
-        " updated_at, last_seq)"
-        " SELECT c, s, ch, p, st, v, $7, q FROM unnest($1::bigint[], $2::text[], $3::text[],"
-        " $4::text[], $5::text[], $6::bigint[], $8::bigint[]) AS u(c, s, ch, p, st, v, q)"
-        " ON CONFLICT (contact_id, sender, program, channel) DO UPDATE SET"
-        " state = EXCLUDED.state, version = EXCLUDED.version,"
-        " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [k[3] for k in keys],
-        [rows[k][0].value for k in keys],
-        [rows[k][1] for k in keys],
-        now,
-        [seqs[rows[k][2]] for k in keys],
-    )
-
-
-async def _cancel_after_opt_out(
-    conn: Connection, rows: dict[_KeyState, tuple[ConsentState, int, int]]
-) -> None:
-    """An opt-out cancels the same person's unsent opt-in replies: no send after opt-out."""
-    scopes = sorted({k[:3] for k, v in rows.items() if v[0] is ConsentState.OPTED_OUT})
-    if not scopes:
-        return
-    await conn.execute(
-        # The predicate repeats the partial index outbox_cancellable's, so the planner uses it.
-        "UPDATE outbox o SET status = 'cancelled', last_error = 'recipient opted out'"
-        " WHERE o.status = 'queued' AND o.kind IN ('opt_in', 'pending', 'already_opted_in')"
-        " AND o.contact_id = ANY($1::bigint[])"
-        " AND (o.contact_id, o.sender, o.channel) IN"
-        " (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]))",
-        [s[0] for s in scopes],
-        [s[1] for s in scopes],
-        [s[2] for s in scopes],
-    )
-
-
-async def _insert_outbox(conn: Connection, rows: list[list[object]]) -> dict[int, list[int]]:
-    cols: list[list[object]] = [[] for _ in range(10)]
-    for row in rows:
-        for col, value in zip(cols, row, strict=True):
-            col.append(value)
-    inserted = await conn.fetch(
-        "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind, language,"
-        " body, inbound_id, status, last_error) SELECT c, s, p, ct, r, k, l, b, i, st,"
-        " CASE WHEN st = 'cancelled' THEN 'recipient opted out' END FROM unnest($1::text[],"
-        " $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],"
-        " $9::bigint[], $10::text[]) AS u(c, s, p, ct, r, k, l, b, i, st)"
-        " RETURNING id, inbound_id",
-        *cols,
-    )
-    out: dict[int, list[int]] = {}
-    for r in inserted:
-        out.setdefault(r["inbound_id"], []).append(r["id"])
-    return out
+    return records, seqs, (seq, prev)
