@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
-from keywords.model import Channel, Decision, Intent
+from keywords.model import Channel, Decision, Intent, IntentKind, MatchKind
 
 
 class Method(StrEnum):
@@ -51,6 +51,35 @@ class InboundMessage:
     # True when the peer already answered (Twilio Advanced Opt-Out sends its own STOP
     # confirmation; an erasure must not message the person): record, queue no reply.
     suppress_replies: bool = False
+
+    @classmethod
+    def decided(
+        cls,
+        *,
+        channel: Channel,
+        sender: str,
+        contact: str,
+        method: Method,
+        dedupe_key: str,
+        kind: IntentKind,
+        program: str | None = None,
+        evidence: Mapping[str, str] | None = None,
+        suppress_replies: bool = False,
+    ) -> InboundMessage:
+        """A message whose intent the edge already knows (a form, a click, an operator):
+        there is no text to classify, and the intent is recorded as an exact match."""
+        return cls(
+            channel=channel,
+            sender=sender,
+            contact=contact,
+            text="",
+            method=method,
+            dedupe_key=dedupe_key,
+            received_at=datetime.now(UTC),
+            evidence=evidence or {},
+            intent=Intent(kind, MatchKind.EXACT, program=program),
+            suppress_replies=suppress_replies,
+        )
 
 
 class OutcomeStatus(StrEnum):

@@ -21,7 +21,6 @@ import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -35,7 +34,7 @@ from gateway.errors import BadInput, GatewayError, UnknownSender
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.tokens import TokenCodec, TokenError
 from keywords.catalog import SenderCatalog
-from keywords.model import Action, Channel, Intent, IntentKind, MatchKind, ReplyKind
+from keywords.model import Action, Channel, IntentKind, ReplyKind
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +138,15 @@ async def capture(request: web.Request) -> web.Response:
     )
     kind = IntentKind.JOIN if action == "opt_in" else IntentKind.OPT_OUT
     outcome = await deps.pipeline.handle(
-        InboundMessage(
+        InboundMessage.decided(
             channel=channel,
             sender=sender,
             contact=address,
-            text="",
             method=method,
             dedupe_key=f"consent:{principal.id}:{key}",
-            received_at=datetime.now(UTC),
+            kind=kind,
+            program=program,
             evidence={**evidence, "api_key": principal.id},
-            intent=Intent(kind, MatchKind.EXACT, program=program),
             # Email double opt-in: the confirmation is the link mail below, not a reply.
             suppress_replies=link_mail,
         )
@@ -224,20 +222,19 @@ async def confirm(request: web.Request) -> web.Response:
     if states.get((sender, program)) != "pending":
         return page("Nothing to confirm", "<p>There is no pending subscription for this link.</p>")
     await deps.pipeline.handle(
-        InboundMessage(
+        InboundMessage.decided(
             channel=Channel(channel),
             sender=sender,
             contact=address,
-            text="",
             method=Method.WEB_FORM,
             dedupe_key=f"confirm:{TokenCodec.fingerprint(token)}",
-            received_at=datetime.now(UTC),
+            kind=IntentKind.CONFIRM,
+            program=program,
             evidence={
                 "source": "confirm_link",
                 "ip": request.remote or "",
                 "user_agent": request.headers.get("User-Agent", "")[:500],
             },
-            intent=Intent(IntentKind.CONFIRM, MatchKind.EXACT, program=program),
         )
     )
     return page("Subscribed", "<p>Thank you: your subscription is confirmed.</p>")
@@ -324,16 +321,15 @@ async def expire_pending(app: web.Application) -> int:
         if sender not in api.catalogs:
             continue
         await deps.pipeline.handle(
-            InboundMessage(
+            InboundMessage.decided(
                 channel=Channel(channel),
                 sender=sender,
                 contact=address,
-                text="",
                 method=Method.API,
                 dedupe_key=f"expire:{contact_id}:{sender}:{program}:{version}",
-                received_at=datetime.now(UTC),
+                kind=IntentKind.OPT_OUT,
+                program=program,
                 evidence={"reason": "double opt-in not confirmed in time"},
-                intent=Intent(IntentKind.OPT_OUT, MatchKind.EXACT, program=program),
                 suppress_replies=True,
             )
         )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import secrets
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -25,7 +24,7 @@ from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, contact_pairs, p
 from gateway.edges.http.server import DEPS, BadRequest, read_body
 from gateway.messages import InboundMessage, Method
 from gateway.tokens import TokenCodec, TokenError
-from keywords.model import Channel, Intent, IntentKind, MatchKind
+from keywords.model import Channel, IntentKind
 
 _LABEL = {
     "opted_in": "On",
@@ -130,20 +129,19 @@ async def change(request: web.Request) -> web.StreamResponse:
         )
     kind = IntentKind.JOIN if action == "on" else IntentKind.OPT_OUT
     await deps.pipeline.handle(
-        InboundMessage(
+        InboundMessage.decided(
             channel=Channel(channel),
             sender=sender,
             contact=address,
-            text="",
             method=Method.PREFERENCE_PAGE,
             dedupe_key=f"pref:{TokenCodec.fingerprint(token)}:{nonce}:{sender}:{program}:{action}",
-            received_at=datetime.now(UTC),
+            kind=kind,
+            program=program,
             evidence={
                 "source": "preference_page",
                 "ip": request.remote or "",
                 "user_agent": request.headers.get("User-Agent", "")[:500],
             },
-            intent=Intent(kind, MatchKind.EXACT, program=program),
         )
     )
     raise web.HTTPSeeOther(location=request.path)

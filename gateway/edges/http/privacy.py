@@ -16,7 +16,6 @@ Each request is recorded in the audit log by the store, naming the contact id, n
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +26,7 @@ from gateway.edges.http.gate_api import parse_json
 from gateway.edges.http.server import DEPS, BadRequest, read_body, string_field
 from gateway.errors import BadInput
 from gateway.messages import InboundMessage, Method
-from keywords.model import Channel, Intent, IntentKind, MatchKind
+from keywords.model import Channel, IntentKind
 
 
 async def _subject(request: web.Request) -> tuple[str, Channel, str, dict[str, Any]]:
@@ -78,16 +77,14 @@ async def erase(request: web.Request) -> web.Response:
         if sender not in api.catalogs:
             continue  # a retired sender: the gate refuses it anyway
         outcome = await deps.pipeline.handle(
-            InboundMessage(
+            InboundMessage.decided(
                 channel=channel,
                 sender=sender,
                 contact=address,
-                text="",
                 method=Method.ERASURE,
                 dedupe_key=f"erasure:{request_id}:{sender}",
-                received_at=datetime.now(UTC),
+                kind=IntentKind.OPT_OUT_ALL,
                 evidence={"request": request_id, "api_key": actor},
-                intent=Intent(IntentKind.OPT_OUT_ALL, MatchKind.EXACT),
                 suppress_replies=True,  # the person asked us to forget them, not to write
             )
         )
