@@ -271,6 +271,10 @@ class InboundMailHandler:
                     language=self._links.lists[target.list_id].default_language,
                     keyword="complaint",
                 ),
+                # Someone who reported our mail as spam gets no more mail from us, not even a
+                # confirmation: it would be one more message they did not want, and mailbox
+                # providers count it against the sender (RFC 6449 section 3.3, feedback loops).
+                suppress_replies=True,
             )
             await self._handle(message)
             done += 1

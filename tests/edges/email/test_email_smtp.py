@@ -141,10 +141,12 @@ async def test_auto_replies_never_change_consent(
 async def test_arf_complaints_opt_out_with_method_complaint(
     mail_gateway: Gateway, mdb: asyncpg.Connection, report: object, expected: str
 ) -> None:
-    """An ARF abuse report opts the complainer out of the whole list (method complaint)."""
+    """An ARF abuse report opts the complainer out of the whole list (method complaint), and
+    no confirmation mail is queued for someone who reported us as spam."""
     raw = report(token_for(mail_gateway))  # type: ignore[operator]
     await send(mail_gateway, raw, [f"fbl@{DOMAIN}"], "feedback@fbl.example.net")
     assert [(expected, "opt_out", "complaint", "newsletter")] == await ledger(mdb)
+    assert 0 == await count_rows(mdb, "outbox")
 
 
 async def test_not_spam_feedback_changes_nothing(
