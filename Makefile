@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SMSC   := tests/peers/smsc
 SMSC_STAMP := $(SMSC)/node_modules/.package-lock.json
 
-.PHONY: install run test lint typecheck unit bench bench-deps clean smsc-sim run-smpp smsc-mo
+.PHONY: install run test lint unit bench bench-deps clean smsc-sim run-smpp smsc-mo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
