@@ -70,7 +70,9 @@ def _settings(schema: str, prefix: str) -> Any:
 
 # -- servers, each in its own process -------------------------------------------------------
 def _serve_gateway(settings: Any, pipe: Connection) -> None:
-    from gateway.app import Gateway
+    from gateway.app import Gateway, tune_runtime
+
+    tune_runtime()  # as `gateway serve` runs
 
     async def go() -> None:
         async with Gateway(settings) as gw:

@@ -240,6 +240,17 @@ def write_dev_secret(settings: Settings) -> None:
     )
 
 
+def tune_runtime() -> None:
+    """Process-wide settings `gateway serve` runs with (benchmarks apply them too).
+
+    The near cache holds hundreds of thousands of long-lived objects; with CPython's
+    default thresholds (700, 10, 10) the collector walks them so often that gate checks
+    queue behind it (bench/run_api.py: single-check p99 ~150 ms -> ~6 ms). Young garbage
+    is still collected, just in larger, rarer passes.
+    """
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then drain and stop."""
     stop = asyncio.Event()
@@ -247,11 +258,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     write_dev_secret(settings)
-    # The near cache holds hundreds of thousands of long-lived objects; with CPython's
-    # default thresholds (700, 10, 10) the collector walks them so often that gate checks
-    # queue behind it (bench/run_api.py: single-check p99 ~150 ms -> ~6 ms). Young garbage
-    # is still collected, just in larger, rarer passes.
-    gc.set_threshold(50_000, 20, 100)
+    tune_runtime()
     async with Gateway(settings) as gateway:
         log.info(
             "gateway ready",
