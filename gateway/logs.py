@@ -75,3 +75,5 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The embedded PostgreSQL narrates every start and stop at INFO; keep its warnings only.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
