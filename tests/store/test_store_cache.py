@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -188,10 +189,14 @@ async def test_an_instance_cut_off_from_redis_cannot_leave_others_allowing(
     settings: Settings, schema: str, redis_prefix: str
 ) -> None:
     """A's path to Redis is cut: its STOP reaches B's gate through Postgres within 50 ms."""
-    host, port = "127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
-    proxy = TcpProxy(host, port)
+    target = urlsplit(REDIS_URL)
+    assert target.hostname is not None
+    assert target.port is not None
+    proxy = TcpProxy(target.hostname, target.port)
     await proxy.start()
-    a_settings = make_settings(schema, redis_prefix, redis_url=f"redis://{host}:{proxy.port}/0")
+    # The same Redis database as B, reached through the proxy.
+    through_proxy = target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+    a_settings = make_settings(schema, redis_prefix, redis_url=through_proxy)
     try:
         async with (
             Gateway(a_settings, serve_http=False) as a,
