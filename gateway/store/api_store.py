@@ -24,6 +24,20 @@ import asyncpg
 
 from gateway.errors import TemporaryFailure
 
+
+async def write_audit(
+    conn: Any, actor: str, action: str, target: str, detail: Mapping[str, Any]
+) -> None:
+    """One row of the operators' audit log, in the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+        actor,
+        action,
+        target,
+        json.dumps(detail),
+    )
+
+
 log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write", "send", "admin")
@@ -157,17 +171,7 @@ class ApiStore:
 
     # -- audit and sender overrides ---------------------------------------------------------
 
-    @staticmethod
-    async def _audit(
-        conn: Any, actor: str, action: str, target: str, detail: Mapping[str, Any]
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
-            actor,
-            action,
-            target,
-            json.dumps(detail),
-        )
+    _audit = staticmethod(write_audit)
 
     async def audit(self, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:
         """Record one operator action on its own."""

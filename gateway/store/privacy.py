@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from gateway.errors import BadInput, TemporaryFailure
+from gateway.store.api_store import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
 from keywords.model import ConsentState
@@ -157,7 +158,7 @@ class PrivacyStore:
                 address,
             )
             data["bounces"] = [_record(r) for r in bounces]
-            await _audit(conn, actor, "privacy.export", f"contact:{cid}", {})
+            await write_audit(conn, actor, "privacy.export", f"contact:{cid}", {})
         return data
 
     async def rectify(self, channel: str, old: str, new: str, actor: str) -> int:
@@ -190,7 +191,9 @@ class PrivacyStore:
                 "INSERT INTO contact_addresses (contact_id, address) VALUES ($1, $2)", cid, old
             )
             await conn.execute("UPDATE contacts SET address = $2 WHERE id = $1", cid, new)
-            await _audit(conn, actor, "privacy.rectify", f"contact:{cid}", {"channel": channel})
+            await write_audit(
+                conn, actor, "privacy.rectify", f"contact:{cid}", {"channel": channel}
+            )
         if put:
             try:
                 await self._cache.put_many(put)
@@ -262,7 +265,7 @@ class PrivacyStore:
                     cid,
                 )
             target = f"contact:{cid}" if cid is not None else "unknown-contact"
-            await _audit(conn, actor, "privacy.erase", target, {"channel": channel})
+            await write_audit(conn, actor, "privacy.erase", target, {"channel": channel})
             await conn.execute("SELECT pg_notify($1, 'suppression')", self._channel)
         for digest in digests:
             self.suppression.add(digest)
@@ -353,15 +356,3 @@ _REFUSED: Mapping[str, str] = {
     "pending": "pending_confirmation",
     "opted_out": "opted_out",
 }
-
-
-async def _audit(
-    conn: Connection, actor: str, action: str, target: str, detail: Mapping[str, Any]
-) -> None:
-    await conn.execute(
-        "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
-        actor,
-        action,
-        target,
-        json.dumps(detail),
-    )
