@@ -314,14 +314,24 @@ class PrivacyStore:
 
     async def queue_notice(
         self, channel: str, sender: str, program: str, address: str, body: str
-    ) -> int:
-        """Queue a double opt-in link mail (kind ``pending``: an opt-out cancels it)."""
+    ) -> int | None:
+        """Queue a double opt-in link mail (kind ``pending``: an opt-out cancels it).
+
+        Only while the consent is still ``pending``, checked under the contact's lock
+        (``FOR SHARE``, as ``queue_send``): an opt-out that committed after the sign-up
+        leaves nothing to queue (None), and one that comes later waits for this transaction
+        and then cancels the row (writer.py).
+        """
         try:
-            async with self._pool.acquire() as conn:
-                outbox_id: int = await conn.fetchval(
-                    "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
-                    " language, body) SELECT $1, $2, $3, id, $4, 'pending', '', $5"
-                    " FROM contacts WHERE channel = $1 AND address = $4 RETURNING id",
+            async with self._pool.acquire() as conn, conn.transaction():
+                outbox_id: int | None = await conn.fetchval(
+                    "WITH c AS (SELECT id FROM contacts WHERE channel = $1 AND address = $4"
+                    " FOR SHARE)"
+                    " INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
+                    " language, body) SELECT $1, $2, $3, c.id, $4, 'pending', '', $5 FROM c"
+                    " JOIN consent s ON s.contact_id = c.id AND s.sender = $2"
+                    " AND s.program = $3 AND s.channel = $1 WHERE s.state = 'pending'"
+                    " RETURNING id",
                     channel,
                     sender,
                     program,

@@ -63,7 +63,7 @@ class Privacy(Protocol):
 
     async def queue_notice(
         self, channel: str, sender: str, program: str, address: str, body: str
-    ) -> int: ...
+    ) -> int | None: ...
 
 
 class Admin(Protocol):

@@ -165,8 +165,9 @@ async def capture(request: web.Request) -> web.Response:
         ask = next((r.text for r in outcome.decision.replies if r.kind is ReplyKind.PENDING), "")
         text = f"{ask}\n\nConfirm here: {url}\n"
         queued = await api.privacy.queue_notice(channel.value, sender, program, address, text)
-        body["outbox_ids"].append(queued)
-        api.wake_outbox()
+        if queued is not None:  # None: the person opted out in the meantime
+            body["outbox_ids"].append(queued)
+            api.wake_outbox()
     return web.json_response(body)
 
 

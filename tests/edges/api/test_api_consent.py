@@ -225,3 +225,31 @@ async def test_no_key_number_or_body_reaches_the_logs(
         body in text,
         "cgk_bad_guess" in text,
     )
+
+
+async def test_a_confirm_link_is_not_queued_after_an_opt_out_that_came_first(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Sign-up, then an unsubscribe commits before the link mail is queued: no link mail
+    (the queue checks the consent under the contact's lock), and a later opt-out still
+    cancels a link mail that was queued."""
+    address, news = "ann@example.org", "news@lists.acme-health.example"
+    key = await new_key(gateway, "write")
+    body = {**opt_in_body(address, "e2"), "channel": "email", "sender": news,
+            "program": "newsletter"}  # fmt: skip
+    assert 200 == (await call(gateway, "POST", "/v1/consent", key=key, json=body))[0]
+    privacy = gateway.api.privacy
+    queued = await privacy.queue_notice("email", news, "newsletter", address, "Confirm: x")
+    assert queued is not None
+    body = {**body, "action": "opt_out", "idempotency_key": "e3"}
+    assert 200 == (await call(gateway, "POST", "/v1/consent", key=key, json=body))[0]
+    assert "opted_out" == await db.fetchval("SELECT state FROM consent")
+
+    late = await privacy.queue_notice("email", news, "newsletter", address, "Confirm: y")
+
+    assert late is None
+    # The sign-up's own link mail and the one queued here, both cancelled; no third.
+    rows = await db.fetch("SELECT id, status FROM outbox WHERE kind = 'pending' ORDER BY id")
+    assert [("cancelled", False), ("cancelled", True)] == [
+        (r["status"], r["id"] == queued) for r in rows
+    ]
