@@ -153,8 +153,11 @@ class OutboxWorker:
         final = not temporary or row.attempts >= self._settings.max_attempts
         async with self._pool.acquire() as conn:
             await conn.execute(
+                # Only while still leased: an opt-out meanwhile cancelled the row, and a
+                # cancelled reply must stay unsent (migration 005).
                 "UPDATE outbox SET status = $2, last_error = $3,"
-                " next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+                " next_attempt_at = now() + make_interval(secs => $4)"
+                " WHERE id = $1 AND status = 'sending'",
                 row.id,
                 "failed" if final else "queued",
                 error[:500],

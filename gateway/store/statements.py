@@ -6,12 +6,16 @@ A batch costs four statements between BEGIN and COMMIT, whatever its size:
    UPDATE`` returns and locks existing rows too; rows go in sorted order, so two instances
    always lock in the same order and never deadlock);
 2. ``record_inbound``: insert the inbound events (``ON CONFLICT (dedupe_key) DO NOTHING``)
-   and read the current consent of those contacts, in one statement. The read sees every
-   change committed before it, because no other transaction can change these contacts'
-   consent while we hold their rows;
+   and read the current consent and unsent opt-in replies of those contacts, in one
+   statement. The read sees every change committed before it, because no other transaction
+   can change these contacts' consent or queue them a reply while we hold their rows;
 3. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT);
 4. ``write_changes``: ledger events, the new head, consent rows, the cancelled replies
    and the new outbox rows, as data-modifying CTEs of one statement.
+
+The statements are prepared, and a prepared statement's generic plan is made once, often
+while the tables are still empty; so every read is written as an index probe per key that
+no plan can turn into a scan of a whole table (tests/store/test_store_plans.py).
 """
 
 from __future__ import annotations
@@ -64,29 +68,55 @@ class InboundRow:
     evidence: str  # canonical JSON
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What ``record_inbound`` found."""
+
+    fresh: dict[str, int]  # dedupe key -> inbound id, for the events inserted now
+    states: dict[KeyState, tuple[ConsentState, int]]  # current (state, version) in the scopes
+    # (contact, sender, channel) -> ids of its unsent opt-in replies, which an opt-out in
+    # this batch cancels. No other transaction can add one while we hold the contact.
+    cancellable: dict[tuple[int, str, str], list[int]]
+
+
+# The consent rows and unsent replies are found by one index probe per scope: the LATERAL
+# subqueries carry OFFSET 0 so the planner cannot flatten them into joins, which it runs as
+# hash joins over sequential scans of whole tables whenever its statistics are stale or
+# absent (a new schema, a bulk load, before autovacuum's first ANALYZE).
+RECORD_INBOUND = (
+    "WITH ins AS ("
+    " INSERT INTO inbound_events (dedupe_key, channel, sender, contact_id, method,"
+    " received_at, carrier_time, intent, match, needs_review, body, evidence)"
+    " SELECT k, ch, s, c, m, r, ct, i, mt, nr, b, e::jsonb FROM unnest("
+    " $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],"
+    " $7::timestamptz[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[])"
+    " AS u(k, ch, s, c, m, r, ct, i, mt, nr, b, e)"
+    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key),"
+    " q AS (SELECT * FROM unnest($13::bigint[], $14::text[], $15::text[]) AS q(c, s, ch))"
+    " SELECT 'i' AS row, id, dedupe_key, NULL::bigint AS contact_id, NULL AS sender,"
+    " NULL AS channel, NULL AS program, NULL AS state, NULL::bigint AS version FROM ins"
+    " UNION ALL"
+    " SELECT 's', NULL, NULL, q.c, q.s, q.ch, k.program, k.state, k.version FROM q"
+    " CROSS JOIN LATERAL (SELECT program, state, version FROM consent"
+    " WHERE contact_id = q.c AND sender = q.s AND channel = q.ch OFFSET 0) k"
+    " UNION ALL"
+    # The predicate repeats the partial index outbox_cancellable's (migration 005).
+    " SELECT 'o', k.id, NULL, q.c, q.s, q.ch, NULL, NULL, NULL FROM q"
+    " CROSS JOIN LATERAL (SELECT id FROM outbox WHERE contact_id = q.c"
+    " AND status IN ('queued', 'sending') AND kind IN ('opt_in', 'pending', 'already_opted_in')"
+    " AND sender = q.s AND channel = q.ch OFFSET 0) k"
+)
+
+
 async def record_inbound(
     conn: Connection, rows: Sequence[InboundRow], scopes: Sequence[tuple[int, str, str]]
-) -> tuple[dict[str, int], dict[KeyState, tuple[ConsentState, int]]]:
-    """Insert new inbound events; read consent for (contact, sender, channel) scopes.
+) -> Recorded:
+    """Insert new inbound events; read consent and unsent opt-in replies in the scopes.
 
-    Returns the ids of the events inserted now (a duplicate key is absent) and the current
-    (state, version) of every consent row in the scopes.
+    ``scopes`` are (contact, sender, channel); the contacts must be locked already.
     """
     result = await conn.fetch(
-        "WITH ins AS ("
-        " INSERT INTO inbound_events (dedupe_key, channel, sender, contact_id, method,"
-        " received_at, carrier_time, intent, match, needs_review, body, evidence)"
-        " SELECT k, ch, s, c, m, r, ct, i, mt, nr, b, e::jsonb FROM unnest("
-        " $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],"
-        " $7::timestamptz[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[])"
-        " AS u(k, ch, s, c, m, r, ct, i, mt, nr, b, e)"
-        " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key)"
-        " SELECT id, dedupe_key, NULL::bigint AS contact_id, NULL AS sender, NULL AS channel,"
-        " NULL AS program, NULL AS state, NULL::bigint AS version FROM ins"
-        " UNION ALL"
-        " SELECT NULL, NULL, contact_id, sender, channel, program, state, version FROM consent"
-        " WHERE (contact_id, sender, channel) IN"
-        " (SELECT * FROM unnest($13::bigint[], $14::text[], $15::text[]))",
+        RECORD_INBOUND,
         [r.dedupe_key for r in rows],
         [r.channel for r in rows],
         [r.sender for r in rows],
@@ -103,15 +133,18 @@ async def record_inbound(
         [s[1] for s in scopes],
         [s[2] for s in scopes],
     )
-    fresh: dict[str, int] = {}
-    states: dict[KeyState, tuple[ConsentState, int]] = {}
+    out = Recorded({}, {}, {})
     for r in result:
-        if r["dedupe_key"] is not None:
-            fresh[r["dedupe_key"]] = r["id"]
-        else:
+        kind = r["row"]
+        if kind == "i":
+            out.fresh[r["dedupe_key"]] = r["id"]
+        elif kind == "s":
             key = (r["contact_id"], r["sender"], r["channel"], r["program"])
-            states[key] = (ConsentState(r["state"]), r["version"])
-    return fresh, states
+            out.states[key] = (ConsentState(r["state"]), r["version"])
+        else:
+            scope = (r["contact_id"], r["sender"], r["channel"])
+            out.cancellable.setdefault(scope, []).append(r["id"])
+    return out
 
 
 async def existing_inbound(conn: Connection, keys: list[str]) -> dict[str, int]:
@@ -149,7 +182,7 @@ class Changes:
     ledger: Sequence[tuple[object, ...]]
     head: tuple[int, bytes] | None  # the new (seq, hash), when ledger rows were added
     consent: Sequence[tuple[int, str, str, str, str, int, datetime, int]]
-    cancel_scopes: Sequence[tuple[int, str, str]]  # (contact, sender, channel) opted out
+    cancel: Sequence[int]  # outbox ids of unsent opt-in replies to people who opted out
     # channel, sender, program, contact_id, recipient, kind, language, body, inbound_id, status
     outbox: Sequence[Sequence[object]]
 
@@ -206,18 +239,15 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             " state = EXCLUDED.state, version = EXCLUDED.version,"
             " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq)"
         )
-    if changes.cancel_scopes:
-        # An opt-out cancels the person's unsent opt-in replies from earlier batches (the
-        # writer cancels this batch's own before they are written). The predicate repeats
-        # the partial index outbox_cancellable's, so the planner uses it.
-        ids = p([s[0] for s in changes.cancel_scopes], "bigint[]")
-        senders = p([s[1] for s in changes.cancel_scopes], "text[]")
-        channels = p([s[2] for s in changes.cancel_scopes], "text[]")
+    if changes.cancel:
+        # An opt-out cancels the person's unsent opt-in replies from earlier batches, queued
+        # or leased for sending (record_inbound found them; the writer cancels this batch's
+        # own before they are written). The status test runs on each row's newest version,
+        # so a reply the worker has marked 'sent' meanwhile stays 'sent'.
         parts.append(
-            "x AS (UPDATE outbox o SET status = 'cancelled', last_error = 'recipient opted out'"
-            " WHERE o.status = 'queued' AND o.kind IN ('opt_in', 'pending', 'already_opted_in')"
-            f" AND o.contact_id = ANY({ids}) AND (o.contact_id, o.sender, o.channel) IN"
-            f" (SELECT * FROM unnest({ids}, {senders}, {channels})))"
+            "x AS (UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
+            f" WHERE id = ANY({p(list(changes.cancel), 'bigint[]')})"
+            " AND status IN ('queued', 'sending'))"
         )
     if changes.outbox:
         cols = ", ".join(_columns(p, changes.outbox, _OUTBOX_TYPES))

@@ -18,7 +18,16 @@ Per batch, in one transaction:
 5. consent rows are upserted with ``version + 1`` and outbox rows inserted;
 6. cache tombstones with the new versions are written *before* COMMIT (see cache.py);
    if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
-7. COMMIT, then the new states are written to the cache, then the futures resolve.
+7. COMMIT, then the futures resolve, then the new states are written to the cache.
+
+The tombstones are sent to Redis while steps 4 and 5 run (they carry the versions decided
+in step 3, under the contact locks) and awaited before COMMIT. The post-commit cache write
+is not awaited by anyone: a gate that reads before it lands finds the tombstone and asks
+Postgres, which has the change.
+
+Each writer task keeps one pooled connection for as long as it works (a broken one is given
+back and replaced): acquiring and releasing per batch costs the pool's reset query, a round
+trip that every event in the batch would wait for.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+    from asyncpg.pool import PoolConnectionProxy
+
     from gateway.store.db import Connection
 
 from gateway.errors import TemporaryFailure
@@ -71,6 +83,33 @@ class PreparedEvent:
 class _Pending:
     event: PreparedEvent
     future: asyncio.Future[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """What ``write_changes`` assigned: ledger seqs in order, outbox ids per inbound id."""
+
+    seqs: list[int]
+    ids: dict[int, list[int]]
+
+
+class _Lease:
+    """One writer task's pooled connection, held across batches until it breaks."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._conn: PoolConnectionProxy[Record] | None = None
+
+    async def connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = await self._pool.acquire()
+        return self._conn
+
+    async def release(self) -> None:
+        """Give the connection back (the pool closes it if it is broken)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
 
 
 @dataclass(slots=True)
@@ -136,20 +175,24 @@ class ConsentWriter:
                 await task
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._process(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+        lease = _Lease(self._pool)
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    await self._process(batch, lease)
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+        finally:
+            await lease.release()
 
-    async def _process(self, batch: list[_Pending]) -> None:
+    async def _process(self, batch: list[_Pending], lease: _Lease) -> None:
         started = time.perf_counter()
         try:
-            applied = await self._apply_with_retry([p.event for p in batch])
+            applied = await self._apply_with_retry([p.event for p in batch], lease)
         except Exception as exc:
             if len(batch) > 1 and not _is_connection_error(exc):
                 # One event may be at fault: give each its own transaction.
@@ -162,7 +205,7 @@ class ConsentWriter:
                     },
                 )
                 for pending in batch:
-                    await self._process([pending])
+                    await self._process([pending], lease)
                 return
             log.warning(
                 "commit failed; peers must retry",
@@ -176,12 +219,17 @@ class ConsentWriter:
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         for action in applied.ledger_actions:
             self._metrics.ledger_events.labels(action).inc()
+        self._resolve(batch, applied)
         if applied.cache_entries:
             try:
                 await self._cache.put_many(list(applied.cache_entries.items()))
             except CacheUnavailable:
                 # The tombstones written before COMMIT still send every gate to Postgres.
                 self._guard.report_failure("put")
+
+    @staticmethod
+    def _resolve(batch: list[_Pending], applied: _Applied) -> None:
+        """Hand each committed event its outcome: the edges may acknowledge now."""
         seen: set[str] = set()
         for pending in batch:
             key = pending.event.message.dedupe_key
@@ -193,15 +241,20 @@ class ConsentWriter:
             if not pending.future.done():
                 pending.future.set_result(outcome)
 
-    async def _apply_with_retry(self, events: Sequence[PreparedEvent]) -> _Applied:
+    async def _apply_with_retry(self, events: Sequence[PreparedEvent], lease: _Lease) -> _Applied:
         for attempt in range(_ATTEMPTS):
+            conn = await lease.connection()
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
+                async with conn.transaction():
                     return await self._apply(conn, events)
             except _RETRYABLE:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.005 * (attempt + 1))
+            except BaseException as exc:
+                if _is_connection_error(exc) or conn.is_closed():
+                    await lease.release()
+                raise
         raise AssertionError("unreachable")
 
     async def _apply(self, conn: Connection, events: Sequence[PreparedEvent]) -> _Applied:
@@ -217,9 +270,11 @@ class ConsentWriter:
              e.catalog.channel.value)
             for e in unique.values()
         }  # fmt: skip
-        fresh, states = await sql.record_inbound(
+        recorded = await sql.record_inbound(
             conn, [_inbound_row(e, contact_ids) for e in unique.values()], sorted(scopes)
         )
+        fresh, states = recorded.fresh, recorded.states
+        cancel: list[int] = []
         now = datetime.now(UTC)
         ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
         consent_rows: dict[_KeyState, tuple[ConsentState, int, int]] = {}  # state, version, idx
@@ -256,6 +311,7 @@ class ConsentWriter:
                 if tr.new is ConsentState.OPTED_OUT:
                     for unsent in cancellable.pop((cid, sender, channel), []):
                         unsent[-1] = "cancelled"
+                    cancel.extend(recorded.cancellable.pop((cid, sender, channel), []))
                 skey = (cid, sender, channel, tr.program)
                 _, version = states.get(skey, (ConsentState.NONE, 0))
                 states[skey] = (tr.new, version + 1)
@@ -290,6 +346,49 @@ class ConsentWriter:
                 if reply.kind.value in _CANCELLABLE:
                     cancellable.setdefault((cid, sender, channel), []).append(row)
 
+        address_of = {cid: addr for (_, addr), cid in contact_ids.items()}
+        for skey, (state, version, _) in consent_rows.items():
+            cid, sender, channel, program = skey
+            ckey = ConsentKey(channel, sender, program, address_of[cid])
+            applied.cache_entries[ckey] = CachedConsent(state, version, now.timestamp())
+        # Redis takes the tombstones while Postgres takes the changes; both before COMMIT.
+        tombstones = self._start_tombstones(applied) if consent_rows else None
+        try:
+            outbox_ids = await self._write(conn, ledger, consent_rows, outbox, cancel, now)
+        finally:
+            told = await self._tombstones_done(tombstones)
+        if consent_rows and not told:
+            await self._repair_rows(conn, consent_rows)
+
+        seq_by_inbound: dict[int, list[int]] = {}
+        for (ev, _), seq in zip(ledger, outbox_ids.seqs, strict=True):
+            seq_by_inbound.setdefault(ev.inbound_id or 0, []).append(seq)
+        duplicates = [k for k in unique if k not in fresh]
+        earlier = await sql.existing_inbound(conn, duplicates) if duplicates else {}
+        for key in unique:
+            if key in fresh:
+                iid = fresh[key]
+                applied.outcomes[key] = Outcome(
+                    OutcomeStatus.COMMITTED,
+                    iid,
+                    decisions[key],
+                    tuple(seq_by_inbound.get(iid, ())),
+                    tuple(outbox_ids.ids.get(iid, ())),
+                )
+            else:
+                applied.outcomes[key] = Outcome(OutcomeStatus.DUPLICATE, earlier[key], None)
+        return applied
+
+    async def _write(
+        self,
+        conn: Connection,
+        ledger: list[tuple[LedgerEvent, str]],
+        consent_rows: dict[_KeyState, tuple[ConsentState, int, int]],
+        outbox: list[list[object]],
+        cancel: list[int],
+        now: datetime,
+    ) -> _Written:
+        """Steps 4 and 5: chain the ledger rows under the head lock and write everything."""
         records, seqs, head = (
             _chain(await sql.lock_head(conn), ledger) if ledger else ([], [], None)
         )
@@ -302,54 +401,34 @@ class ConsentWriter:
                     (k[0], k[1], k[2], k[3], v[0].value, v[1], now, seqs[v[2]])
                     for k, v in consent_rows.items()
                 ],
-                cancel_scopes=sorted(
-                    {k[:3] for k, v in consent_rows.items() if v[0] is ConsentState.OPTED_OUT}
-                ),
+                cancel=cancel,
                 outbox=outbox,
             ),
         )
+        return _Written(seqs, outbox_ids)
 
-        address_of = {cid: addr for (_, addr), cid in contact_ids.items()}
-        for skey, (state, version, _) in consent_rows.items():
-            cid, sender, channel, program = skey
-            ckey = ConsentKey(channel, sender, program, address_of[cid])
-            applied.cache_entries[ckey] = CachedConsent(state, version, now.timestamp())
-        if consent_rows:
-            await self._tombstone(conn, consent_rows, applied)
+    def _start_tombstones(self, applied: _Applied) -> asyncio.Task[None] | None:
+        """Send the tombstones (new versions) to Redis; None when Redis is known down."""
+        if not self._guard.cache_reachable:
+            return None
+        versions = [(k, v.version) for k, v in applied.cache_entries.items()]
+        return asyncio.create_task(self._cache.tombstone_many(versions))
 
-        seq_by_inbound: dict[int, list[int]] = {}
-        for (ev, _), seq in zip(ledger, seqs, strict=True):
-            seq_by_inbound.setdefault(ev.inbound_id or 0, []).append(seq)
-        duplicates = [k for k in unique if k not in fresh]
-        earlier = await sql.existing_inbound(conn, duplicates) if duplicates else {}
-        for key in unique:
-            if key in fresh:
-                iid = fresh[key]
-                applied.outcomes[key] = Outcome(
-                    OutcomeStatus.COMMITTED,
-                    iid,
-                    decisions[key],
-                    tuple(seq_by_inbound.get(iid, ())),
-                    tuple(outbox_ids.get(iid, ())),
-                )
-            else:
-                applied.outcomes[key] = Outcome(OutcomeStatus.DUPLICATE, earlier[key], None)
-        return applied
+    async def _tombstones_done(self, task: asyncio.Task[None] | None) -> bool:
+        """Wait for the tombstones; False if Redis did not take them."""
+        if task is None:
+            return False
+        try:
+            await task
+        except CacheUnavailable:
+            self._guard.report_failure("tombstone")
+            return False
+        return True
 
-    async def _tombstone(
-        self,
-        conn: Connection,
-        consent_rows: dict[_KeyState, tuple[ConsentState, int, int]],
-        applied: _Applied,
+    async def _repair_rows(
+        self, conn: Connection, consent_rows: dict[_KeyState, tuple[ConsentState, int, int]]
     ) -> None:
-        """Invalidate before COMMIT; if Redis cannot be told, leave a repair row (guard.py)."""
-        versions = {k: v.version for k, v in applied.cache_entries.items()}
-        if self._guard.cache_reachable:
-            try:
-                await self._cache.tombstone_many(list(versions.items()))
-                return
-            except CacheUnavailable:
-                self._guard.report_failure("tombstone")
+        """Redis could not be told: leave repair rows in this transaction (guard.py)."""
         await conn.executemany(
             "INSERT INTO cache_repair (contact_id, sender, program, channel)"
             " VALUES ($1, $2, $4, $3)",

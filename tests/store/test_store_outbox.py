@@ -133,3 +133,55 @@ async def test_rows_of_a_channel_without_a_sender_stay_queued(
     worker = OutboxWorker(gateway.pool, {}, OutboxSettings(), Metrics())
     assert 0 == await worker.run_once()
     assert ("queued", 0) == tuple(await db.fetchrow("SELECT status, attempts FROM outbox") or ())
+
+
+class _Stalled:
+    """A sender whose send waits until released, then fails temporarily (a slow, dead peer)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, row: OutboxRow) -> str | None:
+        self.started.set()
+        await self.release.wait()
+        raise SendError("peer went away", temporary=True)
+
+
+async def test_an_opt_out_cancels_an_opt_in_reply_whose_send_is_in_flight(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """START's reply is being sent when STOP commits; the send fails: it is never retried."""
+    await gateway.pipeline.handle(sms("START"))
+    stalled = _Stalled()
+    worker = OutboxWorker(gateway.pool, {"sms": stalled}, OutboxSettings(), Metrics())
+    in_flight = asyncio.create_task(worker.run_once())
+    await asyncio.wait_for(stalled.started.wait(), 5)
+    assert "sending" == await db.fetchval("SELECT status FROM outbox WHERE kind = 'opt_in'")
+
+    await gateway.pipeline.handle(sms("STOP"))
+    stalled.release.set()
+    await in_flight
+
+    rows = await db.fetch("SELECT kind, status FROM outbox ORDER BY id")
+    assert [("opt_in", "cancelled"), ("opt_out", "queued")] == [
+        (r["kind"], r["status"]) for r in rows
+    ]
+    # Even once due again, only the opt-out confirmation is ever claimed.
+    await db.execute("UPDATE outbox SET next_attempt_at = now() - interval '1 hour'")
+    recorder = _Recorder()
+    await _worker(gateway, recorder).run_once()
+    assert ["opt_out"] == [row.kind for row in recorder.sent]
+
+
+async def test_a_reply_sent_while_an_opt_out_commits_stays_recorded_as_sent(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A send already on the wire cannot be recalled: its row says 'sent', not 'cancelled'."""
+    await gateway.pipeline.handle(sms("START"))
+    worker = _worker(gateway, _Recorder())
+    rows = await worker.claim()
+    await gateway.pipeline.handle(sms("STOP"))
+    assert "cancelled" == await db.fetchval("SELECT status FROM outbox WHERE kind = 'opt_in'")
+    await worker._mark_sent([(rows[0], "ref-1")])  # the peer had taken it
+    assert "sent" == await db.fetchval("SELECT status FROM outbox WHERE kind = 'opt_in'")
