@@ -34,6 +34,13 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.commit_retries = Counter(
+            "gateway_commit_retries_total",
+            "Batches run again in a new transaction, by reason (head_moved: another writer"
+            " appended to the ledger first; deadlock; serialization).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.gate_checks = Counter(
             "gateway_gate_checks_total",
             "Send-gate answers by result and source (cache or postgres).",

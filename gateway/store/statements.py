@@ -1,6 +1,6 @@
 """The writer's SQL (I/O layer): one group commit in as few round trips as the data allows.
 
-A batch costs four statements between BEGIN and COMMIT, whatever its size:
+A batch costs three or four statements between BEGIN and COMMIT, whatever its size:
 
 1. ``lock_contacts``: create missing contacts and lock all of them (``ON CONFLICT DO
    UPDATE`` returns and locks existing rows too; rows go in sorted order, so two instances
@@ -9,9 +9,11 @@ A batch costs four statements between BEGIN and COMMIT, whatever its size:
    and read the current consent and unsent opt-in replies of those contacts, in one
    statement. The read sees every change committed before it, because no other transaction
    can change these contacts' consent or queue them a reply while we hold their rows;
-3. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT);
-4. ``write_changes``: ledger events, the new head, consent rows, the cancelled replies
-   and the new outbox rows, as data-modifying CTEs of one statement.
+3. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT),
+   only when the writer does not know the head already (see writer.py);
+4. ``write_changes``: ledger events, the head moved on (only if it is still the one the
+   events were chained from, else ``HeadMoved``), consent rows, the cancelled replies and
+   the new outbox rows, as data-modifying CTEs of one statement.
 
 The statements are prepared, and a prepared statement's generic plan is made once, often
 while the tables are still empty; so every read is written as an index probe per key that
@@ -155,8 +157,12 @@ async def existing_inbound(conn: Connection, keys: list[str]) -> dict[str, int]:
     return {r["dedupe_key"]: r["id"] for r in rows}
 
 
+class HeadMoved(Exception):
+    """Another transaction appended to the ledger first: chain the batch again."""
+
+
 async def lock_head(conn: Connection) -> tuple[int, bytes]:
-    """The chain's last (seq, hash), locked until COMMIT: appends are serialised here."""
+    """The chain's last (seq, hash), locked until COMMIT."""
     head = await conn.fetchrow("SELECT seq, hash FROM ledger_head FOR UPDATE")
     assert head is not None, "ledger_head is created by migration 001"
     return head["seq"], bytes(head["hash"])
@@ -180,7 +186,9 @@ class Changes:
     # seq, contact_id, channel, sender, program, action, method, old, new, server_time,
     # carrier_time, inbound_id, evidence, evidence_sha256, prev_hash, hash
     ledger: Sequence[tuple[object, ...]]
-    head: tuple[int, bytes] | None  # the new (seq, hash), when ledger rows were added
+    # (chained from, new) heads as (seq, hash), when ledger rows were added: the head moves
+    # only if it still is the one the rows were chained from.
+    head: tuple[tuple[int, bytes], tuple[int, bytes]] | None
     consent: Sequence[tuple[int, str, str, str, str, int, datetime, int]]
     cancel: Sequence[int]  # outbox ids of unsent opt-in replies to people who opted out
     # channel, sender, program, contact_id, recipient, kind, language, body, inbound_id, status
@@ -226,9 +234,17 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             " AS u(q, c, ch, s, pr, a, m, o, n, t, ct, i, e, d, ph, h))"
         )
     if changes.head is not None:
-        seq, digest = changes.head
+        (old_seq, old_digest), (seq, digest) = changes.head
+        # The row lock is taken here and held to COMMIT. The test is in SET, not WHERE: an
+        # UPDATE that finds the row locked waits, then re-evaluates its expressions on the
+        # version the other transaction committed (READ COMMITTED), whereas a WHERE that
+        # fails on the version in its snapshot skips the row without waiting at all.
+        same = f"seq = {p(old_seq, 'bigint')} AND hash = {p(old_digest, 'bytea')}"
+        new_seq, new_hash = p(seq, "bigint"), p(digest, "bytea")
         parts.append(
-            f"h AS (UPDATE ledger_head SET seq = {p(seq, 'bigint')}, hash = {p(digest, 'bytea')})"
+            f"h AS (UPDATE ledger_head SET seq = CASE WHEN {same} THEN {new_seq} ELSE seq END,"
+            f" hash = CASE WHEN {same} THEN {new_hash} ELSE hash END"
+            f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved)"
         )
     if changes.consent:
         cols = ", ".join(_columns(p, changes.consent, _CONSENT_TYPES))
@@ -249,6 +265,7 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             f" WHERE id = ANY({p(list(changes.cancel), 'bigint[]')})"
             " AND status IN ('queued', 'sending'))"
         )
+    moved = "(SELECT count(*) FROM h WHERE moved)" if changes.head is not None else "1"
     if changes.outbox:
         cols = ", ".join(_columns(p, changes.outbox, _OUTBOX_TYPES))
         parts.append(
@@ -259,13 +276,17 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             f" FROM unnest({cols}) AS u(ch, s, pr, c, r, k, lg, b, i, st)"
             " RETURNING id, inbound_id)"
         )
-        tail = "SELECT id, inbound_id FROM o"
+        rows = " UNION ALL SELECT id, inbound_id, NULL FROM o"
     else:
-        tail = "SELECT NULL::bigint AS id, NULL::bigint AS inbound_id WHERE false"
+        rows = ""
     if not parts:
         return {}
-    rows = await conn.fetch(f"WITH {', '.join(parts)} {tail}", *p.values)
+    # The first row says whether the head moved (always, without ledger rows to chain).
+    tail = f"SELECT NULL::bigint AS id, NULL::bigint AS inbound_id, {moved} AS moved{rows}"
+    result = await conn.fetch(f"WITH {', '.join(parts)} {tail}", *p.values)
+    if result[0]["moved"] != 1:
+        raise HeadMoved("ledger_head is no longer the head the batch was chained from")
     out: dict[int, list[int]] = {}
-    for r in rows:
+    for r in result[1:]:
         out.setdefault(r["inbound_id"], []).append(r["id"])
     return out

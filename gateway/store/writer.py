@@ -14,11 +14,19 @@ Per batch, in one transaction:
 2. inbound events are inserted ``ON CONFLICT (dedupe_key) DO NOTHING``: a redelivery gets
    ``DUPLICATE`` and changes nothing (invariant 3);
 3. current states are read and ``keywords.consent.decide`` runs, event by event, in order;
-4. under the ``ledger_head`` row lock, ledger rows get gap-free ``seq`` and chained hashes;
+4. ledger rows get gap-free ``seq`` and chained hashes, from the head this process last
+   wrote (or, when it does not know it, from ``ledger_head`` read under its row lock); the
+   head is moved on only if it is still that one, under the row lock held to COMMIT, else
+   the batch is chained again from the locked head (``HeadMoved``);
 5. consent rows are upserted with ``version + 1`` and outbox rows inserted;
 6. cache tombstones with the new versions are written *before* COMMIT (see cache.py);
    if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
 7. COMMIT, then the futures resolve, then the new states are written to the cache.
+
+Knowing the head saves the round trip that locks and reads it, and keeps the row locked
+only from the statement that writes it to COMMIT: the second writer task chains its batch
+onto the first's while the first commits, and its head update waits inside Postgres for
+that commit. Another instance appending meanwhile costs one retry, never a wrong chain.
 
 The tombstones are sent to Redis while steps 4 and 5 run (they carry the versions decided
 in step 3, under the contact locks) and awaited before COMMIT. The post-commit cache write
@@ -65,7 +73,6 @@ log = logging.getLogger(__name__)
 _CANCELLABLE = frozenset(
     {ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value}
 )
-_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _ATTEMPTS = 3
 
 
@@ -91,6 +98,14 @@ class _Written:
 
     seqs: list[int]
     ids: dict[int, list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """A batch's place in the chain: the head it leaves, and when its head update has run."""
+
+    head: tuple[int, bytes]
+    written: asyncio.Future[None]
 
 
 class _Lease:
@@ -143,6 +158,9 @@ class ConsentWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        # The last batch chained here (committed or in flight); None: read the head under
+        # its lock. Shared by the writer tasks.
+        self._last: _Link | None = None
 
     async def submit(self, event: PreparedEvent) -> Outcome:
         """Write ``event``; return once committed, or raise ``TemporaryFailure``."""
@@ -247,14 +265,17 @@ class ConsentWriter:
             try:
                 async with conn.transaction():
                     return await self._apply(conn, events)
-            except _RETRYABLE:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.005 * (attempt + 1))
             except BaseException as exc:
+                # Whatever this batch chained onto, or others onto it, may not commit.
+                self._last = None
                 if _is_connection_error(exc) or conn.is_closed():
                     await lease.release()
-                raise
+                reason = _retry_reason(exc)
+                if reason is None or attempt == _ATTEMPTS - 1:
+                    raise
+                self._metrics.commit_retries.labels(reason).inc()
+                if reason != "head_moved":
+                    await asyncio.sleep(0.005 * (attempt + 1))
         raise AssertionError("unreachable")
 
     async def _apply(self, conn: Connection, events: Sequence[PreparedEvent]) -> _Applied:
@@ -388,24 +409,43 @@ class ConsentWriter:
         cancel: list[int],
         now: datetime,
     ) -> _Written:
-        """Steps 4 and 5: chain the ledger rows under the head lock and write everything."""
-        records, seqs, head = (
-            _chain(await sql.lock_head(conn), ledger) if ledger else ([], [], None)
-        )
-        outbox_ids = await sql.write_changes(
-            conn,
-            sql.Changes(
-                ledger=records,
-                head=head,
-                consent=[
-                    (k[0], k[1], k[2], k[3], v[0].value, v[1], now, seqs[v[2]])
-                    for k, v in consent_rows.items()
-                ],
-                cancel=cancel,
-                outbox=outbox,
-            ),
-        )
-        return _Written(seqs, outbox_ids)
+        """Steps 4 and 5: chain the ledger rows onto the head and write everything."""
+        records: list[tuple[object, ...]] = []
+        seqs: list[int] = []
+        heads = None
+        before = mine = None
+        if ledger:
+            before = self._last
+            start = before.head if before is not None else await sql.lock_head(conn)
+            records, seqs, head = _chain(start, ledger)
+            # No await since reading ``_last``: the next batch chains from here.
+            mine = self._last = _Link(head, asyncio.get_running_loop().create_future())
+            heads = (start, head)
+        try:
+            if before is not None:
+                # Our head update must reach Postgres after the one we chained onto, so it
+                # waits there for that batch's COMMIT (or finds the head unmoved, if that
+                # batch failed) instead of overtaking it and finding the head not yet moved.
+                await before.written
+            return _Written(
+                seqs,
+                await sql.write_changes(
+                    conn,
+                    sql.Changes(
+                        ledger=records,
+                        head=heads,
+                        consent=[
+                            (k[0], k[1], k[2], k[3], v[0].value, v[1], now, seqs[v[2]])
+                            for k, v in consent_rows.items()
+                        ],
+                        cancel=cancel,
+                        outbox=outbox,
+                    ),
+                ),
+            )
+        finally:
+            if mine is not None:
+                mine.written.set_result(None)
 
     def _start_tombstones(self, applied: _Applied) -> asyncio.Task[None] | None:
         """Send the tombstones (new versions) to Redis; None when Redis is known down."""
@@ -436,6 +476,19 @@ class ConsentWriter:
         )
         await conn.execute(f"NOTIFY {self._guard.channel}")
         self._guard.report_backlog()
+
+
+def _retry_reason(exc: BaseException) -> str | None:
+    """Why a new transaction may succeed (a lost race); None for a fault that would repeat."""
+    if isinstance(exc, sql.HeadMoved):
+        return "head_moved"
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "ledger_pkey":
+        return "head_moved"  # another instance had already appended the seq we chained
+    if isinstance(exc, asyncpg.DeadlockDetectedError):
+        return "deadlock"
+    if isinstance(exc, asyncpg.SerializationError):
+        return "serialization"
+    return None
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
-from support import sms
+from support import count_rows, sms
 
 from gateway.app import Gateway
+from gateway.errors import TemporaryFailure
+from gateway.messages import OutcomeStatus
+from gateway.settings import Settings
 from gateway.store.ledger import verify
 
 
@@ -93,3 +98,98 @@ async def test_deleted_tail_is_detected(gateway: Gateway, db: asyncpg.Connection
     await db.execute("DELETE FROM ledger WHERE seq = $1", last)
     report = await verify(db)
     assert any("ledger_head" in p for p in report.problems)
+
+
+def _retries(gateway: Gateway) -> float:
+    value = gateway.metrics.registry.get_sample_value(
+        "gateway_commit_retries_total", {"reason": "head_moved"}
+    )
+    return value or 0.0
+
+
+async def test_a_batch_chained_onto_one_still_committing_waits_for_it(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """The second writer task chains onto the first's batch while it commits (slowly, here),
+    and its head update waits for that commit inside Postgres: nothing is run twice."""
+    slow = "+14155559998"
+    await db.execute(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN IF NEW.recipient = '{slow}' THEN PERFORM pg_sleep(0.3); END IF;"
+        " RETURN NULL; END $$;"
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON outbox"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+    )
+    await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))  # the head is known
+    first = asyncio.ensure_future(gateway.pipeline.handle(sms("STOP", contact=slow)))
+    await asyncio.sleep(0.1)  # its batch now sits in COMMIT, holding ledger_head
+    rest = await asyncio.gather(
+        *(gateway.pipeline.handle(sms("STOP", contact=f"+1415558{i:04d}")) for i in range(20))
+    )
+
+    assert OutcomeStatus.COMMITTED == (await first).status
+    assert all(o.status is OutcomeStatus.COMMITTED for o in rest)
+    assert 0 == _retries(gateway)
+    assert min(seq for o in rest for seq in o.ledger_seqs) > max((await first).ledger_seqs)
+    report = await verify(db)
+    assert (True, ()) == (report.ok, report.problems)
+    assert 2 * 22 == report.events
+
+
+async def test_two_instances_appending_at_once_keep_one_gap_free_chain(
+    settings: Settings, gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Each instance chains onto the head it last wrote; when the other moved it meanwhile,
+    the batch is chained again from the locked head: never a fork, never a gap."""
+
+    async def waves(gw: Gateway, offset: int) -> list[int]:
+        seqs: list[int] = []
+        for wave in range(15):
+            outcomes = await asyncio.gather(
+                *(
+                    gw.pipeline.handle(sms("STOP", contact=f"+1415556{offset + wave * 10 + i:04d}"))
+                    for i in range(10)
+                )
+            )
+            assert all(o.status is OutcomeStatus.COMMITTED for o in outcomes)
+            seqs.extend(seq for o in outcomes for seq in o.ledger_seqs)
+        return seqs
+
+    async with Gateway(settings) as other:
+        mine, theirs = await asyncio.gather(waves(gateway, 0), waves(other, 5000))
+        retried = _retries(gateway) + _retries(other)
+
+    assert retried > 0  # the instances did cross each other
+    report = await verify(db)
+    assert (True, ()) == (report.ok, report.problems)
+    assert 600 == report.events == await db.fetchval("SELECT seq FROM ledger_head")
+    assert list(range(1, 601)) == sorted(mine + theirs)
+
+
+async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """One writer's batch fails at COMMIT after the other writer chained onto its head: the
+    second batch must not commit a link to rows that never existed."""
+    poison = "+14155559999"
+    await db.execute(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN IF NEW.recipient = '{poison}' THEN PERFORM pg_sleep(0.3);"
+        " RAISE EXCEPTION 'refused by test'; END IF; RETURN NULL; END $$;"
+        "CREATE CONSTRAINT TRIGGER refuse_poison AFTER INSERT ON outbox"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+    )
+    await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))  # the head is known
+    doomed = asyncio.ensure_future(gateway.pipeline.handle(sms("STOP", contact=poison)))
+    await asyncio.sleep(0.1)  # its batch now holds ledger_head, failing slowly at COMMIT
+    good = await asyncio.gather(
+        *(gateway.pipeline.handle(sms("STOP", contact=f"+1415557{i:04d}")) for i in range(20))
+    )
+
+    with pytest.raises(TemporaryFailure):
+        await doomed
+    assert all(o.status is OutcomeStatus.COMMITTED for o in good)
+    assert _retries(gateway) > 0
+    report = await verify(db)
+    assert (True, ()) == (report.ok, report.problems)
+    assert 2 * 21 == report.events == await count_rows(db, "ledger")
