@@ -1,23 +1,25 @@
 """The writer's SQL (I/O layer): one group commit in as few round trips as the data allows.
 
-A batch costs three or four statements between BEGIN and COMMIT, whatever its size:
+A batch costs two or three statements between BEGIN and COMMIT, whatever its size:
 
-1. ``lock_contacts``: create missing contacts and lock all of them (``ON CONFLICT DO
-   UPDATE`` returns and locks existing rows too; rows go in sorted order, so two instances
-   always lock in the same order and never deadlock);
-2. ``record_inbound``: insert the inbound events (``ON CONFLICT (dedupe_key) DO NOTHING``)
-   and read the current consent and unsent opt-in replies of those contacts, in one
-   statement. The read sees every change committed before it, because no other transaction
-   can change these contacts' consent or queue them a reply while we hold their rows;
-3. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT),
+1. ``record`` calls ``writer_record`` (migration 006), which creates missing contacts and
+   locks all of them (``ON CONFLICT DO UPDATE`` returns and locks existing rows too; rows go
+   in sorted order, so two instances always lock in the same order and never deadlock), then,
+   in a statement of its own and so from a snapshot taken with the locks held, inserts the
+   inbound events (``ON CONFLICT (dedupe_key) DO NOTHING``) and reads the current consent
+   and unsent opt-in replies of those contacts. The read sees every change committed before
+   it, because no other transaction can change these contacts' consent or queue them a reply
+   while we hold their rows;
+2. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT),
    only when the writer does not know the head already (see writer.py);
-4. ``write_changes``: ledger events, the head moved on (only if it is still the one the
+3. ``write_changes``: ledger events, the head moved on (only if it is still the one the
    events were chained from, else ``HeadMoved``), consent rows, the cancelled replies and
    the new outbox rows, as data-modifying CTEs of one statement.
 
-The statements are prepared, and a prepared statement's generic plan is made once, often
-while the tables are still empty; so every read is written as an index probe per key that
-no plan can turn into a scan of a whole table (tests/store/test_store_plans.py).
+The statements are prepared (and PL/pgSQL keeps generic plans too), and a generic plan is
+made once, often while the tables are still empty; so every read is written as an index
+probe per key that no plan can turn into a scan of a whole table
+(tests/store/test_store_plans.py).
 """
 
 from __future__ import annotations
@@ -35,31 +37,14 @@ if TYPE_CHECKING:
 KeyState = tuple[int, str, str, str]  # contact_id, sender, channel, program
 
 
-async def lock_contacts(
-    conn: Connection, pairs: Sequence[tuple[str, str]]
-) -> dict[tuple[str, str], int]:
-    """Contact ids of (channel, address) pairs, created if new, locked until COMMIT."""
-    ordered = sorted(set(pairs))
-    rows = await conn.fetch(
-        "INSERT INTO contacts (channel, address)"
-        " SELECT * FROM unnest($1::text[], $2::text[]) AS u(ch, a) ORDER BY ch, a"
-        # A no-op update: it is what makes ON CONFLICT lock and return the existing row.
-        " ON CONFLICT (channel, address) DO UPDATE SET channel = EXCLUDED.channel"
-        " RETURNING id, channel, address",
-        [p[0] for p in ordered],
-        [p[1] for p in ordered],
-    )
-    return {(r["channel"], r["address"]): r["id"] for r in rows}
-
-
 @dataclass(frozen=True, slots=True)
 class InboundRow:
-    """One inbound_events row to insert."""
+    """One inbound_events row to insert; the contact is named by (channel, address)."""
 
     dedupe_key: str
     channel: str
+    address: str
     sender: str
-    contact_id: int
     method: str
     received_at: datetime
     carrier_time: datetime | None
@@ -72,8 +57,9 @@ class InboundRow:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What ``record_inbound`` found."""
+    """What ``record`` did and found."""
 
+    contact_ids: dict[tuple[str, str], int]  # (channel, address) -> id, now locked
     fresh: dict[str, int]  # dedupe key -> inbound id, for the events inserted now
     states: dict[KeyState, tuple[ConsentState, int]]  # current (state, version) in the scopes
     # (contact, sender, channel) -> ids of its unsent opt-in replies, which an opt-out in
@@ -81,48 +67,24 @@ class Recorded:
     cancellable: dict[tuple[int, str, str], list[int]]
 
 
-# The consent rows and unsent replies are found by one index probe per scope: the LATERAL
-# subqueries carry OFFSET 0 so the planner cannot flatten them into joins, which it runs as
-# hash joins over sequential scans of whole tables whenever its statistics are stale or
-# absent (a new schema, a bulk load, before autovacuum's first ANALYZE).
-RECORD_INBOUND = (
-    "WITH ins AS ("
-    " INSERT INTO inbound_events (dedupe_key, channel, sender, contact_id, method,"
-    " received_at, carrier_time, intent, match, needs_review, body, evidence)"
-    " SELECT k, ch, s, c, m, r, ct, i, mt, nr, b, e::jsonb FROM unnest("
-    " $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],"
-    " $7::timestamptz[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[])"
-    " AS u(k, ch, s, c, m, r, ct, i, mt, nr, b, e)"
-    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key),"
-    " q AS (SELECT * FROM unnest($13::bigint[], $14::text[], $15::text[]) AS q(c, s, ch))"
-    " SELECT 'i' AS row, id, dedupe_key, NULL::bigint AS contact_id, NULL AS sender,"
-    " NULL AS channel, NULL AS program, NULL AS state, NULL::bigint AS version FROM ins"
-    " UNION ALL"
-    " SELECT 's', NULL, NULL, q.c, q.s, q.ch, k.program, k.state, k.version FROM q"
-    " CROSS JOIN LATERAL (SELECT program, state, version FROM consent"
-    " WHERE contact_id = q.c AND sender = q.s AND channel = q.ch OFFSET 0) k"
-    " UNION ALL"
-    # The predicate repeats the partial index outbox_cancellable's (migration 005).
-    " SELECT 'o', k.id, NULL, q.c, q.s, q.ch, NULL, NULL, NULL FROM q"
-    " CROSS JOIN LATERAL (SELECT id FROM outbox WHERE contact_id = q.c"
-    " AND status IN ('queued', 'sending') AND kind IN ('opt_in', 'pending', 'already_opted_in')"
-    " AND sender = q.s AND channel = q.ch OFFSET 0) k"
-)
-
-
-async def record_inbound(
-    conn: Connection, rows: Sequence[InboundRow], scopes: Sequence[tuple[int, str, str]]
+async def record(
+    conn: Connection, contacts: Sequence[tuple[str, str]], rows: Sequence[InboundRow]
 ) -> Recorded:
-    """Insert new inbound events; read consent and unsent opt-in replies in the scopes.
+    """Steps 1 and 2 in one round trip: ``writer_record`` (migration 006).
 
-    ``scopes`` are (contact, sender, channel); the contacts must be locked already.
+    ``contacts`` are every (channel, address) of the batch; ``rows`` one per distinct event.
     """
+    ordered = sorted(set(contacts))
     result = await conn.fetch(
-        RECORD_INBOUND,
+        "SELECT * FROM writer_record($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],"
+        " $10::text[], $11::text[], $12::bool[], $13::text[], $14::text[])",
+        [c[0] for c in ordered],
+        [c[1] for c in ordered],
         [r.dedupe_key for r in rows],
         [r.channel for r in rows],
+        [r.address for r in rows],
         [r.sender for r in rows],
-        [r.contact_id for r in rows],
         [r.method for r in rows],
         [r.received_at for r in rows],
         [r.carrier_time for r in rows],
@@ -131,14 +93,13 @@ async def record_inbound(
         [r.needs_review for r in rows],
         [r.body for r in rows],
         [r.evidence for r in rows],
-        [s[0] for s in scopes],
-        [s[1] for s in scopes],
-        [s[2] for s in scopes],
     )
-    out = Recorded({}, {}, {})
+    out = Recorded({}, {}, {}, {})
     for r in result:
-        kind = r["row"]
-        if kind == "i":
+        kind = r["kind"]
+        if kind == "c":
+            out.contact_ids[(r["channel"], r["address"])] = r["id"]
+        elif kind == "i":
             out.fresh[r["dedupe_key"]] = r["id"]
         elif kind == "s":
             key = (r["contact_id"], r["sender"], r["channel"], r["program"])
@@ -257,7 +218,7 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
         )
     if changes.cancel:
         # An opt-out cancels the person's unsent opt-in replies from earlier batches, queued
-        # or leased for sending (record_inbound found them; the writer cancels this batch's
+        # or leased for sending (``record`` found them; the writer cancels this batch's
         # own before they are written). The status test runs on each row's newest version,
         # so a reply the worker has marked 'sent' meanwhile stays 'sent'.
         parts.append(

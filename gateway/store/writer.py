@@ -9,11 +9,12 @@ fails for one event's sake is retried event by event so one bad event fails alon
 
 Per batch, in one transaction:
 
-1. contacts are created if new and locked (``FOR UPDATE``, in id order so two instances
-   never deadlock): that lock serialises every change for one contact across instances;
-2. inbound events are inserted ``ON CONFLICT (dedupe_key) DO NOTHING``: a redelivery gets
-   ``DUPLICATE`` and changes nothing (invariant 3);
-3. current states are read and ``keywords.consent.decide`` runs, event by event, in order;
+1. contacts are created if new and locked (in sorted order, so two instances never
+   deadlock): that lock serialises every change for one contact across instances;
+2. inbound events are inserted ``ON CONFLICT (dedupe_key) DO NOTHING`` (a redelivery gets
+   ``DUPLICATE`` and changes nothing, invariant 3) and the current states are read, from a
+   snapshot taken with the locks held; steps 1 and 2 are one round trip (statements.py);
+3. ``keywords.consent.decide`` runs, event by event, in order;
 4. ledger rows get gap-free ``seq`` and chained hashes, from the head this process last
    wrote (or, when it does not know it, from ``ledger_head`` read under its row lock); the
    head is moved on only if it is still that one, under the row lock held to COMMIT, else
@@ -30,8 +31,8 @@ that commit. Another instance appending meanwhile costs one retry, never a wrong
 
 The tombstones are sent to Redis while steps 4 and 5 run (they carry the versions decided
 in step 3, under the contact locks) and awaited before COMMIT. The post-commit cache write
-is not awaited by anyone: a gate that reads before it lands finds the tombstone and asks
-Postgres, which has the change.
+runs in the background, awaited by nobody: a gate that reads before it lands finds the
+tombstone and asks Postgres, which has the change.
 
 Each writer task keeps one pooled connection for as long as it works (a broken one is given
 back and replaced): acquiring and releasing per batch costs the pool's reset query, a round
@@ -74,6 +75,7 @@ _CANCELLABLE = frozenset(
     {ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value}
 )
 _ATTEMPTS = 3
+_MAX_FILLS = 8  # post-commit cache writes in flight before the writer waits for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,7 @@ class ConsentWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._fills: set[asyncio.Task[None]] = set()
         # The last batch chained here (committed or in flight); None: read the head under
         # its lock. Shared by the writer tasks.
         self._last: _Link | None = None
@@ -191,6 +194,7 @@ class ConsentWriter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.gather(*self._fills)
 
     async def _run(self) -> None:
         lease = _Lease(self._pool)
@@ -239,11 +243,22 @@ class ConsentWriter:
             self._metrics.ledger_events.labels(action).inc()
         self._resolve(batch, applied)
         if applied.cache_entries:
-            try:
-                await self._cache.put_many(list(applied.cache_entries.items()))
-            except CacheUnavailable:
-                # The tombstones written before COMMIT still send every gate to Postgres.
-                self._guard.report_failure("put")
+            # In the background, so this task can take the next batch; a gate that reads
+            # before it lands finds the tombstone and asks Postgres. Bounded: a slow Redis
+            # slows the writer down rather than piling up writes.
+            fill = asyncio.create_task(self._fill(list(applied.cache_entries.items())))
+            self._fills.add(fill)
+            fill.add_done_callback(self._fills.discard)
+            if len(self._fills) > _MAX_FILLS:
+                await fill
+
+    async def _fill(self, entries: list[tuple[ConsentKey, CachedConsent]]) -> None:
+        """Write the committed states over their tombstones (compare-and-set by version)."""
+        try:
+            await self._cache.put_many(entries)
+        except CacheUnavailable:
+            # The tombstones written before COMMIT still send every gate to Postgres.
+            self._guard.report_failure("put")
 
     @staticmethod
     def _resolve(batch: list[_Pending], applied: _Applied) -> None:
@@ -280,21 +295,15 @@ class ConsentWriter:
 
     async def _apply(self, conn: Connection, events: Sequence[PreparedEvent]) -> _Applied:
         applied = _Applied()
-        contact_ids = await sql.lock_contacts(
-            conn, [(e.catalog.channel.value, e.address) for e in events]
-        )
         unique: dict[str, PreparedEvent] = {}
         for event in events:
             unique.setdefault(event.message.dedupe_key, event)
-        scopes = {
-            (contact_ids[(e.catalog.channel.value, e.address)], e.catalog.sender,
-             e.catalog.channel.value)
-            for e in unique.values()
-        }  # fmt: skip
-        recorded = await sql.record_inbound(
-            conn, [_inbound_row(e, contact_ids) for e in unique.values()], sorted(scopes)
+        recorded = await sql.record(
+            conn,
+            [(e.catalog.channel.value, e.address) for e in events],
+            [_inbound_row(e) for e in unique.values()],
         )
-        fresh, states = recorded.fresh, recorded.states
+        contact_ids, fresh, states = recorded.contact_ids, recorded.fresh, recorded.states
         cancel: list[int] = []
         now = datetime.now(UTC)
         ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
@@ -502,13 +511,13 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def _inbound_row(event: PreparedEvent, contact_ids: dict[tuple[str, str], int]) -> sql.InboundRow:
-    m, channel = event.message, event.catalog.channel.value
+def _inbound_row(event: PreparedEvent) -> sql.InboundRow:
+    m = event.message
     return sql.InboundRow(
         dedupe_key=m.dedupe_key,
-        channel=channel,
+        channel=event.catalog.channel.value,
+        address=event.address,
         sender=event.catalog.sender,
-        contact_id=contact_ids[(channel, event.address)],
         method=m.method.value,
         received_at=m.received_at,
         carrier_time=m.carrier_time,

@@ -204,6 +204,13 @@ async def test_an_instance_cut_off_from_redis_cannot_leave_others_allowing(
         ):
             await a.pipeline.handle(sms("START"))
             assert (await b.gate.check("12345", "reminders", Channel.SMS, CONTACT)).allowed
+            deadline = time.monotonic() + 5
+            while (entry := await _cached(b.cache)) is None or (
+                entry.state,
+                entry.version,
+            ) != (ConsentState.OPTED_IN, 1):
+                assert time.monotonic() < deadline, "A's cache write never landed"
+                await asyncio.sleep(0.01)  # A fills the cache after acknowledging
             proxy.cut()  # Redis still holds 'opted_in v1', and B can still read it
 
             await a.pipeline.handle(sms("STOP"))
