@@ -36,7 +36,9 @@ tombstone and asks Postgres, which has the change.
 
 Each writer task keeps one pooled connection for as long as it works (a broken one is given
 back and replaced): acquiring and releasing per batch costs the pool's reset query, a round
-trip that every event in the batch would wait for.
+trip that every event in the batch would wait for. For the same reason, when more events
+are queued at COMMIT, the next transaction's BEGIN goes in the same round trip (``COMMIT;
+BEGIN``); the idle transaction it leaves holds no snapshot and no locks.
 """
 
 from __future__ import annotations
@@ -121,6 +123,15 @@ class _Lease:
         if self._conn is None:
             self._conn = await self._pool.acquire()
         return self._conn
+
+    async def rollback(self) -> None:
+        """End the failed transaction; a connection that cannot is given back."""
+        if self._conn is None:
+            return
+        try:
+            await self._conn.execute("ROLLBACK")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self.release()
 
     async def release(self) -> None:
         """Give the connection back (the pool closes it if it is broken)."""
@@ -278,13 +289,20 @@ class ConsentWriter:
         for attempt in range(_ATTEMPTS):
             conn = await lease.connection()
             try:
-                async with conn.transaction():
-                    return await self._apply(conn, events)
+                if not conn.is_in_transaction():
+                    await conn.execute("BEGIN")
+                applied = await self._apply(conn, events)
+                # More work waiting: open its transaction in the same round trip. If COMMIT
+                # fails, Postgres skips the BEGIN and the error reaches us as usual.
+                await conn.execute("COMMIT; BEGIN" if self._queue.qsize() else "COMMIT")
+                return applied
             except BaseException as exc:
                 # Whatever this batch chained onto, or others onto it, may not commit.
                 self._last = None
                 if _is_connection_error(exc) or conn.is_closed():
                     await lease.release()
+                elif conn.is_in_transaction():
+                    await lease.rollback()
                 reason = _retry_reason(exc)
                 if reason is None or attempt == _ATTEMPTS - 1:
                     raise
