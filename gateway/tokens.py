@@ -130,7 +130,9 @@ class TokenCodec:
     @staticmethod
     def _tag(mac_key: bytes, purpose: str, kid: str, plain: bytes) -> bytes:
         head = b"cgtok1\0" + purpose.encode() + b"\0" + kid.encode() + b"\0"
-        return hmac.new(mac_key, head + plain, hashlib.sha256).digest()[:_TAG_BYTES]
+        # hmac.digest is the one-shot OpenSSL HMAC: several times cheaper than hmac.new,
+        # which matters on a link every one-click POST and unsubscribe mail verifies.
+        return hmac.digest(mac_key, head + plain, "sha256")[:_TAG_BYTES]
 
     @staticmethod
     def _xor(enc_key: bytes, tag: bytes, data: bytes) -> bytes:
@@ -138,7 +140,7 @@ class TokenCodec:
         counter = 0
         while len(stream) < len(data):
             block = tag + counter.to_bytes(4, "big")
-            stream += hmac.new(enc_key, block, hashlib.sha256).digest()
+            stream += hmac.digest(enc_key, block, "sha256")
             counter += 1
         # XOR as two big integers: one C-level operation instead of a loop over bytes.
         size = len(data)
