@@ -7,13 +7,20 @@ load generator in this process has its own core) and is driven by the same clien
   aiohttp clients, each POST a different recipient, each answered 200 only after its durable
   commit (``synchronous_commit = on``: ledger event, consent row, outbox row). The ceiling is
   a bare aiohttp handler that reads the body and answers 200.
-* inbound SMTP: mail to ``unsubscribe+<token>@`` over 20 concurrent aiosmtplib connections,
-  each mail a different recipient, 250 only after the commit. The ceiling is aiosmtpd with an
-  accept-only ``handle_DATA``.
+* latency: the same 200 clients in open loop, together offering half our measured
+  saturation rate, each POST sent on its schedule whether or not earlier ones returned; p50
+  and p99 of each run, medians over the runs. This is the figure for the "p99 <= 50 ms at
+  200 concurrent clients" target. The closed-loop p99 printed with the throughput is not:
+  200 clients that each send again as soon as answered keep 200 requests in flight, so by
+  Little's law their mean latency is 200 / throughput (60 ms at the bare handler's 3,300/s
+  here), a property of the load generator at saturation rather than of the server.
+* inbound SMTP: mail to ``unsubscribe+<token>@`` over 50 concurrent aiosmtplib connections
+  (BENCH_SMTP_CONNECTIONS), each mail a different recipient, 250 only after the commit. The
+  ceiling is aiosmtpd with an accept-only ``handle_DATA``.
 
-Run: ``python -m bench.run_email`` (``make bench``). Sizes: BENCH_EMAIL_POSTS, BENCH_EMAIL_MAILS.
-Acceptance (issue 4): one-click >= 40% of the aiohttp ceiling with p99 <= 50 ms at 200
-clients; inbound SMTP >= 60% of aiosmtpd's ceiling.
+Run: ``python -m bench.run_email`` (``make bench``). Sizes: BENCH_EMAIL_POSTS, BENCH_EMAIL_MAILS,
+BENCH_EMAIL_ROUNDS. Acceptance (issue 4): one-click >= 40% of the aiohttp ceiling with p99 <=
+50 ms at 200 clients; inbound SMTP >= 60% of aiosmtpd's ceiling.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ POSTS = int(os.environ.get("BENCH_EMAIL_POSTS", "4000"))
 MAILS = int(os.environ.get("BENCH_EMAIL_MAILS", "2000"))
 ROUNDS = int(os.environ.get("BENCH_EMAIL_ROUNDS", "3"))
 CLIENTS = 200
-SMTP_CONNECTIONS = 50
+SMTP_CONNECTIONS = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "50"))
 PACED = 3000
 PACED_SHARE = 0.5  # the open-loop latency run offers half the measured saturation rate
 LIST = "news@lists.acme-health.example"
@@ -257,6 +264,7 @@ async def run() -> None:
 
     http: dict[str, list[tuple[float, float, float]]] = {"bare": [], "ours": []}
     smtp: dict[str, list[float]] = {"bare": [], "ours": []}
+    paced: dict[str, list[tuple[float, float]]] = {"bare": [], "ours": []}
     try:
         # All servers stay up and the rounds alternate, so a burst of other load on this
         # shared machine hits both sides of a ratio alike; medians are reported.
@@ -277,8 +285,9 @@ async def run() -> None:
                 smtp["bare"].append(await _mails(sink_port, mails))
                 smtp["ours"].append(await _mails(smtp_port, mails))
             rate = PACED_SHARE * statistics.median(r[0] for r in http["ours"])
-            b50, b99 = await _paced_posts(bare_port, tokens("b", PACED), rate)
-            q50, q99 = await _paced_posts(http_port, tokens("q", PACED), rate)
+            for n in range(ROUNDS):
+                paced["bare"].append(await _paced_posts(bare_port, tokens(f"b{n}.", PACED), rate))
+                paced["ours"].append(await _paced_posts(http_port, tokens(f"q{n}.", PACED), rate))
     finally:
         conn = await asyncpg.connect(PG_URL)
         try:
@@ -300,11 +309,15 @@ async def run() -> None:
         rows = http[key]
         print(f"  {name} : {med(rows, 0):8.0f} req/s   p50 {med(rows, 1):6.1f} ms"
               f"   p99 {med(rows, 2):6.1f} ms")  # fmt: skip
-    print(f"  ratio                : {http_ratio:8.0%}   (target >= 40%, p99 <= 50 ms)")
-    offered = f"{CLIENTS} clients offering {rate:.0f} req/s ({PACED_SHARE:.0%} of ours)"
+    print(f"  ratio                : {http_ratio:8.0%}   (target >= 40%)")
+    offered = f"{CLIENTS} clients offering {rate:.0f} req/s ({PACED_SHARE:.0%} of ours), open loop"
     print(f"  {offered}:")
-    print(f"    bare aiohttp handler : p50 {b50:6.1f} ms   p99 {b99:6.1f} ms")
-    print(f"    gateway one-click    : p50 {q50:6.1f} ms   p99 {q99:6.1f} ms")
+    for name, key in (("bare aiohttp handler", "bare"), ("gateway one-click   ", "ours")):
+        rows = paced[key]
+        p99s = " ".join(f"{r[1]:.1f}" for r in rows)
+        print(f"    {name} : p50 {statistics.median(r[0] for r in rows):6.1f} ms"
+              f"   p99 {statistics.median(r[1] for r in rows):6.1f} ms   (p99 by run: {p99s})")  # fmt: skip
+    print("    target: p99 <= 50 ms")
     print(f"inbound unsubscribe mail, {SMTP_CONNECTIONS} connections, {MAILS} mails a round")
     print(f"  aiosmtpd accept-only : {statistics.median(smtp['bare']):8.0f} mails/s")
     print(f"  gateway SMTP edge    : {statistics.median(smtp['ours']):8.0f} mails/s")

@@ -182,9 +182,16 @@ def _columns(p: _Params, rows: Sequence[Sequence[object]], types: Sequence[str])
 
 
 async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[int]]:
-    """Write a batch's changes in one statement; return outbox ids per inbound event."""
+    """Write a batch's changes in one statement; return outbox ids per inbound event.
+
+    The head is moved last. Each part runs when the final UNION ALL first reads it, and a
+    plain Append reads its branches in order, so the ``ledger_head`` row lock is taken after
+    every other row is written: a second writer's statement does all its inserts while the
+    first one's COMMIT waits for the WAL flush, and waits only for its head update.
+    """
     p = _Params()
     parts: list[str] = []
+    reads: list[str] = []  # the branches of the final UNION ALL, in the order they run
     if changes.ledger:
         cols = ", ".join(_columns(p, changes.ledger, _LEDGER_TYPES))
         parts.append(
@@ -192,8 +199,41 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             " method, old_state, new_state, server_time, carrier_time, inbound_id, evidence,"
             " evidence_sha256, prev_hash, hash) SELECT q, c, ch, s, pr, a, m, o, n, t, ct, i,"
             f" e::jsonb, d, ph, h FROM unnest({cols})"
-            " AS u(q, c, ch, s, pr, a, m, o, n, t, ct, i, e, d, ph, h))"
+            " AS u(q, c, ch, s, pr, a, m, o, n, t, ct, i, e, d, ph, h) RETURNING 1)"
         )
+        reads.append("SELECT 'l', count(*), NULL::bigint FROM l")
+    if changes.consent:
+        cols = ", ".join(_columns(p, changes.consent, _CONSENT_TYPES))
+        parts.append(
+            "c AS (INSERT INTO consent (contact_id, sender, channel, program, state, version,"
+            f" updated_at, last_seq) SELECT * FROM unnest({cols})"
+            " ON CONFLICT (contact_id, sender, program, channel) DO UPDATE SET"
+            " state = EXCLUDED.state, version = EXCLUDED.version,"
+            " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq RETURNING 1)"
+        )
+        reads.append("SELECT 'c', count(*), NULL::bigint FROM c")
+    if changes.cancel:
+        # An opt-out cancels the person's unsent opt-in replies from earlier batches, queued
+        # or leased for sending (``record`` found them; the writer cancels this batch's
+        # own before they are written). The status test runs on each row's newest version,
+        # so a reply the worker has marked 'sent' meanwhile stays 'sent'.
+        parts.append(
+            "x AS (UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
+            f" WHERE id = ANY({p(list(changes.cancel), 'bigint[]')})"
+            " AND status IN ('queued', 'sending') RETURNING 1)"
+        )
+        reads.append("SELECT 'x', count(*), NULL::bigint FROM x")
+    if changes.outbox:
+        cols = ", ".join(_columns(p, changes.outbox, _OUTBOX_TYPES))
+        parts.append(
+            "o AS (INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
+            " language, body, inbound_id, status, last_error)"
+            " SELECT ch, s, pr, c, r, k, lg, b, i, st,"
+            " CASE WHEN st = 'cancelled' THEN 'recipient opted out' END"
+            f" FROM unnest({cols}) AS u(ch, s, pr, c, r, k, lg, b, i, st)"
+            " RETURNING id, inbound_id)"
+        )
+        reads.append("SELECT 'o', id, inbound_id FROM o")
     if changes.head is not None:
         (old_seq, old_digest), (seq, digest) = changes.head
         # The row lock is taken here and held to COMMIT. The test is in SET, not WHERE: an
@@ -207,47 +247,17 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             f" hash = CASE WHEN {same} THEN {new_hash} ELSE hash END"
             f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved)"
         )
-    if changes.consent:
-        cols = ", ".join(_columns(p, changes.consent, _CONSENT_TYPES))
-        parts.append(
-            "c AS (INSERT INTO consent (contact_id, sender, channel, program, state, version,"
-            f" updated_at, last_seq) SELECT * FROM unnest({cols})"
-            " ON CONFLICT (contact_id, sender, program, channel) DO UPDATE SET"
-            " state = EXCLUDED.state, version = EXCLUDED.version,"
-            " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq)"
-        )
-    if changes.cancel:
-        # An opt-out cancels the person's unsent opt-in replies from earlier batches, queued
-        # or leased for sending (``record`` found them; the writer cancels this batch's
-        # own before they are written). The status test runs on each row's newest version,
-        # so a reply the worker has marked 'sent' meanwhile stays 'sent'.
-        parts.append(
-            "x AS (UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
-            f" WHERE id = ANY({p(list(changes.cancel), 'bigint[]')})"
-            " AND status IN ('queued', 'sending'))"
-        )
-    moved = "(SELECT count(*) FROM h WHERE moved)" if changes.head is not None else "1"
-    if changes.outbox:
-        cols = ", ".join(_columns(p, changes.outbox, _OUTBOX_TYPES))
-        parts.append(
-            "o AS (INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
-            " language, body, inbound_id, status, last_error)"
-            " SELECT ch, s, pr, c, r, k, lg, b, i, st,"
-            " CASE WHEN st = 'cancelled' THEN 'recipient opted out' END"
-            f" FROM unnest({cols}) AS u(ch, s, pr, c, r, k, lg, b, i, st)"
-            " RETURNING id, inbound_id)"
-        )
-        rows = " UNION ALL SELECT id, inbound_id, NULL FROM o"
-    else:
-        rows = ""
+        reads.append("SELECT 'h', count(*), NULL::bigint FROM h WHERE moved")
     if not parts:
         return {}
-    # The first row says whether the head moved (always, without ledger rows to chain).
-    tail = f"SELECT NULL::bigint AS id, NULL::bigint AS inbound_id, {moved} AS moved{rows}"
-    result = await conn.fetch(f"WITH {', '.join(parts)} {tail}", *p.values)
-    if result[0]["moved"] != 1:
-        raise HeadMoved("ledger_head is no longer the head the batch was chained from")
+    tail = " UNION ALL ".join(reads)
+    result = await conn.fetch(
+        f"WITH {', '.join(parts)} SELECT * FROM ({tail}) AS r(part, n, inbound_id)", *p.values
+    )
     out: dict[int, list[int]] = {}
-    for r in result[1:]:
-        out.setdefault(r["inbound_id"], []).append(r["id"])
+    for r in result:
+        if r["part"] == "o":
+            out.setdefault(r["inbound_id"], []).append(r["n"])
+        elif r["part"] == "h" and r["n"] != 1:
+            raise HeadMoved("ledger_head is no longer the head the batch was chained from")
     return out
