@@ -313,10 +313,10 @@ async def run() -> None:
     offered = f"{CLIENTS} clients offering {rate:.0f} req/s ({PACED_SHARE:.0%} of ours), open loop"
     print(f"  {offered}:")
     for name, key in (("bare aiohttp handler", "bare"), ("gateway one-click   ", "ours")):
-        rows = paced[key]
-        p50 = statistics.median(r[0] for r in rows)
-        p99 = statistics.median(r[1] for r in rows)
-        runs = " ".join(f"{r[1]:.1f}" for r in rows)
+        latencies = paced[key]
+        p50 = statistics.median(r[0] for r in latencies)
+        p99 = statistics.median(r[1] for r in latencies)
+        runs = " ".join(f"{r[1]:.1f}" for r in latencies)
         print(f"    {name} : p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   (p99 by run: {runs})")
     print("    target: p99 <= 50 ms")
     print(f"inbound unsubscribe mail, {SMTP_CONNECTIONS} connections, {MAILS} mails a round")
