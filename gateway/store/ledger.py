@@ -41,9 +41,15 @@ class LedgerEvent:
     evidence_sha256: bytes
 
 
+# One encoder each, made once: json.dumps with non-default options builds a new encoder per
+# call, and these run for every consent change.
+_EVIDENCE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_FIELDS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def evidence_json(evidence: Mapping[str, str]) -> str:
     """The canonical text of an evidence mapping: what is stored and what is digested."""
-    return json.dumps(dict(evidence), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _EVIDENCE.encode(dict(evidence))
 
 
 def evidence_digest(canonical: str) -> bytes:
@@ -69,8 +75,7 @@ def event_hash(prev_hash: bytes, event: LedgerEvent) -> bytes:
         event.inbound_id,
         event.evidence_sha256.hex(),
     ]
-    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).digest()
+    return hashlib.sha256(_FIELDS.encode(fields).encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
