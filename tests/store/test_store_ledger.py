@@ -100,6 +100,17 @@ async def test_deleted_tail_is_detected(gateway: Gateway, db: asyncpg.Connection
     assert any("ledger_head" in p for p in report.problems)
 
 
+async def _slow_commit_for(db: asyncpg.Connection, recipient: str, *, then: str) -> None:
+    """Make COMMIT of a batch with a reply to ``recipient`` take 0.3 s, then run ``then``."""
+    await db.execute(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN IF NEW.recipient = '{recipient}' THEN PERFORM pg_sleep(0.3); {then} END IF;"
+        " RETURN NULL; END $$;"
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON outbox"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+    )
+
+
 def _retries(gateway: Gateway) -> float:
     value = gateway.metrics.registry.get_sample_value(
         "gateway_commit_retries_total", {"reason": "head_moved"}
@@ -113,13 +124,7 @@ async def test_a_batch_chained_onto_one_still_committing_waits_for_it(
     """The second writer task chains onto the first's batch while it commits (slowly, here),
     and its head update waits for that commit inside Postgres: nothing is run twice."""
     slow = "+14155559998"
-    await db.execute(
-        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
-        f" BEGIN IF NEW.recipient = '{slow}' THEN PERFORM pg_sleep(0.3); END IF;"
-        " RETURN NULL; END $$;"
-        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON outbox"
-        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
-    )
+    await _slow_commit_for(db, slow, then="")
     await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))  # the head is known
     first = asyncio.ensure_future(gateway.pipeline.handle(sms("STOP", contact=slow)))
     await asyncio.sleep(0.1)  # its batch now sits in COMMIT, holding ledger_head
@@ -172,13 +177,7 @@ async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
     """One writer's batch fails at COMMIT after the other writer chained onto its head: the
     second batch must not commit a link to rows that never existed."""
     poison = "+14155559999"
-    await db.execute(
-        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$"
-        f" BEGIN IF NEW.recipient = '{poison}' THEN PERFORM pg_sleep(0.3);"
-        " RAISE EXCEPTION 'refused by test'; END IF; RETURN NULL; END $$;"
-        "CREATE CONSTRAINT TRIGGER refuse_poison AFTER INSERT ON outbox"
-        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
-    )
+    await _slow_commit_for(db, poison, then="RAISE EXCEPTION 'refused by test';")
     await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))  # the head is known
     doomed = asyncio.ensure_future(gateway.pipeline.handle(sms("STOP", contact=poison)))
     await asyncio.sleep(0.1)  # its batch now holds ledger_head, failing slowly at COMMIT
