@@ -101,13 +101,16 @@ async def test_sigterm_drains_in_flight_work(
             answered.append(f"http:m{i}")
             first_answer.set()
 
-    async with aiohttp.ClientSession() as session:
-        tasks = [asyncio.create_task(one(session, i)) for i in range(300)]
-        await asyncio.wait_for(first_answer.wait(), 10)
-        assert gw.proc is not None
-        gw.proc.send_signal(signal.SIGTERM)
-        await asyncio.gather(*tasks)
-    assert 0 == gw.wait()
+    try:
+        async with aiohttp.ClientSession() as session:
+            tasks = [asyncio.create_task(one(session, i)) for i in range(300)]
+            await asyncio.wait_for(first_answer.wait(), 10)
+            assert gw.proc is not None
+            gw.proc.send_signal(signal.SIGTERM)
+            await asyncio.gather(*tasks)
+        assert 0 == gw.wait()
+    finally:
+        gw.stop(signal.SIGKILL)  # a failed assertion must not leave the process running
 
     conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
     try:
