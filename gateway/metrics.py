@@ -37,7 +37,8 @@ class Metrics:
         self.commit_retries = Counter(
             "gateway_commit_retries_total",
             "Batches run again in a new transaction, by reason (head_moved: another writer"
-            " appended to the ledger first; deadlock; serialization).",
+            " appended to the ledger first; deadlock; serialization; stale_connection: the"
+            " connection held since an earlier batch had died).",
             ["reason"],
             registry=self.registry,
         )

@@ -137,7 +137,17 @@ class _Lease:
         """Give the connection back (the pool closes it if it is broken)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._pool.release(conn)
+            # One the server closed is already back in the pool (asyncpg detaches it).
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await self._pool.release(conn)
+
+    async def discard(self) -> None:
+        """Close a broken connection so the pool opens a new one in its place."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+        await self.release()
 
 
 @dataclass(slots=True)
@@ -242,7 +252,7 @@ class ConsentWriter:
                 return
             log.warning(
                 "commit failed; peers must retry",
-                extra={"events": len(batch), "error": type(exc).__name__},
+                extra={"events": len(batch), "error": type(exc).__name__, "detail": str(exc)[:200]},
             )
             for pending in batch:
                 if not pending.future.done():
@@ -299,11 +309,18 @@ class ConsentWriter:
             except BaseException as exc:
                 # Whatever this batch chained onto, or others onto it, may not commit.
                 self._last = None
-                if _is_connection_error(exc) or conn.is_closed():
-                    await lease.release()
+                if _is_connection_error(exc) or _is_closed(conn):
+                    await lease.discard()
                 elif conn.is_in_transaction():
                     await lease.rollback()
                 reason = _retry_reason(exc)
+                if reason is None and _is_connection_error(exc):
+                    # The connection died while idle: held since an earlier batch, or handed
+                    # out by the pool (a server restart, a failover, the server's
+                    # idle_in_transaction_session_timeout after COMMIT; BEGIN). A retry on
+                    # a new connection is safe, as a batch that did commit comes back as
+                    # duplicates; a database that is down fails the retries at once.
+                    reason = "stale_connection"
                 if reason is None or attempt == _ATTEMPTS - 1:
                     raise
                 self._metrics.commit_retries.labels(reason).inc()
@@ -505,6 +522,14 @@ class ConsentWriter:
         self._guard.report_backlog()
 
 
+def _is_closed(conn: Connection) -> bool:
+    """Closed, or a pool proxy asyncpg detached when the server closed it."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 def _retry_reason(exc: BaseException) -> str | None:
     """Why a new transaction may succeed (a lost race); None for a fault that would repeat."""
     if isinstance(exc, sql.HeadMoved):
@@ -524,8 +549,10 @@ def _is_connection_error(exc: BaseException) -> bool:
         OSError
         | TimeoutError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError  # asyncpg's state after the server dropped it mid-use
         | asyncpg.PostgresConnectionError
-        | asyncpg.CannotConnectNowError,
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError,
     )
 
 

@@ -231,3 +231,25 @@ async def test_opt_out_in_the_same_batch_cancels_the_opt_in_reply(
     ]
     state = await db.fetchval("SELECT state FROM consent WHERE program = 'reminders'")
     assert "opted_out" == state
+
+
+async def test_connections_the_server_closed_while_idle_are_replaced_without_a_failure(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Each writer task holds its connection between batches (sometimes with the next
+    transaction open); the server ends them while idle (a restart, a failover,
+    idle_in_transaction_session_timeout): the next batch retries on a new connection."""
+    await asyncio.gather(
+        *(gateway.pipeline.handle(sms("STOP", contact=f"+1415559{i:04d}")) for i in range(60))
+    )
+    killed = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = 'consent-gateway' AND datname = current_database()"
+        " AND state IN ('idle', 'idle in transaction')"
+    )
+    assert killed >= 1
+
+    outcomes = await asyncio.gather(
+        *(gateway.pipeline.handle(sms("STOP", contact=f"+1415558{i:04d}")) for i in range(10))
+    )
+    assert all(o.status is OutcomeStatus.COMMITTED for o in outcomes)
