@@ -314,7 +314,9 @@ class ConsentWriter:
                 elif conn.is_in_transaction():
                     await lease.rollback()
                 reason = _retry_reason(exc)
-                if reason is None and _is_connection_error(exc):
+                # A timeout means a slow server, not a dead connection: do not pile on.
+                dead = _is_connection_error(exc) and not isinstance(exc, TimeoutError)
+                if reason is None and dead:
                     # The connection died while idle: held since an earlier batch, or handed
                     # out by the pool (a server restart, a failover, the server's
                     # idle_in_transaction_session_timeout after COMMIT; BEGIN). A retry on
@@ -462,7 +464,9 @@ class ConsentWriter:
             before = self._last
             start = before.head if before is not None else await sql.lock_head(conn)
             records, seqs, head = _chain(start, ledger)
-            # No await since reading ``_last``: the next batch chains from here.
+            # The next batch chains from here. (Between reading ``_last`` and this line the
+            # only await is ``lock_head``, and a batch that holds the head lock knows the
+            # committed head, whatever another batch left in ``_last`` meanwhile.)
             mine = self._last = _Link(head, asyncio.get_running_loop().create_future())
             heads = (start, head)
         try:
