@@ -29,7 +29,7 @@ from aiohttp import web
 from gateway.addresses import normalize_address
 from gateway.edges.http.auth import API, ApiDeps, require
 from gateway.edges.http.gate_api import parse_json, scope_of
-from gateway.edges.http.server import DEPS, BadRequest, read_body, string_field
+from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
 from gateway.errors import BadInput, GatewayError, UnknownSender
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.tokens import TokenCodec, TokenError
@@ -297,10 +297,7 @@ async def preference_link(request: web.Request) -> web.Response:
     for entry in entries:
         if not isinstance(entry, dict):
             raise BadRequest("each contact must be an object {channel, contact}")
-        try:
-            channel = Channel(string_field(entry, "channel", max_len=16))
-        except ValueError as exc:
-            raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
+        channel = channel_field(entry)
         if channel.value in parts[0::2]:
             raise BadRequest("one contact per channel")
         raw_contact = string_field(entry, "contact", max_len=254)

@@ -13,7 +13,14 @@ import orjson
 from aiohttp import web
 
 from gateway.edges.http.auth import require
-from gateway.edges.http.server import DEPS, MAX_SIGNED_BODY, BadRequest, read_body, string_field
+from gateway.edges.http.server import (
+    DEPS,
+    MAX_SIGNED_BODY,
+    BadRequest,
+    channel_field,
+    read_body,
+    string_field,
+)
 from gateway.errors import BadInput
 from gateway.gate import GateAnswer
 from keywords.model import Channel
@@ -66,10 +73,7 @@ def scope_of(data: Any) -> tuple[str, str, Channel]:
     """``sender``, ``program``, ``channel`` of a gate or send request."""
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
-    try:
-        channel = Channel(string_field(data, "channel", max_len=16))
-    except ValueError as exc:
-        raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
+    channel = channel_field(data)
     return (
         string_field(data, "sender", max_len=254),
         string_field(data, "program", max_len=64),

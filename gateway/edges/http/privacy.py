@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway.addresses import normalize_address
 from gateway.edges.http.auth import API, require
 from gateway.edges.http.gate_api import parse_json
-from gateway.edges.http.server import DEPS, BadRequest, read_body, string_field
+from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
 from gateway.errors import BadInput
 from gateway.messages import InboundMessage, Method
 from keywords.model import Channel, IntentKind
@@ -35,10 +35,7 @@ async def _subject(request: web.Request) -> tuple[str, Channel, str, dict[str, A
     data = parse_json(await read_body(request, deps.max_body_bytes))
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
-    try:
-        channel = Channel(string_field(data, "channel", max_len=16))
-    except ValueError as exc:
-        raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
+    channel = channel_field(data)
     address = normalize_address(
         channel, string_field(data, "contact", max_len=254), api.default_region
     )

@@ -24,6 +24,7 @@ from gateway.errors import GatewayError
 from gateway.gate import SendGate
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
+from keywords.model import Channel
 
 MAX_SIGNED_BODY = 16 * 1024 * 1024  # the largest body any route accepts (batch gate)
 
@@ -102,6 +103,14 @@ def string_field(data: Mapping[str, Any], name: str, *, max_len: int = 1_000) ->
     if len(value) > max_len:
         raise BadRequest(f"field {name!r} is too long")
     return value
+
+
+def channel_field(data: Mapping[str, Any]) -> Channel:
+    """The required ``channel`` field: ``sms`` or ``email``."""
+    try:
+        return Channel(string_field(data, "channel", max_len=16))
+    except ValueError as exc:
+        raise BadRequest("field 'channel' must be 'sms' or 'email'") from exc
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
