@@ -192,48 +192,55 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
     p = _Params()
     parts: list[str] = []
     reads: list[str] = []  # the branches of the final UNION ALL, in the order they run
+
+    def add(name: str, body: str, read: str = "count(*), NULL::bigint", where: str = "") -> None:
+        """A CTE ``name`` and the branch of the final UNION ALL that runs it."""
+        parts.append(f"{name} AS ({body})")
+        reads.append(f"SELECT '{name}', {read} FROM {name}{where}")
+
     if changes.ledger:
         cols = ", ".join(_columns(p, changes.ledger, _LEDGER_TYPES))
-        parts.append(
-            "l AS (INSERT INTO ledger (seq, contact_id, channel, sender, program, action,"
+        add(
+            "l",
+            "INSERT INTO ledger (seq, contact_id, channel, sender, program, action,"
             " method, old_state, new_state, server_time, carrier_time, inbound_id, evidence,"
             " evidence_sha256, prev_hash, hash) SELECT q, c, ch, s, pr, a, m, o, n, t, ct, i,"
             f" e::jsonb, d, ph, h FROM unnest({cols})"
-            " AS u(q, c, ch, s, pr, a, m, o, n, t, ct, i, e, d, ph, h) RETURNING 1)"
+            " AS u(q, c, ch, s, pr, a, m, o, n, t, ct, i, e, d, ph, h) RETURNING 1",
         )
-        reads.append("SELECT 'l', count(*), NULL::bigint FROM l")
     if changes.consent:
         cols = ", ".join(_columns(p, changes.consent, _CONSENT_TYPES))
-        parts.append(
-            "c AS (INSERT INTO consent (contact_id, sender, channel, program, state, version,"
+        add(
+            "c",
+            "INSERT INTO consent (contact_id, sender, channel, program, state, version,"
             f" updated_at, last_seq) SELECT * FROM unnest({cols})"
             " ON CONFLICT (contact_id, sender, program, channel) DO UPDATE SET"
             " state = EXCLUDED.state, version = EXCLUDED.version,"
-            " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq RETURNING 1)"
+            " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq RETURNING 1",
         )
-        reads.append("SELECT 'c', count(*), NULL::bigint FROM c")
     if changes.cancel:
         # An opt-out cancels the person's unsent opt-in replies from earlier batches, queued
         # or leased for sending (``record`` found them; the writer cancels this batch's
         # own before they are written). The status test runs on each row's newest version,
         # so a reply the worker has marked 'sent' meanwhile stays 'sent'.
-        parts.append(
-            "x AS (UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
+        add(
+            "x",
+            "UPDATE outbox SET status = 'cancelled', last_error = 'recipient opted out'"
             f" WHERE id = ANY({p(list(changes.cancel), 'bigint[]')})"
-            " AND status IN ('queued', 'sending') RETURNING 1)"
+            " AND status IN ('queued', 'sending') RETURNING 1",
         )
-        reads.append("SELECT 'x', count(*), NULL::bigint FROM x")
     if changes.outbox:
         cols = ", ".join(_columns(p, changes.outbox, _OUTBOX_TYPES))
-        parts.append(
-            "o AS (INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
+        add(
+            "o",
+            "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
             " language, body, inbound_id, status, last_error)"
             " SELECT ch, s, pr, c, r, k, lg, b, i, st,"
             " CASE WHEN st = 'cancelled' THEN 'recipient opted out' END"
             f" FROM unnest({cols}) AS u(ch, s, pr, c, r, k, lg, b, i, st)"
-            " RETURNING id, inbound_id)"
+            " RETURNING id, inbound_id",
+            read="id, inbound_id",
         )
-        reads.append("SELECT 'o', id, inbound_id FROM o")
     if changes.head is not None:
         (old_seq, old_digest), (seq, digest) = changes.head
         # The row lock is taken here and held to COMMIT. The test is in SET, not WHERE: an
@@ -242,12 +249,13 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
         # fails on the version in its snapshot skips the row without waiting at all.
         same = f"seq = {p(old_seq, 'bigint')} AND hash = {p(old_digest, 'bytea')}"
         new_seq, new_hash = p(seq, "bigint"), p(digest, "bytea")
-        parts.append(
-            f"h AS (UPDATE ledger_head SET seq = CASE WHEN {same} THEN {new_seq} ELSE seq END,"
+        add(
+            "h",
+            f"UPDATE ledger_head SET seq = CASE WHEN {same} THEN {new_seq} ELSE seq END,"
             f" hash = CASE WHEN {same} THEN {new_hash} ELSE hash END"
-            f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved)"
+            f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved",
+            where=" WHERE moved",
         )
-        reads.append("SELECT 'h', count(*), NULL::bigint FROM h WHERE moved")
     if not parts:
         return {}
     tail = " UNION ALL ".join(reads)
