@@ -92,7 +92,10 @@ def parse_smpp(raw: Mapping[str, Any], env: Mapping[str, str], source: Path) -> 
     route_table = table.pop("senders", {})
     if not isinstance(smsc_tables, Mapping) or not isinstance(route_table, Mapping):
         raise ConfigError(f"{source}: [smpp.smsc] and [smpp.senders] must be tables")
-    top = section(_Top, table, "smpp", source)
+    for key in ("smscs", "routes"):  # filled from [smpp.smsc.*] and [smpp.senders] only
+        if key in table:
+            raise ConfigError(f"{source}: smpp.{key}: unknown key")
+    top = section(SmppSettings, table, "smpp", source)
     if top.default_alphabet not in ALPHABETS:
         raise ConfigError(f"{source}: smpp.default_alphabet: one of {', '.join(ALPHABETS)}")
     smscs = []
@@ -120,19 +123,4 @@ def parse_smpp(raw: Mapping[str, Any], env: Mapping[str, str], source: Path) -> 
         if unknown:
             raise ConfigError(f"{source}: smpp.senders.{sender}: unknown SMSC {unknown[0]!r}")
         routes[str(sender)] = tuple(names)
-    return SmppSettings(
-        default_alphabet=top.default_alphabet,
-        reassembly_timeout_seconds=top.reassembly_timeout_seconds,
-        dedupe_window_seconds=top.dedupe_window_seconds,
-        shutdown_timeout_seconds=top.shutdown_timeout_seconds,
-        smscs=tuple(smscs),
-        routes=routes,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Top:
-    default_alphabet: str = "gsm0338"
-    reassembly_timeout_seconds: float = 60.0
-    dedupe_window_seconds: float = 600.0
-    shutdown_timeout_seconds: float = 5.0
+    return replace(top, smscs=tuple(smscs), routes=routes)
