@@ -9,13 +9,13 @@ its own signature. The key itself is never logged; log lines name its public id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.edges.http.server import error_response
+from gateway.edges.http.server import Handler, error_response
 from gateway.tokens import TokenCodec
 from keywords.catalog import SenderCatalog
 
@@ -119,9 +119,6 @@ async def require(request: web.Request, scope: str) -> Principal:
     if not has_scope(principal, scope):
         raise Forbidden(scope)
     return principal
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
