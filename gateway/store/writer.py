@@ -314,15 +314,6 @@ class ConsentWriter:
                 elif conn.is_in_transaction():
                     await lease.rollback()
                 reason = _retry_reason(exc)
-                # A timeout means a slow server, not a dead connection: do not pile on.
-                dead = _is_connection_error(exc) and not isinstance(exc, TimeoutError)
-                if reason is None and dead:
-                    # The connection died while idle: held since an earlier batch, or handed
-                    # out by the pool (a server restart, a failover, the server's
-                    # idle_in_transaction_session_timeout after COMMIT; BEGIN). A retry on
-                    # a new connection is safe, as a batch that did commit comes back as
-                    # duplicates; a database that is down fails the retries at once.
-                    reason = "stale_connection"
                 if reason is None or attempt == _ATTEMPTS - 1:
                     raise
                 self._metrics.commit_retries.labels(reason).inc()
@@ -535,7 +526,7 @@ def _is_closed(conn: Connection) -> bool:
 
 
 def _retry_reason(exc: BaseException) -> str | None:
-    """Why a new transaction may succeed (a lost race); None for a fault that would repeat."""
+    """Why a new transaction may succeed (a lost race, a dead connection); None otherwise."""
     if isinstance(exc, sql.HeadMoved):
         return "head_moved"
     if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "ledger_pkey":
@@ -544,6 +535,13 @@ def _retry_reason(exc: BaseException) -> str | None:
         return "deadlock"
     if isinstance(exc, asyncpg.SerializationError):
         return "serialization"
+    if _is_connection_error(exc) and not isinstance(exc, TimeoutError):
+        # The connection died while idle: held since an earlier batch, or handed out by the
+        # pool (a server restart, a failover, idle_in_transaction_session_timeout after
+        # COMMIT; BEGIN). A retry on a new connection is safe, as a batch that did commit
+        # comes back as duplicates; a database that is down fails the retries at once. A
+        # timeout is a slow server, not a dead connection: no retry piles on.
+        return "stale_connection"
     return None
 
 
