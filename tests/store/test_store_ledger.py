@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import pytest
@@ -101,14 +102,25 @@ async def test_deleted_tail_is_detected(gateway: Gateway, db: asyncpg.Connection
 
 
 async def _slow_commit_for(db: asyncpg.Connection, recipient: str, *, then: str) -> None:
-    """Make COMMIT of a batch with a reply to ``recipient`` take 0.3 s, then run ``then``."""
+    """Make COMMIT of a batch with a reply to ``recipient`` take 0.5 s, then run ``then``."""
     await db.execute(
         "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
-        f" BEGIN IF NEW.recipient = '{recipient}' THEN PERFORM pg_sleep(0.3); {then} END IF;"
+        f" BEGIN IF NEW.recipient = '{recipient}' THEN PERFORM pg_sleep(0.5); {then} END IF;"
         " RETURN NULL; END $$;"
         "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON outbox"
         " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
     )
+
+
+async def _in_slow_commit(db: asyncpg.Connection) -> None:
+    """Wait until a batch is inside the slow-commit trigger (its backend is in pg_sleep)."""
+    deadline = time.monotonic() + 5
+    while not await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event = 'PgSleep' AND datname = current_database()"
+    ):
+        assert time.monotonic() < deadline, "no batch reached the slow COMMIT"
+        await asyncio.sleep(0.005)
 
 
 def _retries(gateway: Gateway) -> float:
@@ -127,7 +139,7 @@ async def test_a_batch_chained_onto_one_still_committing_waits_for_it(
     await _slow_commit_for(db, slow, then="")
     await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))  # the head is known
     first = asyncio.ensure_future(gateway.pipeline.handle(sms("STOP", contact=slow)))
-    await asyncio.sleep(0.1)  # its batch now sits in COMMIT, holding ledger_head
+    await _in_slow_commit(db)  # its batch now sits in COMMIT, holding ledger_head
     rest = await asyncio.gather(
         *(gateway.pipeline.handle(sms("STOP", contact=f"+1415558{i:04d}")) for i in range(20))
     )
@@ -180,7 +192,7 @@ async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
     await _slow_commit_for(db, poison, then="RAISE EXCEPTION 'refused by test';")
     await gateway.pipeline.handle(sms("STOP", contact="+14155550001"))  # the head is known
     doomed = asyncio.ensure_future(gateway.pipeline.handle(sms("STOP", contact=poison)))
-    await asyncio.sleep(0.1)  # its batch now holds ledger_head, failing slowly at COMMIT
+    await _in_slow_commit(db)  # its batch now holds ledger_head, failing slowly at COMMIT
     good = await asyncio.gather(
         *(gateway.pipeline.handle(sms("STOP", contact=f"+1415557{i:04d}")) for i in range(20))
     )
