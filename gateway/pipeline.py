@@ -74,6 +74,8 @@ class Pipeline:
             )
             raise
         self._metrics.inbound.labels(outcome.status.value).inc()
+        if not log.isEnabledFor(logging.INFO):
+            return outcome  # skip building the fields: this runs for every inbound message
         intent = outcome.intent
         log.info(
             "inbound recorded",

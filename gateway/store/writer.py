@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -258,11 +259,11 @@ class ConsentWriter:
                 if not pending.future.done():
                     pending.future.set_exception(TemporaryFailure("could not commit"))
             return
+        self._resolve(batch, applied)  # first: the edges may answer while we count
         self._metrics.batch_size.observe(len(batch))
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
-        for action in applied.ledger_actions:
-            self._metrics.ledger_events.labels(action).inc()
-        self._resolve(batch, applied)
+        for action, count in Counter(applied.ledger_actions).items():
+            self._metrics.ledger_events.labels(action).inc(count)
         if applied.cache_entries:
             # In the background, so this task can take the next batch; a gate that reads
             # before it lands finds the tombstone and asks Postgres. Bounded: a slow Redis
