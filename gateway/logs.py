@@ -16,8 +16,14 @@ from typing import Any
 
 # A "+" number with any separators, or a bare run of 10-15 digits; dates and times
 # ("2026-11-28 00:03") are left alone.
-_PHONE_RE = re.compile(r"\+\d[\d\-\s().]{6,}\d|(?<![\d.])\d{10,15}(?![\d.])")
-_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+)")
+_PHONE = r"\+\d[\d\-\s().]{6,}\d|(?<![\d.])\d{10,15}(?![\d.])"
+_EMAIL = r"(?P<first>[A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@(?P<domain>[A-Za-z0-9.\-]+)"
+# One pass over the text for both kinds: an address is tried first at each position, so a
+# number inside an address's local part is masked as part of the address.
+_ADDRESS_RE = re.compile(f"{_EMAIL}|{_PHONE}")
+# Made once: json.dumps with options builds a new encoder per call, and a line is written
+# for every inbound message.
+_LINE = json.JSONEncoder(default=str, ensure_ascii=False)
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 
 
@@ -40,8 +46,14 @@ def mask_email(address: str) -> str:
 
 def mask(value: str) -> str:
     """Mask any phone number or email address inside ``value``."""
-    value = _EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
-    return _PHONE_RE.sub(lambda m: mask_phone(m.group(0)), value)
+    return _ADDRESS_RE.sub(_masked, value)
+
+
+def _masked(match: re.Match[str]) -> str:
+    first = match.group("first")
+    if first is not None:
+        return f"{first}***@{match.group('domain')}"
+    return mask_phone(match.group(0))
 
 
 def mask_address(address: str) -> str:
@@ -65,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             entry[key] = mask(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc"] = mask(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _LINE.encode(entry)
 
 
 def configure(level: str) -> None:

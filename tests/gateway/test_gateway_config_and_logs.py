@@ -114,6 +114,12 @@ def test_addresses_are_masked(raw: str, masked: str) -> None:
     assert raw not in mask(f"contact {raw} wrote")
 
 
+def test_one_line_with_both_kinds_masks_both() -> None:
+    """One pass masks a number and an address side by side, and a number used as a mailbox."""
+    line = mask("jane.doe@example.org called from +1 (415) 555-0123, then 4155550199@example.net")
+    assert line == "j***@example.org called from +1********23, then 4***@example.net"
+
+
 def test_log_lines_are_json_and_masked() -> None:
     """Even an address slipped into a message or a field is masked in the JSON line."""
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "from +14155550123", None, None)
