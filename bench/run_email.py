@@ -30,6 +30,7 @@ import dataclasses
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
 import uuid
 from multiprocessing.connection import Connection
@@ -52,6 +53,7 @@ SMTP_CONNECTIONS = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "50"))
 PACED = 3000
 PACED_SHARE = 0.5  # the open-loop latency run offers half the measured saturation rate
 LIST = "news@lists.acme-health.example"
+GATEWAY_LOG = Path(tempfile.gettempdir()) / "bench_email_gateway.log"
 DOMAIN = "lists.acme-health.example"
 
 
@@ -77,9 +79,15 @@ def _settings(schema: str, prefix: str) -> Any:
 
 # -- servers, each in its own process -------------------------------------------------------
 def _serve_gateway(settings: Any, pipe: Connection) -> None:
+    from gateway import logs
     from gateway.app import Gateway, tune_runtime
 
-    tune_runtime()  # as `gateway serve` runs
+    # As `gateway serve` runs (and as bench/run_api.py and run_smpp.py run it): the default
+    # INFO level, one JSON line per inbound event, written to a file rather than the terminal.
+    with GATEWAY_LOG.open("w") as out:
+        os.dup2(out.fileno(), 2)
+    logs.configure(settings.logging.level)
+    tune_runtime()
 
     async def go() -> None:
         async with Gateway(settings) as gw:

@@ -139,7 +139,11 @@ class InboundMailHandler:
             # an operator sees the traceback), never accept what we did not record.
             log.exception("smtp handler failed", extra={"key": mail.key[:80]})
             return "451 4.3.0 Temporary failure: please try again later"
-        log.info("smtp accepted", extra={"kind": kind, "changes": count, "peer": mail.peer})
+        # What a mail changed is logged already, a line per change (pipeline.py) or per bounced
+        # address; a mail that changed nothing gets a line of its own saying why (auto-reply,
+        # not-spam report, nothing recognised).
+        level = logging.DEBUG if count else logging.INFO
+        log.log(level, "smtp accepted", extra={"kind": kind, "changes": count, "peer": mail.peer})
         return "250 2.0.0 OK: recorded" if count else "250 2.0.0 OK"
 
     async def _dispatch(self, mail: _Mail, verified: dict[str, Target]) -> tuple[str, int]:
