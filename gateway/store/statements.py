@@ -12,9 +12,10 @@ A batch costs two or three statements between BEGIN and COMMIT, whatever its siz
    while we hold their rows;
 2. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT),
    only when the writer does not know the head already (see writer.py);
-3. ``write_changes``: ledger events, the head moved on (only if it is still the one the
-   events were chained from, else ``HeadMoved``), consent rows, the cancelled replies and
-   the new outbox rows, as data-modifying CTEs of one statement.
+3. ``write_changes``: the head moved on (only if it is still the one the events were
+   chained from, else ``HeadMoved``; first, so no ledger row is written without the head's
+   lock), ledger events, consent rows, the cancelled replies and the new outbox rows, as
+   data-modifying CTEs of one statement.
 
 The statements are prepared (and PL/pgSQL keeps generic plans too), and a generic plan is
 made once, often while the tables are still empty; so every read is written as an index
@@ -184,10 +185,15 @@ def _columns(p: _Params, rows: Sequence[Sequence[object]], types: Sequence[str])
 async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[int]]:
     """Write a batch's changes in one statement; return outbox ids per inbound event.
 
-    The head is moved last. Each part runs when the final UNION ALL first reads it, and a
-    plain Append reads its branches in order, so the ``ledger_head`` row lock is taken after
-    every other row is written: a second writer's statement does all its inserts while the
-    first one's COMMIT waits for the WAL flush, and waits only for its head update.
+    The head is moved first. Each part runs when the final UNION ALL first reads it, and a
+    plain Append reads its branches in order, so no ledger row is inserted before the
+    ``ledger_head`` row lock is held, and the lock is held to COMMIT. That keeps writers free
+    of deadlocks: whoever waits for the head holds no ledger rows, so the holder, inserting
+    the seqs that follow the head, never waits for a waiter. (With the head moved last, a
+    writer chained onto a batch still committing inserted its seqs and then waited for the
+    head, while a writer that had locked the head to read it, ``lock_head``, went on to
+    insert the same seqs and waited for the first: two instances under load deadlocked.)
+    When the head has moved, the inserts after it fail or are rolled back with the batch.
     """
     p = _Params()
     parts: list[str] = []
@@ -198,6 +204,21 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
         parts.append(f"{name} AS ({body})")
         reads.append(f"SELECT '{name}', {read} FROM {name}{where}")
 
+    if changes.head is not None:
+        (old_seq, old_digest), (seq, digest) = changes.head
+        # The row lock is taken here and held to COMMIT. The test is in SET, not WHERE: an
+        # UPDATE that finds the row locked waits, then re-evaluates its expressions on the
+        # version the other transaction committed (READ COMMITTED), whereas a WHERE that
+        # fails on the version in its snapshot skips the row without waiting at all.
+        same = f"seq = {p(old_seq, 'bigint')} AND hash = {p(old_digest, 'bytea')}"
+        new_seq, new_hash = p(seq, "bigint"), p(digest, "bytea")
+        add(
+            "h",
+            f"UPDATE ledger_head SET seq = CASE WHEN {same} THEN {new_seq} ELSE seq END,"
+            f" hash = CASE WHEN {same} THEN {new_hash} ELSE hash END"
+            f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved",
+            where=" WHERE moved",
+        )
     if changes.ledger:
         cols = ", ".join(_columns(p, changes.ledger, _LEDGER_TYPES))
         add(
@@ -240,21 +261,6 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             f" FROM unnest({cols}) AS u(ch, s, pr, c, r, k, lg, b, i, st)"
             " RETURNING id, inbound_id",
             read="id, inbound_id",
-        )
-    if changes.head is not None:
-        (old_seq, old_digest), (seq, digest) = changes.head
-        # The row lock is taken here and held to COMMIT. The test is in SET, not WHERE: an
-        # UPDATE that finds the row locked waits, then re-evaluates its expressions on the
-        # version the other transaction committed (READ COMMITTED), whereas a WHERE that
-        # fails on the version in its snapshot skips the row without waiting at all.
-        same = f"seq = {p(old_seq, 'bigint')} AND hash = {p(old_digest, 'bytea')}"
-        new_seq, new_hash = p(seq, "bigint"), p(digest, "bytea")
-        add(
-            "h",
-            f"UPDATE ledger_head SET seq = CASE WHEN {same} THEN {new_seq} ELSE seq END,"
-            f" hash = CASE WHEN {same} THEN {new_hash} ELSE hash END"
-            f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved",
-            where=" WHERE moved",
         )
     if not parts:
         return {}

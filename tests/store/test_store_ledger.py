@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from support import count_rows, sms
+from support import PG_URL, count_rows, sms
 
 from gateway.app import Gateway
 from gateway.errors import TemporaryFailure
 from gateway.messages import OutcomeStatus
 from gateway.settings import Settings
-from gateway.store.ledger import verify
+from gateway.store import statements as sql
+from gateway.store.ledger import LedgerEvent, evidence_digest, evidence_json, verify
+from gateway.store.writer import _chain, _retry_reason
 
 
 async def _fill(gateway: Gateway) -> None:
@@ -204,3 +207,55 @@ async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
     report = await verify(db)
     assert (True, ()) == (report.ok, report.problems)
     assert 2 * 21 == report.events == await count_rows(db, "ledger")
+
+
+async def _waiting_on_a_lock(db: asyncpg.Connection, pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while (
+        await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid)
+        != "Lock"
+    ):
+        assert time.monotonic() < deadline, "the chained batch never waited for the head"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_writer_holding_the_head_never_waits_for_one_waiting_for_it(
+    settings: Settings, gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Writer A chained its batch onto a head that writer B (another instance, or a retry
+    after a failure) has locked to read: A must not hold its ledger rows while it waits for
+    the head, or B, inserting the same seqs, waits for A and the two deadlock."""
+    await gateway.pipeline.handle(sms("STOP"))
+    contact_id = await db.fetchval("SELECT min(contact_id) FROM ledger")
+    before = await count_rows(db, "ledger")
+    evidence = evidence_json({"test": "deadlock"})
+    event = LedgerEvent(
+        0, contact_id, "sms", "12345", "reminders", "opt_out", "sms_keyword", "opted_out",
+        "opted_out", datetime.now(UTC), None, None, evidence_digest(evidence),
+    )  # fmt: skip
+
+    def changes(head: tuple[int, bytes]) -> sql.Changes:
+        records, _, new_head = _chain(head, [(event, evidence)] * 3)
+        return sql.Changes(ledger=records, head=(head, new_head), consent=[], cancel=[], outbox=[])
+
+    path = {"search_path": settings.database.schema}
+    a = await asyncpg.connect(PG_URL, server_settings=path)
+    b = await asyncpg.connect(PG_URL, server_settings=path)
+    try:
+        await b.execute("BEGIN")
+        head = await sql.lock_head(b)  # B holds the head, as after a failed batch
+        await a.execute("BEGIN")
+        chained = asyncio.ensure_future(sql.write_changes(a, changes(head)))
+        await _waiting_on_a_lock(db, a.get_server_pid())
+        await asyncio.wait_for(sql.write_changes(b, changes(head)), 5)  # no deadlock wait
+        await b.execute("COMMIT")
+        with pytest.raises((sql.HeadMoved, asyncpg.UniqueViolationError)) as lost:
+            await asyncio.wait_for(chained, 5)
+        assert "head_moved" == _retry_reason(lost.value)  # A chains again; nothing is lost
+        await a.execute("ROLLBACK")
+    finally:
+        await a.close()
+        await b.close()
+    report = await verify(db)
+    assert (True, ()) == (report.ok, report.problems)
+    assert before + 3 == report.events  # B's three; A's were never written
