@@ -168,11 +168,25 @@ class CacheGuard:
         self._wake.clear()
         try:
             await self.poll_once()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a pooled connection the server dropped mid-use
+            TimeoutError,
+        ):
             # Postgres is down too: the gate's own reads fail closed.
-            self._backlog = True
-            self._metrics.cache_usable.set(0)
+            self._not_usable()
+        except Exception:
+            # Whatever it was, the guard must outlive it: if this task ended, nobody would
+            # repair the backlog or notice Redis come back. Distrust the cache and go on.
+            log.exception("cache guard poll failed")
+            self._not_usable()
         await wait_event(self._wake, self._interval)
+
+    def _not_usable(self) -> None:
+        self._backlog = True
+        self._metrics.cache_usable.set(0)
 
 
 def _entry(state: str | None, version: int | None, updated_at: datetime | None) -> CachedConsent:

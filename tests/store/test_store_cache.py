@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess, TcpProxy
-from support import REDIS_URL, SECRET, make_settings, sms
+from support import PG_URL, REDIS_URL, SECRET, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.gate import SendGate
@@ -21,6 +22,7 @@ from gateway.store.cache import (
     ConsentKey,
     RedisConsentCache,
 )
+from gateway.store.guard import CacheGuard
 from keywords.model import Channel, ConsentState
 
 CONTACT = "+14155550123"
@@ -234,3 +236,65 @@ async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+class _PingFailsOnce:
+    """The real cache, except that its first ping raises what no handler expects (a bug)."""
+
+    def __init__(self, inner: ConsentCache) -> None:
+        self._inner = inner
+        self.pings = 0
+
+    async def get_scope(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> list[CachedConsent | None]:
+        return await self._inner.get_scope(channel, sender, program, addresses)
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        await self._inner.put_many(entries)
+
+    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
+        await self._inner.tombstone_many(entries)
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if self.pings == 1:
+            raise RuntimeError("unexpected")
+        await self._inner.ping()
+
+    def forget_local(self) -> None:
+        self._inner.forget_local()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+async def test_the_guard_outlives_an_unexpected_error_and_stops_when_cancelled(
+    gateway: Gateway, settings: Settings, redis_prefix: str
+) -> None:
+    """A poll that fails in a way nobody foresaw distrusts the cache for a moment; the guard
+    goes on polling (were its task to end, nothing would repair the cache or trust it again),
+    and it still stops when cancelled, as at shutdown."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    cache = _PingFailsOnce(_redis_cache(client, redis_prefix))
+    guard = CacheGuard(
+        cache,
+        gateway.pool,
+        interval=0.01,
+        metrics=gateway.metrics,
+        channel=f"{settings.database.schema}_cache_repair",
+        connect=lambda: asyncpg.connect(PG_URL),
+    )
+    task = asyncio.create_task(guard.run())
+    try:
+        deadline = time.monotonic() + 5
+        while cache.pings < 3 or not guard.usable:
+            assert not task.done(), "the guard stopped"
+            assert time.monotonic() < deadline, "the guard never trusted the cache again"
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        await client.aclose()
+    assert done, "the guard ignored its cancellation"
+    assert task.cancelled()
