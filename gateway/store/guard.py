@@ -177,7 +177,11 @@ class CacheGuard:
         ):
             # Postgres is down too: the gate's own reads fail closed.
             self._not_usable()
-        except Exception:
+        except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A library turned our cancellation into an error: stop, as asked.
+                raise asyncio.CancelledError from exc
             # Whatever it was, the guard must outlive it: if this task ended, nobody would
             # repair the backlog or notice Redis come back. Distrust the cache and go on.
             log.exception("cache guard poll failed")

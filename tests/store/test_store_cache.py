@@ -274,7 +274,7 @@ async def test_the_guard_outlives_an_unexpected_error_and_stops_when_cancelled(
 ) -> None:
     """A poll that fails in a way nobody foresaw distrusts the cache for a moment; the guard
     goes on polling (were its task to end, nothing would repair the cache or trust it again),
-    and it still stops when cancelled, as at shutdown."""
+    and it still stops when the gateway cancels it."""
     client = aioredis.Redis.from_url(REDIS_URL)
     cache = _PingFailsOnce(_redis_cache(client, redis_prefix))
     guard = CacheGuard(
@@ -293,8 +293,11 @@ async def test_the_guard_outlives_an_unexpected_error_and_stops_when_cancelled(
             assert time.monotonic() < deadline, "the guard never trusted the cache again"
             await asyncio.sleep(0.01)
     finally:
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=5)
+        # As the gateway stops its tasks (app.py): cancel again until it ends, since on 3.11 a
+        # cancel that lands as a Redis call completes can be swallowed (CPython gh-86296).
+        deadline = time.monotonic() + 5
+        while not task.done() and time.monotonic() < deadline:
+            task.cancel()
+            await asyncio.wait([task], timeout=0.5)
         await client.aclose()
-    assert done, "the guard ignored its cancellation"
-    assert task.cancelled()
+    assert task.cancelled(), "the guard did not stop"
