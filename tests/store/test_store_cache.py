@@ -80,13 +80,11 @@ async def test_redis_keys_do_not_contain_the_address(gateway: Gateway, redis_pre
     assert not [k for k in keys if "4155550123" in k]
 
 
-class _HeldCache:
-    """The real cache, except that the gate's fill waits until the test releases it."""
+class _Passthrough:
+    """A ``ConsentCache`` that hands every call to the real one; tests override one method."""
 
     def __init__(self, inner: ConsentCache) -> None:
         self._inner = inner
-        self.fill_started = asyncio.Event()
-        self.release = asyncio.Event()
 
     async def get_scope(
         self, channel: str, sender: str, program: str, addresses: Sequence[str]
@@ -94,8 +92,6 @@ class _HeldCache:
         return await self._inner.get_scope(channel, sender, program, addresses)
 
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
-        self.fill_started.set()
-        await self.release.wait()
         await self._inner.put_many(entries)
 
     async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
@@ -109,6 +105,20 @@ class _HeldCache:
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class _HeldCache(_Passthrough):
+    """The real cache, except that the gate's fill waits until the test releases it."""
+
+    def __init__(self, inner: ConsentCache) -> None:
+        super().__init__(inner)
+        self.fill_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        self.fill_started.set()
+        await self.release.wait()
+        await self._inner.put_many(entries)
 
 
 async def test_a_slow_reader_cannot_bring_back_consent_after_an_opt_out(
@@ -238,35 +248,18 @@ async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-class _PingFailsOnce:
+class _PingFailsOnce(_Passthrough):
     """The real cache, except that its first ping raises what no handler expects (a bug)."""
 
     def __init__(self, inner: ConsentCache) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.pings = 0
-
-    async def get_scope(
-        self, channel: str, sender: str, program: str, addresses: Sequence[str]
-    ) -> list[CachedConsent | None]:
-        return await self._inner.get_scope(channel, sender, program, addresses)
-
-    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
-        await self._inner.put_many(entries)
-
-    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
-        await self._inner.tombstone_many(entries)
 
     async def ping(self) -> None:
         self.pings += 1
         if self.pings == 1:
             raise RuntimeError("unexpected")
         await self._inner.ping()
-
-    def forget_local(self) -> None:
-        self._inner.forget_local()
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 async def test_the_guard_outlives_an_unexpected_error_and_stops_when_cancelled(
