@@ -8,15 +8,18 @@ import io
 import json
 import logging
 from contextlib import redirect_stdout
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import CONFIG, PG_URL, ROOT
 
 from gateway.__main__ import main
 from gateway.errors import ConfigError
-from gateway.logs import JsonFormatter, mask, mask_address
+from gateway.logs import _ADDRESS_RE, JsonFormatter, _masked, mask, mask_address
 from gateway.settings import load_settings
 
 
@@ -127,6 +130,35 @@ def test_log_lines_are_json_and_masked() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert "4155550123" not in line["msg"]
     assert "j***@example.org" == line["contact"]
+
+
+@given(st.text(alphabet="abc@+.-() 0123456789é\n", max_size=40))
+@settings(max_examples=2000, deadline=None)
+def test_the_quick_screen_never_lets_an_address_through(text: str) -> None:
+    """``mask`` skips the full pattern only for text it could not match anyway."""
+    assert mask(text) == _ADDRESS_RE.sub(_masked, text)
+
+
+def test_a_line_orjson_refuses_is_still_written() -> None:
+    """A lone surrogate or an integer past 64 bits falls back to the json module."""
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "odd fields", None, None)
+    record.text = "\udcff"
+    record.big = 2**70
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["text"], line["big"]) == ("\udcff", 2**70)
+
+
+@pytest.mark.parametrize("created", [0.0, 1_795_000_000.9999, 1_795_000_001.0005, 1_795_000_001.5])
+def test_timestamps_are_utc_milliseconds(created: float) -> None:
+    """The cached-second timestamp reads as datetime's own RFC 3339 form, to the millisecond."""
+    formatter = JsonFormatter()
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "at", None, None)
+    record.created = created
+    stamp = json.loads(formatter.format(record))["ts"]
+    assert stamp.endswith("+00:00")
+    assert len(stamp) == len("2026-11-28T05:06:40.413+00:00")
+    expected = datetime.fromtimestamp(created, UTC)
+    assert abs((datetime.fromisoformat(stamp) - expected).total_seconds()) < 0.001
 
 
 def _imports(package: Path) -> dict[str, set[str]]:
