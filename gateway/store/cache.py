@@ -7,7 +7,8 @@ the same version replacing that version's tombstone. Hence:
 * before a change commits, the writer stores a *tombstone* with the new version; a reader
   that read Postgres before the commit can no longer write its older state back, and every
   gate treats a tombstone as "ask Postgres";
-* after the commit, the writer stores the new state with the same version;
+* after the commit, the writer stores the new state with the same version (carried by the
+  next batch's tombstone call when one follows at once, see ``tombstone_many``);
 * a failure anywhere leaves a tombstone or nothing, and both mean "ask Postgres": the
   cache can only ever err toward reading the truth (DESIGN.md invariant 2).
 
@@ -108,8 +109,16 @@ class ConsentCache(Protocol):
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         """Store states, each only if no newer version is cached."""
 
-    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
-        """Mark keys as changing to the given version: readers go to Postgres."""
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        """Mark keys as changing to the given version: readers go to Postgres.
+
+        ``settled`` are committed states stored in the same call, as ``put_many`` would:
+        the writer's post-commit fill rides on the next batch's tombstones.
+        """
 
     async def ping(self) -> None:
         """Raise ``CacheUnavailable`` unless the cache answers."""
@@ -215,11 +224,23 @@ class RedisConsentCache:
         keys = [self.redis_key(k) for k, _ in entries]
         await self._write(keys, [_encode(v) for _, v in entries], announce=False)
 
-    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
-        """Write a tombstone carrying the coming version for each key."""
-        keys = [self.redis_key(k) for k, _ in entries]
-        # Announced: every near cache drops these keys before the change can commit.
-        await self._write(keys, [f"t|{version}|" for _, version in entries], announce=True)
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        """Write a tombstone carrying the coming version for each key, after ``settled``.
+
+        One script call for both: the states and the tombstones are compare-and-set by
+        version alike, so a key in both ends as the newer of the two, in either order.
+        """
+        keys = [self.redis_key(k) for k, _ in settled]
+        keys += [self.redis_key(k) for k, _ in entries]
+        values = [_encode(v) for _, v in settled]
+        values += [f"t|{version}|" for _, version in entries]
+        # Announced: every near cache drops these keys before the change can commit (the
+        # settled keys too, which it dropped already when they were tombstoned: harmless).
+        await self._write(keys, values, announce=bool(entries))
 
     async def ping(self) -> None:
         """Round trip to Redis."""
@@ -268,8 +289,13 @@ class LocalConsentCache:
         for key, entry in entries:
             self._cas(key, entry, entry.version)
 
-    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
-        """Record the coming versions as tombstones."""
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        """Store ``settled``, then record the coming versions as tombstones."""
+        await self.put_many(settled)
         for key, version in entries:
             self._cas(key, None, version)
 

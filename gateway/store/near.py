@@ -164,9 +164,13 @@ class NearCache:
         """Write through to Redis; the near cache fills only from reads."""
         await self._redis.put_many(entries)
 
-    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
-        """Announced tombstones (every near cache drops the keys)."""
-        await self._redis.tombstone_many(entries)
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        """Announced tombstones (every near cache drops the keys), after ``settled``."""
+        await self._redis.tombstone_many(entries, settled)
 
     async def ping(self) -> None:
         """Round trip to Redis."""

@@ -31,8 +31,11 @@ that commit. Another instance appending meanwhile costs one retry, never a wrong
 
 The tombstones are sent to Redis while steps 4 and 5 run (they carry the versions decided
 in step 3, under the contact locks) and awaited before COMMIT. The post-commit cache write
-runs in the background, awaited by nobody: a gate that reads before it lands finds the
-tombstone and asks Postgres, which has the change.
+is awaited by nobody: a gate that reads before it lands finds the tombstone and asks
+Postgres, which has the change. When more events are already queued at COMMIT, it rides on
+the next batch's tombstone call (one Redis round trip a batch instead of two: the states and
+tombstones are compare-and-set by version alike, so their order does not matter); when none
+are, or the next batch changed no consent, it is written on its own, in the background.
 
 Each writer task keeps one pooled connection for as long as it works (a broken one is given
 back and replaced): acquiring and releasing per batch costs the pool's reset query, a round
@@ -186,6 +189,8 @@ class ConsentWriter:
         # The last batch chained here (committed or in flight); None: read the head under
         # its lock. Shared by the writer tasks.
         self._last: _Link | None = None
+        # Committed states not yet written to the cache: the next tombstone call takes them.
+        self._unfilled: dict[ConsentKey, CachedConsent] = {}
 
     async def submit(self, event: PreparedEvent) -> Outcome:
         """Write ``event``; return once committed, or raise ``TemporaryFailure``."""
@@ -216,6 +221,7 @@ class ConsentWriter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._fill_now()
         await asyncio.gather(*self._fills)
 
     async def _run(self) -> None:
@@ -258,21 +264,34 @@ class ConsentWriter:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(TemporaryFailure("could not commit"))
+            self._fill_now()  # what earlier batches committed must not wait on this one
             return
         self._resolve(batch, applied)  # first: the edges may answer while we count
         self._metrics.batch_size.observe(len(batch))
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         for action, count in Counter(applied.ledger_actions).items():
             self._metrics.ledger_events.labels(action).inc(count)
-        if applied.cache_entries:
-            # In the background, so this task can take the next batch; a gate that reads
-            # before it lands finds the tombstone and asks Postgres. Bounded: a slow Redis
-            # slows the writer down rather than piling up writes.
-            fill = asyncio.create_task(self._fill(list(applied.cache_entries.items())))
-            self._fills.add(fill)
-            fill.add_done_callback(self._fills.discard)
-            if len(self._fills) > _MAX_FILLS:
-                await fill
+        unfilled = self._unfilled
+        for key, entry in applied.cache_entries.items():
+            held = unfilled.get(key)
+            if held is None or held.version < entry.version:
+                unfilled[key] = entry
+        if unfilled and (self._queue.empty() or not applied.cache_entries):
+            # No batch is waiting to carry them, or this one had no tombstones and the next
+            # may have none either: write them now rather than let them wait.
+            fill = self._fill_now()
+            if fill is not None and len(self._fills) > _MAX_FILLS:
+                await fill  # bounded: a slow Redis slows the writer rather than piling up
+
+    def _fill_now(self) -> asyncio.Task[None] | None:
+        """Write the unfilled states in the background, so this task can take the next batch."""
+        if not self._unfilled:
+            return None
+        entries, self._unfilled = list(self._unfilled.items()), {}
+        fill = asyncio.create_task(self._fill(entries))
+        self._fills.add(fill)
+        fill.add_done_callback(self._fills.discard)
+        return fill
 
     async def _fill(self, entries: list[tuple[ConsentKey, CachedConsent]]) -> None:
         """Write the committed states over their tombstones (compare-and-set by version)."""
@@ -488,11 +507,14 @@ class ConsentWriter:
                 mine.written.set_result(None)
 
     def _start_tombstones(self, applied: _Applied) -> asyncio.Task[None] | None:
-        """Send the tombstones (new versions) to Redis; None when Redis is known down."""
+        """Send the tombstones (new versions) to Redis, with the states earlier batches
+        committed; None when Redis is known down. If the call fails, the states are lost
+        and their own tombstones stay: the gate asks Postgres, which has them."""
         if not self._guard.cache_reachable:
             return None
         versions = [(k, v.version) for k, v in applied.cache_entries.items()]
-        return asyncio.create_task(self._cache.tombstone_many(versions))
+        settled, self._unfilled = list(self._unfilled.items()), {}
+        return asyncio.create_task(self._cache.tombstone_many(versions, settled))
 
     async def _tombstones_done(self, task: asyncio.Task[None] | None) -> bool:
         """Wait for the tombstones; False if Redis did not take them."""

@@ -15,6 +15,7 @@ from support import PG_URL, REDIS_URL, SECRET, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.gate import SendGate
+from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.store.cache import (
     CachedConsent,
@@ -23,6 +24,7 @@ from gateway.store.cache import (
     RedisConsentCache,
 )
 from gateway.store.guard import CacheGuard
+from gateway.store.writer import ConsentWriter
 from keywords.model import Channel, ConsentState
 
 CONTACT = "+14155550123"
@@ -94,8 +96,12 @@ class _Passthrough:
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         await self._inner.put_many(entries)
 
-    async def tombstone_many(self, entries: Sequence[tuple[ConsentKey, int]]) -> None:
-        await self._inner.tombstone_many(entries)
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        await self._inner.tombstone_many(entries, settled)
 
     async def ping(self) -> None:
         await self._inner.ping()
@@ -294,3 +300,49 @@ async def test_the_guard_outlives_an_unexpected_error_and_stops_when_cancelled(
             await asyncio.wait([task], timeout=0.5)
         await client.aclose()
     assert task.cancelled(), "the guard did not stop"
+
+
+class _Counting(_Passthrough):
+    """The real cache, counting the writer's two kinds of call."""
+
+    def __init__(self, inner: ConsentCache) -> None:
+        super().__init__(inner)
+        self.puts = 0
+        self.carried = 0  # tombstone calls that also stored committed states
+
+    async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
+        self.puts += 1
+        await self._inner.put_many(entries)
+
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        self.carried += bool(settled)
+        await self._inner.tombstone_many(entries, settled)
+
+
+async def test_committed_states_ride_on_the_next_batches_tombstones(gateway: Gateway) -> None:
+    """Under a queue, a batch's states reach Redis with the next batch's tombstones; once the
+    queue is empty the last ones are written on their own. Every state ends up cached."""
+    counting = _Counting(gateway.cache)
+    writer = ConsentWriter(gateway.pool, counting, gateway.guard, gateway.metrics, max_batch=5)
+    pipeline = Pipeline(
+        gateway.catalogs, writer, gateway.metrics, default_region="US", max_text_chars=1600
+    )
+    contacts = [f"+1415557{n:04d}" for n in range(60)]
+    writer.start()
+    try:
+        outcomes = await asyncio.gather(
+            *(pipeline.handle(sms("START", contact=c)) for c in contacts)
+        )
+    finally:
+        await writer.stop()
+    assert all(o.ledger_seqs for o in outcomes)
+    assert counting.carried >= 3  # 60 events, 5 a batch, two writers: most batches had a queue
+    assert counting.puts < counting.carried
+    for contact in contacts:
+        entry = await _cached(gateway.cache, ConsentKey("sms", "12345", "reminders", contact))
+        assert entry is not None
+        assert ConsentState.OPTED_IN == entry.state
