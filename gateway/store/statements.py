@@ -157,31 +157,6 @@ class Changes:
     outbox: Sequence[Sequence[object]]
 
 
-_LEDGER_TYPES = (
-    "bigint[]", "bigint[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]",
-    "text[]", "timestamptz[]", "timestamptz[]", "bigint[]", "text[]", "bytea[]", "bytea[]",
-    "bytea[]",
-)  # fmt: skip
-_CONSENT_TYPES = (
-    "bigint[]",
-    "text[]",
-    "text[]",
-    "text[]",
-    "text[]",
-    "bigint[]",
-    "timestamptz[]",
-    "bigint[]",
-)
-_OUTBOX_TYPES = (
-    "text[]", "text[]", "text[]", "bigint[]", "text[]", "text[]", "text[]", "text[]", "bigint[]",
-    "text[]",
-)  # fmt: skip
-
-
-def _columns(p: _Params, rows: Sequence[Sequence[object]], types: Sequence[str]) -> list[str]:
-    return [p([row[i] for row in rows], cast) for i, cast in enumerate(types)]
-
-
 async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[int]]:
     """Write a batch's changes in one statement; return outbox ids per inbound event.
 
@@ -219,22 +194,25 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             f" RETURNING seq = {new_seq} AND hash = {new_hash} AS moved",
             where=" WHERE moved",
         )
+    # Each part is one array of a row type (migration 007), not an array per column: asyncpg
+    # checks every array element before encoding it, and a row is one element.
     if changes.ledger:
-        cols = ", ".join(_columns(p, changes.ledger, _LEDGER_TYPES))
+        rows = p(list(changes.ledger), "writer_ledger_row[]")
         add(
             "l",
             "INSERT INTO ledger (seq, contact_id, channel, sender, program, action,"
             " method, old_state, new_state, server_time, carrier_time, inbound_id, evidence,"
-            " evidence_sha256, prev_hash, hash) SELECT q, c, ch, s, pr, a, m, o, n, t, ct, i,"
-            f" e::jsonb, d, ph, h FROM unnest({cols})"
-            " AS u(q, c, ch, s, pr, a, m, o, n, t, ct, i, e, d, ph, h) RETURNING 1",
+            " evidence_sha256, prev_hash, hash) SELECT u.seq, u.contact_id, u.channel,"
+            " u.sender, u.program, u.action, u.method, u.old_state, u.new_state,"
+            " u.server_time, u.carrier_time, u.inbound_id, u.evidence::jsonb,"
+            f" u.evidence_sha256, u.prev_hash, u.hash FROM unnest({rows}) AS u RETURNING 1",
         )
     if changes.consent:
-        cols = ", ".join(_columns(p, changes.consent, _CONSENT_TYPES))
+        rows = p(list(changes.consent), "writer_consent_row[]")
         add(
             "c",
             "INSERT INTO consent (contact_id, sender, channel, program, state, version,"
-            f" updated_at, last_seq) SELECT * FROM unnest({cols})"
+            f" updated_at, last_seq) SELECT * FROM unnest({rows})"
             " ON CONFLICT (contact_id, sender, program, channel) DO UPDATE SET"
             " state = EXCLUDED.state, version = EXCLUDED.version,"
             " updated_at = EXCLUDED.updated_at, last_seq = EXCLUDED.last_seq RETURNING 1",
@@ -251,15 +229,15 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             " AND status IN ('queued', 'sending') RETURNING 1",
         )
     if changes.outbox:
-        cols = ", ".join(_columns(p, changes.outbox, _OUTBOX_TYPES))
+        rows = p([tuple(row) for row in changes.outbox], "writer_outbox_row[]")
         add(
             "o",
             "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
             " language, body, inbound_id, status, last_error)"
-            " SELECT ch, s, pr, c, r, k, lg, b, i, st,"
-            " CASE WHEN st = 'cancelled' THEN 'recipient opted out' END"
-            f" FROM unnest({cols}) AS u(ch, s, pr, c, r, k, lg, b, i, st)"
-            " RETURNING id, inbound_id",
+            " SELECT u.channel, u.sender, u.program, u.contact_id, u.recipient, u.kind,"
+            " u.language, u.body, u.inbound_id, u.status,"
+            " CASE WHEN u.status = 'cancelled' THEN 'recipient opted out' END"
+            f" FROM unnest({rows}) AS u RETURNING id, inbound_id",
             read="id, inbound_id",
         )
     if not parts:
