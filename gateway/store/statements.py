@@ -2,7 +2,7 @@
 
 A batch costs two or three statements between BEGIN and COMMIT, whatever its size:
 
-1. ``record`` calls ``writer_record`` (migration 006), which creates missing contacts and
+1. ``record`` calls ``writer_record`` (migration 008), which creates missing contacts and
    locks all of them (``ON CONFLICT DO UPDATE`` returns and locks existing rows too; rows go
    in sorted order, so two instances always lock in the same order and never deadlock), then,
    in a statement of its own and so from a snapshot taken with the locks held, inserts the
@@ -71,29 +71,30 @@ class Recorded:
 async def record(
     conn: Connection, contacts: Sequence[tuple[str, str]], rows: Sequence[InboundRow]
 ) -> Recorded:
-    """Steps 1 and 2 in one round trip: ``writer_record`` (migration 006).
+    """Steps 1 and 2 in one round trip: ``writer_record`` (migrations 006 and 008).
 
     ``contacts`` are every (channel, address) of the batch; ``rows`` one per distinct event.
     """
-    ordered = sorted(set(contacts))
     result = await conn.fetch(
-        "SELECT * FROM writer_record($1::text[], $2::text[], $3::text[], $4::text[],"
-        " $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],"
-        " $10::text[], $11::text[], $12::bool[], $13::text[], $14::text[])",
-        [c[0] for c in ordered],
-        [c[1] for c in ordered],
-        [r.dedupe_key for r in rows],
-        [r.channel for r in rows],
-        [r.address for r in rows],
-        [r.sender for r in rows],
-        [r.method for r in rows],
-        [r.received_at for r in rows],
-        [r.carrier_time for r in rows],
-        [r.intent for r in rows],
-        [r.match for r in rows],
-        [r.needs_review for r in rows],
-        [r.body for r in rows],
-        [r.evidence for r in rows],
+        "SELECT * FROM writer_record($1::writer_contact_row[], $2::writer_inbound_row[])",
+        sorted(set(contacts)),
+        [
+            (
+                r.dedupe_key,
+                r.channel,
+                r.address,
+                r.sender,
+                r.method,
+                r.received_at,
+                r.carrier_time,
+                r.intent,
+                r.match,
+                r.needs_review,
+                r.body,
+                r.evidence,
+            )
+            for r in rows
+        ],
     )
     out = Recorded({}, {}, {}, {})
     for r in result:

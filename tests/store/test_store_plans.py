@@ -4,7 +4,7 @@ PL/pgSQL and prepared statements keep generic plans, made once and kept until th
 analyzed. Made on a new schema, a join over ``unnest`` came out as a hash join over a
 sequential scan of ``consent`` (and of every queued ``outbox`` row): each batch then read
 whole tables, slower as they grew (bench/run_email.py found it). The LATERAL probes in
-``writer_record`` (migration 006) must not depend on statistics.
+``writer_record`` (migrations 006 and 008) must not depend on statistics.
 
 The plans are read with ``auto_explain`` (a contrib module shipped with PostgreSQL), sent to
 this session as notices.
@@ -51,10 +51,9 @@ async def test_writer_record_probes_consent_and_outbox_by_index_under_generic_pl
     ):
         await db.execute(setting)
     await db.execute(
-        "SELECT * FROM writer_record(ARRAY['sms'], ARRAY['+14155550123'], ARRAY['k1'],"
-        " ARRAY['sms'], ARRAY['+14155550123'], ARRAY['12345'], ARRAY['sms_keyword'],"
-        " ARRAY[now()], ARRAY[NULL::timestamptz], ARRAY['opt_out'], ARRAY['exact'],"
-        " ARRAY[false], ARRAY['STOP'], ARRAY['{}'])"
+        "SELECT * FROM writer_record(ARRAY[ROW('sms', '+14155550123')::writer_contact_row],"
+        " ARRAY[ROW('k1', 'sms', '+14155550123', '12345', 'sms_keyword', now(), NULL, 'opt_out',"
+        " 'exact', false, 'STOP', '{}')::writer_inbound_row])"
     )
 
     scans = [scan for plan in plans for scan in _scans(plan["Plan"])]
@@ -62,3 +61,16 @@ async def test_writer_record_probes_consent_and_outbox_by_index_under_generic_pl
     for node_type, relation in scans:
         if relation in ("consent", "outbox"):
             assert node_type in ("Index Scan", "Index Only Scan"), (node_type, relation)
+
+
+async def test_the_previous_releases_writer_record_still_answers(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """During a rolling upgrade an instance of the previous release calls 006's signature."""
+    rows = await db.fetch(
+        "SELECT kind FROM writer_record(ARRAY['sms'], ARRAY['+14155550199'], ARRAY['k-old'],"
+        " ARRAY['sms'], ARRAY['+14155550199'], ARRAY['12345'], ARRAY['sms_keyword'],"
+        " ARRAY[now()], ARRAY[NULL::timestamptz], ARRAY['opt_out'], ARRAY['exact'],"
+        " ARRAY[false], ARRAY['STOP'], ARRAY['{}'])"
+    )
+    assert ["c", "i"] == sorted(r["kind"] for r in rows)
