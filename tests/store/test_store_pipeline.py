@@ -253,3 +253,21 @@ async def test_connections_the_server_closed_while_idle_are_replaced_without_a_f
         *(gateway.pipeline.handle(sms("STOP", contact=f"+1415558{i:04d}")) for i in range(10))
     )
     assert all(o.status is OutcomeStatus.COMMITTED for o in outcomes)
+
+
+async def test_the_transaction_a_writer_leaves_open_holds_no_snapshot_and_no_lock(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Between batches each writer sits in a BEGIN that has run nothing (``COMMIT; BEGIN``):
+    it must hold back neither VACUUM (no snapshot, no xid) nor anyone's DDL (no lock)."""
+    await gateway.pipeline.handle(sms("STOP"))
+    rows = await db.fetch(
+        "SELECT a.backend_xid, a.backend_xmin,"
+        " (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype <> 'virtualxid')"
+        " AS locks FROM pg_stat_activity a"
+        " WHERE a.application_name = 'consent-gateway' AND a.datname = current_database()"
+        " AND a.state = 'idle in transaction'"
+    )
+    assert rows  # the writer that took the batch is waiting in its next transaction
+    for row in rows:
+        assert (None, None, 0) == (row["backend_xid"], row["backend_xmin"], row["locks"])
