@@ -2,8 +2,9 @@
 -- 007 (one checked element a row instead of one a field). Same steps, same locking order,
 -- same index probes as 006 (tests/store/test_store_plans.py reads the plans).
 --
--- 006's writer_record(text[], ...) stays: an instance still running the previous release
--- during a rolling upgrade calls it. A later migration may drop it.
+-- 006's writer_record(text[], ...) stays for an instance still running the previous release
+-- during a rolling upgrade, as a wrapper around this one (at the end). A later migration may
+-- drop it.
 CREATE TYPE writer_contact_row AS (channel text, address text);
 
 CREATE TYPE writer_inbound_row AS (
@@ -69,3 +70,21 @@ BEGIN
            AND o.sender = q.s AND o.channel = q.ch OFFSET 0
     ) k;
 END $$;
+
+-- 006's signature now hands its arrays to the function above, so one body does the work.
+CREATE OR REPLACE FUNCTION writer_record(
+    contact_channels text[], contact_addresses text[],
+    keys text[], channels text[], addresses text[], senders text[], methods text[],
+    received timestamptz[], carrier timestamptz[], intents text[], matches text[],
+    review boolean[], bodies text[], evidence text[]
+) RETURNS TABLE (kind text, id bigint, dedupe_key text, contact_id bigint, sender text,
+                 channel text, program text, state text, version bigint, address text)
+LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
+    SELECT * FROM writer_record(
+        ARRAY(SELECT ROW(ch, a)::writer_contact_row
+              FROM unnest(contact_channels, contact_addresses) AS u(ch, a)),
+        ARRAY(SELECT ROW(k, ch, a, s, mth, r, ct, i, mt, nr, b, ev)::writer_inbound_row
+              FROM unnest(keys, channels, addresses, senders, methods, received, carrier,
+                          intents, matches, review, bodies, evidence)
+                   AS u(k, ch, a, s, mth, r, ct, i, mt, nr, b, ev)))
+$$;
