@@ -312,7 +312,7 @@ class _Counting(_Passthrough):
 
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         self.puts += 1
-        await self._inner.put_many(entries)
+        await super().put_many(entries)
 
     async def tombstone_many(
         self,
@@ -320,7 +320,7 @@ class _Counting(_Passthrough):
         settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
     ) -> None:
         self.carried += bool(settled)
-        await self._inner.tombstone_many(entries, settled)
+        await super().tombstone_many(entries, settled)
 
 
 async def test_committed_states_ride_on_the_next_batches_tombstones(gateway: Gateway) -> None:
