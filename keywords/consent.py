@@ -19,6 +19,12 @@ from the table by ``transition_table_markdown``. The rules:
 - JOIN (FLU): as OPT_IN, for the one program named.
 - CONFIRM (YES): PENDING programs -> OPTED_IN with an opt-in confirmation; with nothing
   pending it behaves as OPT_IN over the default programs (YES is in the opt-in family).
+- CONFIRM_LINK (a double opt-in confirm link): the program it names, only from PENDING ->
+  OPTED_IN with an opt-in confirmation. From any other state nothing changes and nothing is
+  sent: the link was mailed for a sign-up that an opt-out, an expiry or an earlier click has
+  since closed, and a stale link must neither subscribe anyone nor start a new sign-up. The
+  consent state decides under the contact's lock, so a repeated click is a no-op because the
+  table says so, not because of a dedupe window.
 - HELP: no transition; one HELP reply, subscribed or not (CTIA 5.1.3: short codes answer HELP
   and STOP whether or not the person is subscribed).
 - UNKNOWN: nothing, no reply.
@@ -106,6 +112,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.OPT_IN: _JOIN,
         _I.JOIN: _JOIN,
         _I.CONFIRM: _JOIN,  # nothing pending: YES acts as START
+        _I.CONFIRM_LINK: _NOTHING,  # no sign-up open: a stale link
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
     },
@@ -115,6 +122,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.OPT_IN: Rule(_IN, double_opt_in=Outcome(None, ReplyKind.PENDING)),  # ask again
         _I.JOIN: Rule(_IN, double_opt_in=Outcome(None, ReplyKind.PENDING)),
         _I.CONFIRM: Rule(_IN),
+        _I.CONFIRM_LINK: Rule(_IN),
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
     },
@@ -124,6 +132,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.OPT_IN: _ALREADY,
         _I.JOIN: _ALREADY,
         _I.CONFIRM: _ALREADY,
+        _I.CONFIRM_LINK: _NOTHING,  # already confirmed: the page says so, no second mail
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
     },
@@ -133,6 +142,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.OPT_IN: _JOIN,
         _I.JOIN: _JOIN,
         _I.CONFIRM: _JOIN,
+        _I.CONFIRM_LINK: _NOTHING,  # left since the link was mailed: it no longer applies
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
     },
@@ -149,6 +159,7 @@ SCOPES: Mapping[IntentKind, Scope] = MappingProxyType(
         _I.OPT_IN: Scope.DEFAULTS,
         _I.JOIN: Scope.NAMED,
         _I.CONFIRM: Scope.PENDING_ELSE_DEFAULTS,
+        _I.CONFIRM_LINK: Scope.NAMED,
         _I.HELP: Scope.SENDER,
         _I.UNKNOWN: Scope.SENDER,
     }

@@ -29,6 +29,10 @@ class IntentKind(StrEnum):
     OPT_IN = "opt_in"  # join the sender's default programs (``START``)
     JOIN = "join"  # join one named program (``FLU``)
     CONFIRM = "confirm"  # confirm a pending double opt-in (``YES``)
+    # A double opt-in confirm link (``POST /c/{token}``): confirms the pending program it was
+    # issued for and nothing else. A link outlives the sign-up it was mailed for, so it must
+    # never opt anyone in or ask again from any other state.
+    CONFIRM_LINK = "confirm_link"
     HELP = "help"
     UNKNOWN = "unknown"
 

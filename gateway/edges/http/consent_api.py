@@ -8,7 +8,9 @@
   link to ``/c/{token}``. Either expires after ``confirm_ttl_seconds``: the link stops
   working, and a sweep closes the sign-up (``expire_pending``).
 - ``GET /c/{token}`` shows a button, ``POST /c/{token}`` confirms: a GET never changes
-  anything, because mail scanners fetch every link (FACTS.md, listmonk #1454).
+  anything, because mail scanners fetch every link (listmonk #1454). The consent table
+  decides what a POST does (``IntentKind.CONFIRM_LINK``): only a pending sign-up is confirmed,
+  and the page says which of "confirmed", "already confirmed" and "no longer applies" it was.
 - ``POST /v1/send`` (scope ``send``): queue an SMS or email only if the recipient opted in;
   otherwise 422 ``send_refused`` with the gate's reason (as Twilio refuses with 21610).
 - ``POST /v1/preferences/links`` (scope ``write``): a signed preference-page link.
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -212,33 +215,48 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 
 async def confirm(request: web.Request) -> web.Response:
-    """POST: confirm a pending double opt-in (a repeat is a duplicate)."""
+    """POST: confirm the pending double opt-in the link was issued for.
+
+    The consent table decides, under the contact's lock (``IntentKind.CONFIRM_LINK``): only a
+    pending program is confirmed. Each POST is its own request (a fresh dedupe key): a token is
+    the same all hour, so a key made from it would swallow a click meant for a new sign-up
+    made after an opt-out, and answer "confirmed" while the state stayed pending.
+    """
     deps, api = request.app[DEPS], request.app[API]
     token = request.match_info["token"]
     try:
         channel, sender, program, address = unpack(api.tokens.verify(token, CONFIRM_PURPOSE), 4)
     except TokenError as exc:
         return token_page(exc)
-    states = await api.privacy.consent_of(channel, address)
-    if states.get((sender, program)) != "pending":
-        return page("Nothing to confirm", "<p>There is no pending subscription for this link.</p>")
-    await deps.pipeline.handle(
+    if sender not in api.catalogs or not api.catalogs[sender].has_program(program):
+        return page("Link not valid", "<p>This subscription no longer exists.</p>", status=404)
+    outcome = await deps.pipeline.handle(
         InboundMessage.decided(
             channel=Channel(channel),
             sender=sender,
             contact=address,
             method=Method.WEB_FORM,
-            dedupe_key=f"confirm:{TokenCodec.fingerprint(token)}",
-            kind=IntentKind.CONFIRM,
+            dedupe_key=f"confirm:{TokenCodec.fingerprint(token)}:{uuid.uuid4().hex}",
+            kind=IntentKind.CONFIRM_LINK,
             program=program,
             evidence={
                 "source": "confirm_link",
+                "token": TokenCodec.fingerprint(token),
                 "ip": request.remote or "",
                 "user_agent": request.headers.get("User-Agent", "")[:500],
             },
         )
     )
-    return page("Subscribed", "<p>Thank you: your subscription is confirmed.</p>")
+    if outcome.decision is not None and outcome.decision.transitions:
+        return page("Subscribed", "<p>Thank you: your subscription is confirmed.</p>")
+    states = await api.privacy.consent_of(channel, address)
+    if states.get((sender, program)) == "opted_in":
+        return page("Already subscribed", "<p>Your subscription was already confirmed.</p>")
+    return page(
+        "Nothing to confirm",
+        "<p>This link no longer applies: there is no pending subscription for it, and nothing"
+        " was changed. Sign up again to receive a new link.</p>",
+    )
 
 
 async def send(request: web.Request) -> web.Response:

@@ -4,7 +4,11 @@
   and Yahoo send ``List-Unsubscribe=One-Click`` as urlencoded or multipart form data, the
   RFC's own section 8 multipart example is malformed, and no cookie or login is ever sent
   (RFC 8058 section 3.2). 200 with a short page after the commit, never a redirect (section
-  3.2 again: "MUST NOT ... redirect"). A repeat is a duplicate or a no-op in the ledger.
+  3.2 again: "MUST NOT ... redirect"). The consent state decides, not a dedupe window: every
+  POST is its own request, a POST that finds the person opted in opts them out (whenever it
+  comes: after a re-subscription the same link works again), and one that finds them out
+  changes nothing and sends nothing, because the consent table says so. The page tells which
+  it was.
 - ``GET /u/{token}``: never unsubscribes. Link scanners (Safe Links, Proofpoint, Mimecast)
   fetch every URL and some run JavaScript, so the page has no script at all (and a CSP that
   forbids any) and asks a person to press a button that POSTs the form.
@@ -15,7 +19,7 @@
 from __future__ import annotations
 
 import html
-import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -54,9 +58,6 @@ class UnsubscribeDeps:
 
 
 UNSUB = web.AppKey("unsubscribe", UnsubscribeDeps)
-# A repeated one-click POST inside this window is the same request (Gmail retries); a later
-# one, e.g. after the person re-subscribed, is a new request and unsubscribes again.
-DEDUPE_WINDOW_SECONDS = 3600
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -119,14 +120,17 @@ def one_click_message(
         program=target.program,
         keyword="one-click",
     )
-    window = int(time.time()) // DEDUPE_WINDOW_SECONDS
     return InboundMessage(
         channel=Channel.EMAIL,
         sender=target.list_id,
         contact=target.address,
         text=ONE_CLICK_VALUE,
         method=Method.ONE_CLICK,
-        dedupe_key=f"oneclick:{TokenCodec.fingerprint(token)}:{window}",
+        # Each POST is a request of its own: a token is the same all hour, so a key made from
+        # it (and the hour) swallowed a click after a re-subscription. A retried POST finds
+        # the person opted out and the consent table makes it a no-op (opted_out + opt_out:
+        # unchanged, no reply), under the contact's lock, on every instance.
+        dedupe_key=f"oneclick:{TokenCodec.fingerprint(token)}:{uuid.uuid4().hex}",
         received_at=datetime.now(UTC),
         evidence=evidence,
         intent=intent,
@@ -172,9 +176,19 @@ async def one_click(request: web.Request) -> web.Response:
         "one_click_field": "present" if b"One-Click" in raw else "absent",
         "token": TokenCodec.fingerprint(token),
     }
-    await request.app[DEPS].pipeline.handle(one_click_message(links, token, target, evidence))
+    outcome = await request.app[DEPS].pipeline.handle(
+        one_click_message(links, token, target, evidence)
+    )
     brand = html.escape(links.lists[target.list_id].brand)
-    return page("Unsubscribed", f"<p>You will no longer receive these {brand} emails.</p>")
+    if outcome.decision is not None and outcome.decision.transitions:
+        return page(
+            "Unsubscribed",
+            f"<p>You are now unsubscribed: you will no longer receive these {brand} emails.</p>",
+        )
+    return page(
+        "Already unsubscribed",
+        f"<p>You were already unsubscribed from these {brand} emails; nothing was changed.</p>",
+    )
 
 
 async def header_service(request: web.Request) -> web.Response:
