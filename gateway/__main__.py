@@ -118,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         logs.configure(settings.logging.level)
         if args.command == "serve":
-            asyncio.run(serve(settings))
-            return 0
+            return asyncio.run(serve(settings))
         if args.command in ("migrate", "audit"):
             return asyncio.run(_with_pool(settings, args.command))
         if args.command == "keys":

@@ -12,11 +12,12 @@ catalog or the new one, never a mix.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
@@ -34,8 +35,9 @@ from gateway.edges.http import (
 from gateway.edges.http.auth import ApiDeps
 from gateway.edges.http.server import Register
 from gateway.edges.signing import derive_key
-from gateway.errors import BadInput, ConfigError
+from gateway.errors import BadInput, ConfigError, GatewayError
 from gateway.gate import SendGate
+from gateway.messages import InboundMessage, Outcome
 from gateway.outbox import OutboundSender
 from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings, section
@@ -49,6 +51,13 @@ from keywords.catalog import SenderCatalog, load_sender
 from keywords.errors import CatalogError
 
 log = logging.getLogger(__name__)
+
+
+class InboundPipeline(Protocol):
+    """``gateway.pipeline.Pipeline`` as the API's background work sees it."""
+
+    async def handle(self, message: InboundMessage) -> Outcome:
+        """Commit ``message``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +223,30 @@ class ApiEdge:
 
     async def start(
         self,
-        spawn: Callable[[Awaitable[None], str], None],
+        spawn: Callable[[str, Callable[[], Awaitable[None]]], None],
         connect: Callable[[], Awaitable[asyncpg.Connection]],
         wake_outbox: Callable[[], None],
     ) -> None:
         """Load what the database holds now, then follow changes from other instances."""
         self._wake = wake_outbox
         await self._on_change("*")
-        spawn(ChangeFeed(connect, self.channel, self._on_change).run(), "api-change-feed")
+        feed = ChangeFeed(connect, self.channel, self._on_change)
+        spawn("api-change-feed", feed.run)
+
+    async def expire_pending(self, pipeline: InboundPipeline) -> int:
+        """Close the double opt-ins left unconfirmed past ``confirm_ttl_hours`` once."""
+        return await consent_api.expire_pending(
+            pipeline, self.privacy, self.catalogs, self.api_settings.confirm_ttl_hours * 3_600
+        )
+
+    async def sweep_pending(self, pipeline: InboundPipeline) -> None:
+        """Sweep expired double opt-ins every ``SWEEP_SECONDS`` (a supervised loop)."""
+        while True:
+            try:
+                await self.expire_pending(pipeline)
+            except GatewayError as exc:
+                log.warning("pending sweep failed; retrying", extra={"reason": exc.code})
+            await asyncio.sleep(consent_api.SWEEP_SECONDS)  # a timer, not a synchronization
 
     def http_modules(self) -> list[Register]:
         """The API's routes, with their dependencies in the app."""

@@ -4,6 +4,10 @@
 URL is given), migrates, opens the cache, the writer, the guard, the outbox worker and the
 HTTP server; leaving it (SIGTERM in ``serve``) stops accepting HTTP first, drains the
 writer's queue so every request in flight gets its committed answer, then closes the rest.
+
+Every long-running loop starts through ``_spawn``, under the ``Supervisor``: a loop that
+fails is restarted with backoff, one that keeps failing ends ``serve`` with a non-zero
+status, and ``/readyz`` reports what is down (gateway/supervisor.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +35,7 @@ from gateway.edges.smpp.config import parse_smpp
 from gateway.edges.smpp.edge import SmppEdge
 from gateway.email_edge import EmailEdge
 from gateway.gate import SendGate
+from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.outbox import OutboundSender, OutboxWorker
 from gateway.pipeline import Pipeline
@@ -41,7 +46,9 @@ from gateway.store.guard import CacheGuard
 from gateway.store.near import NearCache
 from gateway.store.receipts import ReceiptStore
 from gateway.store.writer import ConsentWriter
+from gateway.supervisor import Factory, Supervisor, SupervisorSettings
 from keywords.catalog import SenderCatalog, load_catalogs
+from keywords.model import Channel
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ class Gateway:
         catalogs: Mapping[str, SenderCatalog] | None = None,
         senders: Mapping[str, OutboundSender] | None = None,
         serve_http: bool = True,
+        supervision: SupervisorSettings | None = None,
     ) -> None:
         self.settings = settings
         self.catalogs = (
@@ -67,7 +75,7 @@ class Gateway:
         self._senders = dict(senders or {})
         self._serve_http = serve_http
         self._stack = AsyncExitStack()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(self.metrics, supervision)
         self.http_port: int | None = None
 
     async def __aenter__(self) -> Gateway:
@@ -88,6 +96,8 @@ class Gateway:
 
     async def _start(self) -> None:
         s = self.settings
+        # Pushed first, so it runs last: a safety net for any task still running then.
+        self._stack.push_async_callback(self.supervisor.stop)
         dsn = s.database_url
         if dsn is None:
             data_dir = Path(s.database.embedded_data_dir)
@@ -118,7 +128,7 @@ class Gateway:
             cache = LocalConsentCache(entry_ttl=s.cache.entry_ttl_seconds)
         self._stack.push_async_callback(cache.close)
         if isinstance(cache, NearCache):
-            self._spawn(cache.run(), "near-cache")  # stopped before the client closes
+            self._spawn("near-cache", cache.run)  # stopped before the client closes
         self.cache = cache
 
         self.guard = CacheGuard(
@@ -131,12 +141,15 @@ class Gateway:
         )
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self.guard.poll_once()
-        self._spawn(self.guard.run(), "cache-guard")
+        # While the guard's task is down nobody watches Redis: the gate reads Postgres.
+        self._spawn("cache-guard", self.guard.run, on_down=self.guard.distrust)
 
         self.writer = ConsentWriter(
             self.pool, cache, self.guard, self.metrics, max_batch=s.pipeline.max_batch
         )
-        self.writer.start()
+        # The writer restarts nothing itself: a writer task that ended is a bug, and the
+        # process ends (non-zero) rather than take events it cannot commit.
+        self.writer.start(on_dead=self.supervisor.give_up)
         self._stack.push_async_callback(self.writer.stop)
         self.pipeline = Pipeline(
             self.catalogs,
@@ -169,43 +182,67 @@ class Gateway:
         self.api = ApiEdge(s, self.catalogs, self.pool, cache, self.guard, self.gate)
         self._senders.update(await self.api.senders(self._stack, self._senders))
         self.outbox = OutboxWorker(self.pool, self._senders, s.outbox, self.metrics)
-        self._spawn(self.outbox.run(), "outbox")
+        self._spawn("outbox", self.outbox.run)
+        self._spawn("outbox-monitor", self.outbox.monitor)
         await self.api.start(
             self._spawn,
             lambda: asyncpg.connect(dsn, timeout=s.database.command_timeout_seconds),
             self.outbox.wake,
         )
+        # Expired double opt-ins are swept whether or not this instance serves HTTP.
+        self._spawn("pending-sweep", lambda: self.api.sweep_pending(self.pipeline))
         if self.smpp is not None:
             # Pushed after the writer and the outbox: on exit the binds close first.
-            await self.smpp.start()
+            self.smpp.start(self._spawn)
+            self.metrics.watch_binds(self.smpp.binds_up)
             self._stack.push_async_callback(self.smpp.close)
+        self.readiness = Readiness(
+            pool=self.pool,
+            supervisor=self.supervisor,
+            writer_running=self.writer.running,
+            cache_usable=lambda: self.guard.usable,
+            outbox=self.outbox,
+            max_opt_out_age=s.outbox.max_opt_out_age_seconds,
+            unbound_sms_senders=self._unbound_sms_senders,
+            smtp_serving=self.email.smtp_serving,
+        )
         if self._serve_http:
             await self._start_http()
         # Pushed after the writer: on exit SMTP stops first, then the writer drains.
-        self.smtp_port = await self.email.start(self._stack, self.pipeline)
+        self.smtp_port = await self.email.start(self._stack, self.pipeline, self._spawn)
 
-    def _spawn(self, coro: asyncio.Future[None] | object, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        task.set_name(name)
-        self._tasks.append(task)
+    def _unbound_sms_senders(self) -> list[str]:
+        """SMS senders whose replies leave by SMPP but that no bound session carries now."""
+        if self.smpp is None:
+            return []
+        by_provider = set(self.api.twilio.senders)
+        return [
+            sender
+            for sender, catalog in self.catalogs.items()
+            if catalog.channel is Channel.SMS
+            and sender not in by_provider
+            and not self.smpp.sessions_for(sender)
+        ]
 
-        async def cancel() -> None:
-            # Cancel again until it ends: on 3.11 a cancel landing as a timeout fires can be
-            # swallowed (CPython gh-86296), and a loop task would then never stop.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self._stack.push_async_callback(cancel)
+    def _spawn(
+        self,
+        name: str,
+        factory: Factory,
+        *,
+        returns: bool = False,
+        on_down: Callable[[], None] | None = None,
+    ) -> None:
+        """Start a long-running loop under the supervisor; it stops in reverse order of start
+        (its stop is pushed on the exit stack now, after what it depends on)."""
+        self.supervisor.spawn(name, factory, returns=returns, on_down=on_down)
+        self._stack.push_async_callback(self.supervisor.stop_one, name)
 
     async def _start_http(self) -> None:
         s = self.settings
         deps = HttpDeps(
             pipeline=self.pipeline,
             gate=self.gate,
-            cache_usable=lambda: self.guard.usable,
+            readiness=self.readiness,
             pool=self.pool,
             metrics=self.metrics,
             webhook_key=derive_key(s.secret_key, WEBHOOK_PURPOSE),
@@ -251,19 +288,36 @@ def tune_runtime() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain and stop."""
+EXIT_TASK_FAILED = 70  # EX_SOFTWARE (sysexits.h): a task kept failing; restart the process
+
+
+async def serve(settings: Settings, *, supervision: SupervisorSettings | None = None) -> int:
+    """Run until SIGTERM or SIGINT, then drain and stop; return the exit status.
+
+    A supervised task that keeps failing ends the run too, with ``EXIT_TASK_FAILED``, so the
+    service manager restarts a process that can no longer keep its promises.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     write_dev_secret(settings)
     tune_runtime()
-    async with Gateway(settings) as gateway:
+    async with Gateway(settings, supervision=supervision) as gateway:
         log.info(
             "gateway ready",
             extra={"senders": sorted(gateway.catalogs), "port": gateway.http_port},
         )
-        await stop.wait()
-        log.info("stopping: draining in-flight work")
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(gateway.supervisor.fatal.wait())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
+        if gateway.supervisor.fatal.is_set():
+            log.critical("stopping: %s", gateway.supervisor.fatal_reason)
+            code = EXIT_TASK_FAILED
+        else:
+            log.info("stopping: draining in-flight work")
+            code = 0
     log.info("stopped")
+    return code

@@ -8,10 +8,8 @@ inbound server when an ``[smtp]`` table exists), which pushes its own shutdown o
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -65,20 +63,19 @@ class EmailEdge:
         """The ``register`` for the one-click, confirm-page and header-service routes."""
         return registrar(UnsubscribeDeps(self.links, self.marks))
 
-    async def start(self, stack: AsyncExitStack, pipeline: Pipeline) -> int | None:
-        """Load revocations, keep them fresh, and serve inbound SMTP if ``[smtp]`` is set.
+    async def start(
+        self,
+        stack: AsyncExitStack,
+        pipeline: Pipeline,
+        spawn: Callable[[str, Callable[[], Awaitable[None]]], None],
+    ) -> int | None:
+        """Load revocations, keep them fresh (a supervised loop), and serve inbound SMTP if
+        ``[smtp]`` is set.
 
         Returns the SMTP port (None without ``[smtp]``). Shutdown is pushed on ``stack``.
         """
         await self.marks.reload()
-        refresher = asyncio.create_task(self.marks.run(), name="email-revocations")
-
-        async def stop_refresher() -> None:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-
-        stack.push_async_callback(stop_refresher)
+        spawn("email-revocations", self.marks.run)
         if self.smtp is None:
             return None
         handler = InboundMailHandler(
@@ -90,5 +87,13 @@ class EmailEdge:
         )
         server = await start_smtp(self.smtp, handler)
         stack.push_async_callback(server.close)
+        self.server = server
         self.smtp_port = server.port
         return self.smtp_port
+
+    def smtp_serving(self) -> bool | None:
+        """Whether the SMTP server accepts connections (None: no ``[smtp]`` table)."""
+        if self.smtp is None:
+            return None
+        server = getattr(self, "server", None)
+        return server is not None and server.serving

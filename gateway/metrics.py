@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _Read(Collector):
+    """A labelled gauge read at scrape time from in-memory state (no I/O in a scrape)."""
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labels: list[str],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
+        for values, value in sorted(self._read().items()):
+            family.add_metric(list(values), value)
+        yield family
 
 
 class Metrics:
@@ -64,4 +87,50 @@ class Metrics:
             "Outbox rows by result (sent, retry, failed).",
             ["channel", "result"],
             registry=self.registry,
+        )
+        self.task_restarts = Counter(
+            "gateway_task_restarts_total",
+            "Long-running tasks restarted after they failed or ended unexpectedly.",
+            ["task"],
+            registry=self.registry,
+        )
+        # The outbox monitor's latest sample: (channel, kind) -> (rows waiting, oldest age).
+        self.outbox_waiting: dict[tuple[str, str], tuple[int, float]] = {}
+        self.registry.register(
+            _Read(
+                "gateway_outbox_backlog",
+                "Outbox rows queued or being sent, by channel and kind (sampled).",
+                ["channel", "kind"],
+                lambda: {k: float(v[0]) for k, v in self.outbox_waiting.items()},
+            )
+        )
+        self.registry.register(
+            _Read(
+                "gateway_outbox_oldest_seconds",
+                "Age of the oldest outbox row queued or being sent, by channel and kind.",
+                ["channel", "kind"],
+                lambda: {k: v[1] for k, v in self.outbox_waiting.items()},
+            )
+        )
+
+    def watch_tasks(self, states: Callable[[], Mapping[str, bool]]) -> None:
+        """Expose ``gateway_task_up{task}`` (1 running, 0 down) from the supervisor."""
+        self.registry.register(
+            _Read(
+                "gateway_task_up",
+                "1 while a supervised long-running task runs, 0 while it is down.",
+                ["task"],
+                lambda: {(name,): float(up) for name, up in states().items()},
+            )
+        )
+
+    def watch_binds(self, binds: Callable[[], Mapping[str, int]]) -> None:
+        """Expose ``gateway_smpp_binds_up{smsc}`` from the SMPP edge's sessions."""
+        self.registry.register(
+            _Read(
+                "gateway_smpp_binds_up",
+                "SMPP binds currently bound, per SMSC.",
+                ["smsc"],
+                lambda: {(smsc,): float(n) for smsc, n in binds().items()},
+            )
         )

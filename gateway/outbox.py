@@ -7,6 +7,15 @@ result. A row whose lease expires (the process died mid-send) is claimed again: 
 at least once, and a channel sender that can detect its own duplicates should. Temporary
 failures retry with exponential backoff and jitter; after ``max_attempts`` the row is
 ``failed``. Channels without a sender are never claimed: their rows wait, queued.
+
+One row never stops the worker: whatever a sender raises, expected (``SendError``) or not
+(a provider's answer we could not decode, a bug), fails or retries *that row*, with the
+reason stored in ``last_error`` and logged (an unexpected error is retried like a temporary
+one, bounded by ``max_attempts``: at least once, as a reply must not be lost). A failure of
+the worker's own loop is logged and retried at the next poll, and the loop itself runs under
+the supervisor (gateway/supervisor.py). ``monitor`` samples the backlog for the metrics and
+``oldest_opt_out_age`` tells readiness whether opt-out confirmations are leaving in time
+(47 CFR 64.1200(a)(11): one confirmation, presumed reasonable within five minutes).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Protocol
 
 import asyncpg
 
-from gateway.logs import mask_address
+from gateway.logs import mask, mask_address
 from gateway.metrics import Metrics
 from gateway.settings import OutboxSettings
 from gateway.waiting import wait_event
@@ -131,9 +140,25 @@ class OutboxWorker:
         try:
             ref = await sender.send(row)
         except SendError as exc:
-            await self._failed(row, str(exc), temporary=exc.temporary)
+            await self._record_failure(row, str(exc), temporary=exc.temporary)
+            return None
+        except Exception as exc:  # not ours to expect, and still this row's failure only
+            reason = f"unexpected {type(exc).__name__}: {mask(str(exc))}"
+            log.error(
+                "outbox sender raised",
+                extra={"outbox_id": row.id, "channel": row.channel, "error": reason[:300]},
+                exc_info=exc,
+            )
+            await self._record_failure(row, reason, temporary=True)
             return None
         return row, ref
+
+    async def _record_failure(self, row: OutboxRow, error: str, *, temporary: bool) -> None:
+        try:
+            await self._failed(row, error, temporary=temporary)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # The row stays leased: it is claimed again when its lease expires.
+            log.warning("outbox: could not record a failed send", extra={"outbox_id": row.id})
 
     async def _mark_sent(self, sent: list[tuple[OutboxRow, str | None]]) -> None:
         # One statement per batch: a connection and a commit per row starved the consent
@@ -171,6 +196,7 @@ class OutboxWorker:
                 "recipient": mask_address(row.recipient),
                 "final": final,
                 "attempts": row.attempts,
+                "reason": mask(error)[:200],
             },
         )
 
@@ -195,6 +221,39 @@ class OutboxWorker:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("outbox: database unavailable; retrying")
                 claimed = 0
+            except Exception:
+                # Claimed rows not marked keep their lease and are sent again when it
+                # expires (at least once); the loop goes on.
+                log.exception("outbox batch failed; retrying at the next poll")
+                claimed = 0
             if claimed:
                 continue
             await wait_event(self._wake, self._settings.poll_interval_seconds)
+
+    async def backlog(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """(channel, kind) -> (rows queued or being sent, age in seconds of the oldest)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT channel, kind, count(*) AS n,"
+                " extract(epoch FROM now() - min(created_at))::float8 AS age"
+                " FROM outbox WHERE status IN ('queued', 'sending') GROUP BY channel, kind"
+            )
+        return {(r["channel"], r["kind"]): (int(r["n"]), float(r["age"])) for r in rows}
+
+    async def oldest_opt_out_age(self) -> float:
+        """Seconds the oldest unsent opt-out confirmation has waited (0 when none waits)."""
+        async with self._pool.acquire() as conn:
+            age = await conn.fetchval(
+                "SELECT extract(epoch FROM now() - min(created_at))::float8 FROM outbox"
+                " WHERE status IN ('queued', 'sending') AND kind = 'opt_out'"
+            )
+        return 0.0 if age is None else float(age)
+
+    async def monitor(self) -> None:
+        """Sample the backlog for ``gateway_outbox_backlog`` and ``..._oldest_seconds``."""
+        while True:
+            try:
+                self._metrics.outbox_waiting = await self.backlog()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("outbox monitor: database unavailable")
+            await asyncio.sleep(self._settings.monitor_interval_seconds)  # a sampling timer

@@ -79,6 +79,11 @@ class OutboxSettings:
     backoff_max_seconds: float = 300.0
     # A row claimed by an instance that died mid-send is claimed again after this long.
     lease_seconds: float = 60.0
+    # /readyz is not ready while an opt-out confirmation has waited longer than this
+    # (FCC: one confirmation, presumed reasonable within five minutes); 0: not checked.
+    max_opt_out_age_seconds: float = 120.0
+    # How often the backlog is sampled for gateway_outbox_backlog / _oldest_seconds.
+    monitor_interval_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

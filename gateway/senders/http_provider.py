@@ -42,27 +42,39 @@ class HttpSmsProvider:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
     async def send(self, row: OutboxRow) -> str | None:
-        """Send one SMS; return the provider's message sid."""
+        """Send one SMS; return the provider's message sid.
+
+        The answer is read as bytes and parsed leniently: a 2xx means the provider took the
+        message, whatever its body holds (not UTF-8, not JSON), and sending it again would
+        text the person twice; it is recorded as sent with no reference.
+        """
         form = {"To": row.recipient, "From": row.sender, "Body": row.body}
         try:
             async with self._session.post(
                 self._url, data=form, headers=self._headers, timeout=self._timeout
             ) as resp:
-                text = await resp.text()
+                raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendError(f"provider unreachable: {type(exc).__name__}", temporary=True) from exc
-        try:
-            answer = json.loads(text) if text else {}
-        except json.JSONDecodeError:
-            answer = {}
+        answer = _json_object(raw)
         if status == 429 or status >= 500:
             raise SendError(f"provider answered {status}", temporary=True)
-        if status >= 400 or not isinstance(answer, dict):
-            code = answer.get("code") if isinstance(answer, dict) else None
-            raise SendError(f"provider refused: {status} code {code}", temporary=False)
+        if status >= 400 or status < 200:
+            code = answer.get("code")
+            code_text = str(code)[:20] if isinstance(code, int | str) else None
+            raise SendError(f"provider refused: {status} code {code_text}", temporary=False)
         sid = answer.get("sid")
-        return str(sid) if sid is not None else None
+        return str(sid)[:128] if isinstance(sid, str | int) else None
+
+
+def _json_object(raw: bytes) -> dict[str, object]:
+    """The answer as a JSON object, or {} when it is not one (or not UTF-8)."""
+    try:
+        answer = json.loads(raw.decode("utf-8")) if raw else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 class RoutingSender:

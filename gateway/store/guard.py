@@ -76,6 +76,13 @@ class CacheGuard:
         self._metrics.cache_usable.set(0)
         self._wake.set()
 
+    def distrust(self) -> None:
+        """The guard's own task is down: nobody watches Redis, so read Postgres until a
+        restarted guard has polled again."""
+        self._cache_ok = False
+        self._not_usable()
+        self._cache.forget_local()
+
     def report_backlog(self) -> None:
         """This instance just wrote to ``cache_repair``."""
         self._backlog = True

@@ -57,7 +57,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -198,6 +198,10 @@ class ConsentWriter:
         # Committed states not yet written to the cache: the next tombstone call takes them.
         self._unfilled: dict[ConsentKey, CachedConsent] = {}
 
+    def running(self) -> bool:
+        """True while every writer task is alive (readiness)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
     async def submit(self, event: PreparedEvent) -> Outcome:
         """Write ``event``; return once committed, or raise ``TemporaryFailure``."""
         if not self._tasks or all(t.done() for t in self._tasks):
@@ -206,16 +210,29 @@ class ConsentWriter:
         await self._queue.put(_Pending(event, future))
         return await future
 
-    def start(self, writers: int = 2) -> None:
+    def start(self, writers: int = 2, *, on_dead: Callable[[str], None] | None = None) -> None:
         """Start the batching tasks.
 
         Two by default: while one batch waits for its COMMIT (the WAL flush), the next is
         already locking contacts and reading states. They serialise where they must, on
-        the contact rows they share and on ``ledger_head``.
+        the contact rows they share and on ``ledger_head``. A batch that fails in any way
+        fails its own events (the peers retry) and the task goes on; a task that ends
+        anyway is reported to ``on_dead``, which ends the process (gateway/app.py).
         """
         self._tasks = [
             asyncio.create_task(self._run(), name=f"consent-writer-{i}") for i in range(writers)
         ]
+        if on_dead is not None:
+            for task in self._tasks:
+                task.add_done_callback(lambda t: self._ended(t, on_dead))
+
+    @staticmethod
+    def _ended(task: asyncio.Task[None], on_dead: Callable[[str], None]) -> None:
+        if task.cancelled():
+            return  # stop() asked for it
+        exc = task.exception()
+        name = type(exc).__name__ if exc is not None else "returned"
+        on_dead(f"{task.get_name()} ended ({name})")
 
     async def stop(self) -> None:
         """Finish every queued event, then stop (SIGTERM drains in-flight work)."""
@@ -239,6 +256,15 @@ class ConsentWriter:
                     batch.append(self._queue.get_nowait())
                 try:
                     await self._process(batch, lease)
+                except Exception:
+                    # A bug of ours, not the database: the events fail (their peers retry,
+                    # and a retry of one that did commit is a duplicate) and the task goes on.
+                    log.exception("writer batch failed", extra={"events": len(batch)})
+                    self._last = None
+                    await lease.discard()
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(TemporaryFailure("could not commit"))
                 finally:
                     for _ in batch:
                         self._queue.task_done()

@@ -9,12 +9,16 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from faults import TcpProxy
 from processes import GatewayProcess
-from smsc_sim import PASSWORD, Smsc, bound_gateway, password_env
+from smsc_sim import PASSWORD, Smsc, bound_gateway, password_env, smpp_settings
 from support import PG_URL, REDIS_URL, make_settings
+
+from gateway.app import Gateway
+from gateway.settings import Settings
 
 
 async def _connect(schema: str) -> asyncpg.Connection:
@@ -152,3 +156,57 @@ async def test_killed_between_submit_and_record_resends_once(
         await conn.close()
     assert row is not None
     assert ("sent", 2, f"sim/{submits[1]['message_id']}") == tuple(row)
+
+
+async def test_a_reply_to_a_number_that_is_not_ascii_fails_alone(
+    smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A confirmation queued (by an older release) to '+14155٥٥٠١٢٥' made submit_sm raise
+    UnicodeEncodeError and ended the outbox worker. Now that row fails for good with its
+    reason, and the next STOP's confirmation still reaches the SMSC."""
+    contact = await db.fetchval(
+        "INSERT INTO contacts (channel, address) VALUES ('sms', $1) RETURNING id",
+        "+14155\u0665\u0665\u0660\u0661\u0662\u0665",
+    )
+    await db.execute(
+        "INSERT INTO outbox (channel, sender, contact_id, recipient, kind, language, body)"
+        " VALUES ('sms', '12345', $1, $2, 'opt_out', 'en', 'You are unsubscribed.')",
+        contact,
+        "+14155\u0665\u0665\u0660\u0661\u0662\u0665",
+    )
+    smpp_gateway.outbox.wake()
+
+    assert 0 == await smsc.mo("STOP", source="14155550199")
+
+    await smsc.wait_for(lambda s: any(m["dest"] == "14155550199" for m in s["submits"]))
+    row = await db.fetchrow("SELECT status, last_error FROM outbox WHERE contact_id = $1", contact)
+    assert row is not None
+    assert ("failed", "recipient is not an E.164 number") == (row["status"], row["last_error"])
+    assert smpp_gateway.supervisor.running("outbox")
+
+
+async def test_readyz_and_metrics_show_an_smsc_bind_that_is_down(
+    settings: Settings, smsc: Smsc
+) -> None:
+    """Short code 12345 sends its replies by SMPP: while no bind is up /readyz answers 503
+    naming it and gateway_smpp_binds_up{smsc="sim"} is 0; once bound, 200 and 1."""
+    await smsc.mode(bind="reject")
+    async with Gateway(smpp_settings(settings, smsc)) as gw:
+        base = f"http://127.0.0.1:{gw.http_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/readyz") as resp:
+                assert 503 == resp.status
+                assert ["12345"] == (await resp.json())["smpp_unbound_senders"]
+            async with http.get(f"{base}/metrics") as resp:
+                assert 'gateway_smpp_binds_up{smsc="sim"} 0.0' in await resp.text()
+
+            await smsc.mode(bind="ok")
+            await smsc.wait_bound()
+            async with asyncio.timeout(10):
+                while True:  # the bind's answer reaches the gateway after the simulator's count
+                    async with http.get(f"{base}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+            async with http.get(f"{base}/metrics") as resp:
+                assert 'gateway_smpp_binds_up{smsc="sim"} 1.0' in await resp.text()

@@ -18,22 +18,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from gateway.addresses import normalize_address
-from gateway.edges.http.auth import API, ApiDeps, require
+from gateway.edges.http.auth import API, ApiDeps, Privacy, require
 from gateway.edges.http.gate_api import parse_json, scope_of
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
-from gateway.errors import BadInput, GatewayError, UnknownSender
+from gateway.errors import BadInput, UnknownSender
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.tokens import TokenCodec, TokenError
 from keywords.catalog import SenderCatalog
@@ -324,19 +322,32 @@ async def preference_link(request: web.Request) -> web.Response:
     return web.json_response({"url": f"{api.public_base_url}/p/{token}"})
 
 
-async def expire_pending(app: web.Application) -> int:
+class Pipeline(Protocol):
+    """``gateway.pipeline.Pipeline`` as the sweep sees it."""
+
+    async def handle(self, message: InboundMessage) -> Outcome:
+        """Commit ``message``."""
+
+
+async def expire_pending(
+    pipeline: Pipeline,
+    privacy: Privacy,
+    catalogs: Mapping[str, SenderCatalog],
+    confirm_ttl_seconds: int,
+) -> int:
     """Close double opt-ins left unconfirmed past ``confirm_ttl_seconds``; return how many.
 
     Each becomes ``opted_out`` through the pipeline (method ``api``, no reply, the reason in
     the evidence): never a send, and a later YES or join keyword asks again from the start.
     The dedupe key names the row's version, so instances sweeping at once record it once.
+    The composition root runs it every ``SWEEP_SECONDS`` (``ApiEdge.sweep_pending``),
+    whether or not the instance serves HTTP.
     """
-    deps, api = app[DEPS], app[API]
-    rows = await api.privacy.expired_pending(api.confirm_ttl_seconds, 500)
+    rows = await privacy.expired_pending(confirm_ttl_seconds, 500)
     for channel, sender, program, address, contact_id, version in rows:
-        if sender not in api.catalogs:
+        if sender not in catalogs:
             continue
-        await deps.pipeline.handle(
+        await pipeline.handle(
             InboundMessage.decided(
                 channel=Channel(channel),
                 sender=sender,
@@ -352,27 +363,8 @@ async def expire_pending(app: web.Application) -> int:
     return len(rows)
 
 
-async def _sweeper(app: web.Application) -> AsyncIterator[None]:
-    """Sweep expired pending sign-ups every ``SWEEP_SECONDS`` while the server runs."""
-
-    async def loop() -> None:
-        while True:
-            try:
-                await expire_pending(app)
-            except GatewayError as exc:
-                log.warning("pending sweep failed; retrying", extra={"reason": exc.code})
-            await asyncio.sleep(SWEEP_SECONDS)  # a timer, not a synchronization
-
-    task = asyncio.create_task(loop(), name="pending-sweep")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def register(app: web.Application) -> None:
-    """Add the routes and the sweep of expired double opt-ins."""
-    app.cleanup_ctx.append(_sweeper)
+    """Add the routes."""
     app.router.add_post("/v1/consent", capture)
     app.router.add_get("/c/{token}", confirm_page)
     app.router.add_post("/c/{token}", confirm)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -15,15 +14,11 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: Postgres answers; the cache state is reported, not required."""
-    deps = request.app[DEPS]
-    try:
-        async with deps.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1", timeout=2)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
-    cache = "ok" if deps.cache_usable() else "bypassed"
-    return web.json_response({"status": "ready", "database": "ok", "cache": cache})
+    """Readiness (gateway/health.py): 200 when every promise holds, else 503 naming what
+    does not; ``?scope=intake`` checks only what recording an opt-out needs."""
+    intake = request.query.get("scope") == "intake"
+    report = await request.app[DEPS].readiness.check(intake_only=intake)
+    return web.json_response(report.body, status=200 if report.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway.edges.signing import HEADER, SignatureError, verify
 from gateway.errors import GatewayError
 from gateway.gate import SendGate
+from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from keywords.model import Channel
@@ -35,7 +36,7 @@ class HttpDeps:
 
     pipeline: Pipeline
     gate: SendGate
-    cache_usable: Callable[[], bool]  # the gate trusts the cache right now
+    readiness: Readiness
     pool: asyncpg.Pool
     metrics: Metrics
     webhook_key: bytes

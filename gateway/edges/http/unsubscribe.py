@@ -183,7 +183,7 @@ async def one_click(request: web.Request) -> web.Response:
     if outcome.decision is not None and outcome.decision.transitions:
         return page(
             "Unsubscribed",
-            f"<p>You are now unsubscribed: you will no longer receive these {brand} emails.</p>",
+            f"<p>You are now unsubscribed. You will no longer receive these {brand} emails.</p>",
         )
     return page(
         "Already unsubscribed",

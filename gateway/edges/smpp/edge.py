@@ -24,13 +24,12 @@ prefer a rare second copy of a confirmation to a lost one: a STOP must always be
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -50,6 +49,15 @@ from keywords.model import Channel
 log = logging.getLogger(__name__)
 
 _RECEIPT_MATCH_TRIES = 3  # answers RX_T_APPN to a receipt that beat its submit's record
+
+
+class Spawn(Protocol):
+    """The composition root's supervised start (``Gateway._spawn``)."""
+
+    def __call__(
+        self, name: str, factory: Callable[[], Awaitable[None]], *, returns: bool = ...
+    ) -> None:
+        """Run ``factory()`` as the long-running task ``name``."""
 
 
 class InboundPipeline(Protocol):
@@ -98,24 +106,30 @@ class SmppEdge:
         self._reassembler = Reassembler(settings.reassembly_timeout_seconds)
         self._latest: OrderedDict[tuple[str, str, str], tuple[str, str, float]] = OrderedDict()
         self._receipt_tries: dict[str, int] = {}
-        self._tasks: list[asyncio.Task[None]] = []
         self.sender = SmppSender(self)
 
-    async def start(self) -> None:
-        """Start every bind; the gateway starts even while an SMSC is down."""
+    def start(self, spawn: Spawn) -> None:
+        """Start every bind as a supervised loop; the gateway starts even while an SMSC is
+        down. A session's loop returns only after ``close``; anything else restarts it."""
         for session in self.sessions:
-            self._tasks.append(asyncio.create_task(session.run(), name=f"smpp-{session.name}"))
+            spawn(f"smpp-{session.name}", session.run, returns=True)
+
+    def binds_up(self) -> dict[str, int]:
+        """Bound sessions per SMSC (the ``gateway_smpp_binds_up`` gauge)."""
+        up: dict[str, int] = {smsc.name: 0 for smsc in self.settings.smscs}
+        for session in self.sessions:
+            if session.bound.is_set():
+                up[session.smsc.name] += 1
+        return up
 
     async def close(self) -> None:
-        """Answer held parts RX_T_APPN, drain deliver_sm in hand, unbind every session."""
+        """Answer held parts RX_T_APPN, drain deliver_sm in hand, unbind every session.
+
+        Each session's loop then returns on its own; the supervisor stops what is left.
+        """
         self._reassembler.close()
         timeout = self.settings.shutdown_timeout_seconds
         await asyncio.gather(*(s.close(timeout) for s in self.sessions))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     # ---- inbound --------------------------------------------------------------------------
 
@@ -260,6 +274,11 @@ class SmppSender:
             raise SendError("no SMSC bound for this sender", temporary=True)
         session = sessions[next(self._turn) % len(sessions)]
         smsc = session.smsc
+        destination = row.recipient.removeprefix("+")
+        if not (destination.isascii() and destination.isdigit()):
+            # Only an E.164 number may reach the wire (gateway/addresses.py makes every
+            # contact one); anything else fails this row, never the outbox worker.
+            raise SendError("recipient is not an E.164 number", temporary=False)
         coding, parts = encode_reply(row.body, ref=row.id)
         if row.sender.startswith("+"):
             source_ton, source_npi, source = 1, 1, row.sender[1:]
@@ -274,7 +293,7 @@ class SmppSender:
                     source_addr=source,
                     dest_addr_ton=smsc.dest_ton,
                     dest_addr_npi=smsc.dest_npi,
-                    destination_addr=row.recipient.removeprefix("+"),
+                    destination_addr=destination,
                     esm_class=0x40 if len(parts) > 1 else 0x00,  # UDH indicator
                     data_coding=coding,
                     registered_delivery=1 if smsc.registered_delivery else 0,

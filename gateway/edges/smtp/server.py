@@ -114,6 +114,11 @@ class RunningSmtp:
         self._slots = slots
 
     @property
+    def serving(self) -> bool:
+        """True while the listening socket accepts connections."""
+        return self._server.is_serving()
+
+    @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
         port: int = self._server.sockets[0].getsockname()[1]

@@ -13,7 +13,6 @@ from api_helpers import call, new_key, opt_in_body
 from support import count_rows, sms
 
 from gateway.app import Gateway
-from gateway.edges.http.consent_api import expire_pending
 
 
 async def test_web_form_opt_in_keeps_its_evidence_and_is_exactly_once(
@@ -181,9 +180,9 @@ async def test_unconfirmed_double_opt_in_expires_and_a_late_yes_does_not_confirm
         key=key,
         json=opt_in_body("+14155550123", "f", program="flu"),
     )
-    assert 0 == await expire_pending(gateway.api.app)
+    assert 0 == await gateway.api.expire_pending(gateway.pipeline)
     await db.execute("UPDATE consent SET updated_at = now() - interval '73 hours'")
-    assert 1 == await expire_pending(gateway.api.app)
+    assert 1 == await gateway.api.expire_pending(gateway.pipeline)
     row = await db.fetchrow("SELECT new_state, evidence FROM ledger ORDER BY seq DESC LIMIT 1")
     assert row is not None
     assert ("opted_out", "double opt-in not confirmed in time") == (
