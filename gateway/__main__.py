@@ -18,7 +18,7 @@ from gateway.app import WEBHOOK_PURPOSE, serve
 from gateway.edges.signing import derive_key, sign
 from gateway.errors import ConfigError
 from gateway.settings import Settings, load_settings
-from gateway.store.db import create_pool, embedded_postgres
+from gateway.store.db import connect_existing, create_pool, embedded_postgres
 from gateway.store.ledger import verify
 from keywords.audit import audit
 from keywords.catalog import load_catalogs
@@ -49,33 +49,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _with_pool(settings: Settings, action: str) -> int:
+async def _migrate(settings: Settings) -> int:
     async def run(dsn: str) -> int:
         pool = await create_pool(dsn, settings.database)
-        try:
-            if action == "migrate":
-                print(json.dumps({"migrated": True, "schema": settings.database.schema}))
-                return 0
-            async with pool.acquire() as conn:
-                report = await verify(conn)
-            print(
-                json.dumps(
-                    {
-                        "ok": report.ok,
-                        "events": report.events,
-                        "redacted": report.redacted,
-                        "problems": list(report.problems),
-                    },
-                    indent=2,
-                )
-            )
-            return 0 if report.ok else 1
-        finally:
-            await pool.close()
+        await pool.close()
+        print(json.dumps({"migrated": True, "schema": settings.database.schema}))
+        return 0
 
     if settings.database_url is not None:
         return await run(settings.database_url)
     async with embedded_postgres(Path(settings.database.embedded_data_dir)) as dsn:
+        return await run(dsn)
+
+
+async def _audit_verify(settings: Settings) -> int:
+    """Re-derive the chain of an existing ledger; never create a cluster, schema or table."""
+
+    async def run(dsn: str) -> int:
+        conn = await connect_existing(dsn, settings.database)
+        try:
+            database = await conn.fetchval("SELECT current_database()")
+            report = await verify(conn)
+        finally:
+            await conn.close()
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "database": database,
+                    "schema": settings.database.schema,
+                    "events": report.events,
+                    "empty": report.events == 0,
+                    "redacted": report.redacted,
+                    "problems": list(report.problems),
+                },
+                indent=2,
+            )
+        )
+        if report.events == 0:
+            print(
+                f"gateway: the ledger in database {database!r}, schema"
+                f" {settings.database.schema!r}, is empty",
+                file=sys.stderr,
+            )
+        return 0 if report.ok else 1
+
+    if settings.database_url is not None:
+        return await run(settings.database_url)
+    data_dir = Path(settings.database.embedded_data_dir)
+    async with embedded_postgres(data_dir, create=False) as dsn:
         return await run(dsn)
 
 
@@ -119,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(settings.logging.level)
         if args.command == "serve":
             return asyncio.run(serve(settings))
-        if args.command in ("migrate", "audit"):
-            return asyncio.run(_with_pool(settings, args.command))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if args.command == "audit":
+            return asyncio.run(_audit_verify(settings))
         if args.command == "keys":
             return asyncio.run(keys_cli.run(settings, args))
         if args.command == "check-config":

@@ -43,6 +43,7 @@ from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
 from gateway.store.db import create_pool, embedded_postgres
 from gateway.store.guard import CacheGuard
+from gateway.store.instance_lock import InstanceLock, LockLost
 from gateway.store.near import NearCache
 from gateway.store.receipts import ReceiptStore
 from gateway.store.writer import ConsentWriter
@@ -105,6 +106,19 @@ class Gateway:
             log.info("embedded PostgreSQL started", extra={"data_dir": str(data_dir)})
         self.pool: asyncpg.Pool = await create_pool(dsn, s.database)
         self._stack.push_async_callback(self.pool.close)
+        # Without Redis this instance must be the only one on its schema (instance_lock.py).
+        connect = lambda: asyncpg.connect(dsn, timeout=s.database.command_timeout_seconds)  # noqa: E731
+        lock = InstanceLock(connect, s.database.schema, shared=s.redis_url is not None)
+        await lock.acquire()
+        self._stack.push_async_callback(lock.release)
+
+        async def hold_lock() -> None:
+            try:
+                await lock.keep()
+            except LockLost as exc:  # no longer sure to be alone: end, do not restart
+                self.supervisor.give_up(str(exc))
+
+        self._spawn("instance-lock", hold_lock, returns=True)
 
         cache: ConsentCache
         if s.redis_url is not None:

@@ -12,7 +12,7 @@ import re
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,7 +42,9 @@ class DatabaseSettings:
     schema: str = "consent"
     pool_min: int = 2
     pool_max: int = 10
-    # Used only when GATEWAY_DATABASE_URL is unset: an embedded PostgreSQL (pgserver).
+    # Used only when GATEWAY_DATABASE_URL is unset: an embedded PostgreSQL (pgserver). A
+    # relative path is resolved from the configuration file's directory, never from the
+    # current one (load_settings), so every command finds the same cluster.
     embedded_data_dir: str = "var/pg"
     command_timeout_seconds: float = 10.0
 
@@ -148,6 +150,11 @@ def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
     return cls(**values)
 
 
+def _from_config(config: Path, value: str) -> Path:
+    """``value`` as a path: absolute as written, else relative to the config file's folder."""
+    return (config.parent / Path(value).expanduser()).resolve()
+
+
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     """Read ``path`` and the environment into ``Settings``; raise ``ConfigError`` naming the key."""
     env = os.environ if env is None else env
@@ -176,6 +183,8 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     database = section(DatabaseSettings, raw.get("database"), "database", path)
     if not _SCHEMA_RE.match(database.schema):
         raise ConfigError(f"{path}: database.schema: not a plain lowercase identifier")
+    embedded = _from_config(path, database.embedded_data_dir)
+    database = replace(database, embedded_data_dir=str(embedded))
 
     secret_text = env.get("GATEWAY_SECRET_KEY", "")
     redis_url = env.get("GATEWAY_REDIS_URL") or None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
+from gateway.errors import ConfigError
 from gateway.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -87,15 +88,54 @@ async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
     return pool
 
 
+class NoDatabase(ConfigError):
+    """A read-only command found no database, schema or ledger to read (it creates none)."""
+
+    code = "no_database"
+
+
+async def connect_existing(dsn: str, settings: DatabaseSettings) -> asyncpg.Connection:
+    """A connection to an existing, migrated schema; ``NoDatabase`` naming what is missing.
+
+    For read-only commands (``audit verify``, ``keys list``): unlike ``create_pool`` this
+    never creates a schema or applies a migration, so pointing one at the wrong database
+    cannot leave an empty schema behind that then looks like an empty ledger.
+    """
+    conn = await asyncpg.connect(dsn, timeout=settings.command_timeout_seconds)
+    try:
+        database = await conn.fetchval("SELECT current_database()")
+        found = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables"
+            " WHERE schemaname = $1 AND tablename = 'ledger')",
+            settings.schema,
+        )
+        if not found:
+            raise NoDatabase(
+                f"database {database!r} has no consent ledger in schema {settings.schema!r}"
+                " (nothing was created; check GATEWAY_DATABASE_URL and database.schema)"
+            )
+        await conn.execute(f'SET search_path TO "{settings.schema}"')  # validated identifier
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
 @asynccontextmanager
-async def embedded_postgres(data_dir: Path) -> AsyncIterator[str]:
+async def embedded_postgres(data_dir: Path, *, create: bool = True) -> AsyncIterator[str]:
     """Run a private PostgreSQL (pgserver) with its data in ``data_dir``; yield its DSN.
 
     For the quickstart only: production sets GATEWAY_DATABASE_URL. pgserver listens on a
-    unix socket in ``data_dir``, so nothing is exposed on the network.
+    unix socket in ``data_dir``, so nothing is exposed on the network. With ``create=False``
+    (read-only commands) a directory that holds no cluster is ``NoDatabase``, not a new one.
     """
     import pgserver  # imported here: production never loads the embedded server
 
+    if not create and not (data_dir / "PG_VERSION").is_file():
+        raise NoDatabase(
+            f"no embedded PostgreSQL cluster in {data_dir} (nothing was created; start"
+            " `gateway serve` once, or set GATEWAY_DATABASE_URL)"
+        )
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     # Starting the server blocks for up to a second: keep it off the event loop.
     get_server = pgserver.get_server  # type: ignore[attr-defined]
