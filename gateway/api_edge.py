@@ -41,6 +41,7 @@ from gateway.messages import InboundMessage, Outcome
 from gateway.outbox import OutboundSender
 from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings, section
+from gateway.storable import all_storable
 from gateway.store.api_store import ApiStore, ChangeFeed
 from gateway.store.cache import ConsentCache
 from gateway.store.guard import CacheGuard
@@ -122,6 +123,11 @@ class CatalogAdmin:
     @staticmethod
     def validate(sender: str, definition: Mapping[str, Any]) -> tuple[SenderCatalog, list[str]]:
         """The catalog, or ``BadInput`` naming the first schema error or every audit error."""
+        if not all_storable(definition):
+            raise BadInput(
+                "the definition holds characters that cannot be stored (NUL or a lone surrogate)",
+                code="invalid_sender",
+            )
         try:
             catalog = load_sender(definition, f"admin:{sender}")
         except CatalogError as exc:

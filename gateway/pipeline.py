@@ -8,6 +8,7 @@ Classification is pure and runs here, before the database is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 
@@ -16,6 +17,7 @@ from gateway.errors import BadInput, GatewayError, UnknownSender
 from gateway.logs import mask_address
 from gateway.messages import InboundMessage, Outcome
 from gateway.metrics import Metrics
+from gateway.storable import clean, clean_mapping, storable
 from gateway.store.writer import ConsentWriter, PreparedEvent
 from keywords.catalog import SenderCatalog
 from keywords.classify import classify
@@ -45,6 +47,7 @@ class Pipeline:
 
     def prepare(self, message: InboundMessage) -> PreparedEvent:
         """Validate and classify; raise ``BadInput`` for anything we must refuse."""
+        message = _storable(message)
         catalog = self._catalogs.get(message.sender)
         if catalog is None:
             raise UnknownSender("the destination is not a configured sender")
@@ -54,6 +57,10 @@ class Pipeline:
             raise BadInput(f"text longer than {self._max_text} characters", code="text_too_long")
         if not message.dedupe_key or len(message.dedupe_key) > _MAX_DEDUPE_KEY:
             raise BadInput("message id missing or too long", code="bad_message_id")
+        if not storable(message.dedupe_key):
+            raise BadInput(
+                "message id holds characters that cannot be stored", code="bad_message_id"
+            )
         address = normalize_address(message.channel, message.contact, self._region)
         intent = message.intent if message.intent is not None else classify(message.text, catalog)
         if intent.program is not None and not catalog.has_program(intent.program):
@@ -91,3 +98,19 @@ class Pipeline:
             },
         )
         return outcome
+
+
+def _storable(message: InboundMessage) -> InboundMessage:
+    """The message with what PostgreSQL cannot store removed from its text and evidence,
+    and the evidence noting what was removed (gateway/storable.py): a ``Stop\u0000`` must
+    be recorded as the opt-out it is, not fail its commit and be retried forever."""
+    text, in_text = clean(message.text)
+    evidence, in_evidence = clean_mapping(message.evidence)
+    if not in_text and not in_evidence:
+        return message
+    notes = ([f"text:{in_text}"] if in_text else []) + [
+        f"evidence.{key}:{count}" for key, count in sorted(in_evidence.items())
+    ]
+    # Counts of NUL characters and lone surrogates taken out, per field.
+    evidence["removed_characters"] = ", ".join(notes)
+    return dataclasses.replace(message, text=text, evidence=evidence)

@@ -25,6 +25,7 @@ from gateway.gate import SendGate
 from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
+from gateway.storable import storable
 from keywords.model import Channel
 
 MAX_SIGNED_BODY = 16 * 1024 * 1024  # the largest body any route accepts (batch gate)
@@ -103,6 +104,10 @@ def string_field(data: Mapping[str, Any], name: str, *, max_len: int = 1_000) ->
         raise BadRequest(f"field {name!r} must be a non-empty string")
     if len(value) > max_len:
         raise BadRequest(f"field {name!r} is too long")
+    if not storable(value):
+        # A NUL or a lone surrogate cannot be stored: refused for good (400), never the
+        # temporary 503 a failed commit would give (gateway/storable.py).
+        raise BadRequest(f"field {name!r} holds characters that cannot be stored")
     return value
 
 

@@ -29,6 +29,7 @@ from gateway.edges.http.auth import API
 from gateway.edges.http.server import DEPS, BadRequest, read_body
 from gateway.edges.signing import SignatureError
 from gateway.messages import InboundMessage, Method
+from gateway.storable import storable
 from keywords.model import Channel, Intent, IntentKind, MatchKind
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -49,8 +50,8 @@ def twilio_signature(auth_token: str, url: str, params: Sequence[tuple[str, str]
 
 def _field(params: dict[str, str], name: str, *, max_len: int = 64) -> str:
     value = params.get(name, "")
-    if not value or len(value) > max_len:
-        raise BadRequest(f"field {name!r} missing or too long")
+    if not value or len(value) > max_len or not storable(value):
+        raise BadRequest(f"field {name!r} missing, too long or not storable")
     return value
 
 
@@ -72,7 +73,7 @@ async def twilio_sms(request: web.Request) -> web.Response:
         raise SignatureError(f"{SIGNATURE_HEADER} does not match")
     params = dict(pairs)
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    if not sid or len(sid) > 64:
+    if not sid or len(sid) > 64 or not storable(sid):
         raise BadRequest("field 'MessageSid' missing or too long")
     opt_out_type = params.get("OptOutType", "").upper()
     kind = _OPT_OUT_TYPES.get(opt_out_type)

@@ -36,6 +36,7 @@ from gateway.edges.unsubscribe import Target, UnsubscribeLinks
 from gateway.errors import BadInput, GatewayError, InvalidAddress
 from gateway.logs import mask_address
 from gateway.messages import InboundMessage, Method, Outcome
+from gateway.storable import storable
 from gateway.tokens import TokenError
 from keywords.classify import classify
 from keywords.model import Channel, Intent, IntentKind, MatchKind
@@ -120,6 +121,8 @@ class InboundMailHandler:
         else:
             msg = _parse(raw)
         message_id = parse.header(msg, "Message-ID")[:300]
+        if not storable(message_id):
+            message_id = ""  # the content digest names this mail instead
         mail = _Mail(
             msg=msg,
             mail_from=envelope.mail_from or "",
@@ -305,5 +308,7 @@ def _parse(raw: bytes) -> Message:
 
 def _dedupe(prefix: str, key: str, list_id: str, address: str) -> str:
     """Redelivery of one mail (same Message-ID) to one list and person is one event."""
-    digest = hashlib.sha256(f"{key}\0{list_id}\0{address.lower()}".encode()).hexdigest()
+    # surrogatepass: a Message-ID read from undecodable bytes holds lone surrogates.
+    text = f"{key}\0{list_id}\0{address.lower()}"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{prefix}:{digest[:40]}"
