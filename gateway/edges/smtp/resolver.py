@@ -18,7 +18,6 @@ from typing import Any
 import dns.exception
 import dns.resolver
 
-_TEMPORARY = (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.YXDOMAIN)
 _CACHE_ENTRIES = 10_000
 
 
@@ -53,9 +52,9 @@ class MailResolver:
             return self._resolver.resolve(name, qtype, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
-        except _TEMPORARY as exc:
-            raise DnsTemporaryError(f"DNS {qtype} lookup failed: {type(exc).__name__}") from exc
-        except dns.exception.DNSException as exc:  # a malformed name or answer
+        except dns.exception.DNSException as exc:
+            # A timeout, SERVFAIL from every server, no server, or a name or answer that does
+            # not parse: RFC 7208 section 5 and RFC 7489 section 6.6.3 call it a temperror.
             raise DnsTemporaryError(f"DNS {qtype} lookup failed: {type(exc).__name__}") from exc
 
     def txt(self, name: str) -> list[bytes]:
