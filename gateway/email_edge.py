@@ -3,7 +3,8 @@
 Kept out of ``app.py`` so the composition root only calls three methods: ``senders`` (the
 relay sender for channel ``email`` when ``[email] relay_host`` is set), ``http_module`` (the
 one-click and header routes, always served) and ``start`` (revocation refresh, and the
-inbound server when an ``[smtp]`` table exists), which pushes its own shutdown on the stack.
+inbound server when an ``[smtp]`` table exists, with its DNS resolver, mail authentication
+and report provenance), which pushes its own shutdown on the stack.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import asyncpg
 from gateway.edges.http.server import Register
 from gateway.edges.http.unsubscribe import UnsubscribeDeps, registrar
 from gateway.edges.smtp.handler import InboundMailHandler
+from gateway.edges.smtp.mailauth import MailAuthenticator, OwnKey
+from gateway.edges.smtp.provenance import Provenance
+from gateway.edges.smtp.resolver import MailResolver
 from gateway.edges.smtp.server import start_smtp
 from gateway.edges.unsubscribe import UnsubscribeLinks, smtp_settings
 from gateway.outbox import OutboundSender
@@ -24,6 +28,7 @@ from gateway.pipeline import Pipeline
 from gateway.senders.email import EmailSender, dkim_key_from_env
 from gateway.settings import Settings
 from gateway.store.email_marks import EmailMarks
+from gateway.store.email_reports import EmailReports
 from keywords.catalog import SenderCatalog
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ class EmailEdge:
         self.settings = settings
         self.links = UnsubscribeLinks.from_settings(settings, catalogs)
         self.marks = EmailMarks(pool)
+        self.reports = EmailReports(pool)
         self.smtp = smtp_settings(settings)
         self.smtp_port: int | None = None
         https = self.links.settings.public_base_url.startswith("https://")
@@ -59,6 +65,14 @@ class EmailEdge:
             )
         }
 
+    def _own_key(self) -> OwnKey | None:
+        """Our DKIM key's public half, to recognise our own signature in returned mail."""
+        s = self.links.settings
+        pem = dkim_key_from_env(self.settings.env)
+        if not s.dkim_domain or pem is None:
+            return None
+        return OwnKey.from_private_pem(pem, s.dkim_domain, s.dkim_selector)
+
     def http_module(self) -> Register:
         """The ``register`` for the one-click, confirm-page and header-service routes."""
         return registrar(UnsubscribeDeps(self.links, self.marks))
@@ -78,10 +92,23 @@ class EmailEdge:
         spawn("email-revocations", self.marks.run)
         if self.smtp is None:
             return None
+        resolver = MailResolver(
+            self.smtp.dns_servers, port=self.smtp.dns_port, timeout=self.smtp.dns_timeout_seconds
+        )
+        authenticator = MailAuthenticator(resolver, timeout=self.smtp.auth_timeout_seconds)
+        stack.callback(authenticator.close)
         handler = InboundMailHandler(
             pipeline.handle,
             self.links,
             self.marks,
+            provenance=Provenance(
+                self.links,
+                self.reports,
+                own_key=self._own_key(),
+                feedback_loops=self.smtp.feedback_loops,
+            ),
+            reports=self.reports,
+            authenticator=authenticator,
             domains=self.smtp.domains,
             max_recipients=self.smtp.max_recipients,
         )

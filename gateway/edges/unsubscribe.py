@@ -8,7 +8,9 @@ enough to sit in the local part of a mailto address (``unsubscribe+TOKEN@domain`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import ipaddress
 import re
 import secrets
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ from keywords.catalog import SenderCatalog
 from keywords.model import Channel
 
 PURPOSE = "unsubscribe"
+VERP_PURPOSE = "verp"  # tokens in the envelope sender's local part name an outbox row
 ONE_CLICK_VALUE = "List-Unsubscribe=One-Click"  # RFC 8058 section 3.1
 _LIST_DIGEST = 4
 _TOKEN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{1,8}\.[A-Za-z0-9_\-]{24,400})")
@@ -40,6 +43,9 @@ class EmailSettings:
     unsubscribe_local: str = "unsubscribe"
     # Envelope sender of confirmations, so bounces come back to our SMTP edge.
     bounce_address: str = ""
+    # VERP: each confirmation's envelope sender is bounce_address with a signed outbox id in
+    # its local part (bounces+TOKEN@domain), so a DSN names the message it is about.
+    bounce_verp: bool = True
     # CAN-SPAM (16 CFR 316.5) wants the mechanism to work 30 days after sending at least.
     token_ttl_days: int = 60
     relay_host: str = ""  # empty: confirmation mail stays queued in the outbox
@@ -65,6 +71,13 @@ class SmtpSettings:
     max_recipients: int = 50  # RFC 5321 4.5.3.1.8 asks servers to take 100 at least per mail
     tls_cert_file: str = ""  # with tls_key_file: offer STARTTLS (RFC 3207)
     tls_key_file: str = ""
+    # Reporters whose complaints and bounces are believed without a token of ours, when the
+    # report authenticates as theirs (DKIM pass with that d=, or SPF pass for the envelope).
+    feedback_loops: tuple[str, ...] = ()
+    dns_servers: tuple[str, ...] = ()  # for SPF, DKIM and DMARC; empty: /etc/resolv.conf
+    dns_port: int = 53
+    dns_timeout_seconds: float = 5.0  # one lookup
+    auth_timeout_seconds: float = 10.0  # the whole authentication of one mail
 
 
 def _with_tuples(raw: object) -> object:
@@ -80,6 +93,10 @@ def email_settings(settings: Settings) -> EmailSettings:
         raise ConfigError(f"{settings.config_path}: email.token_ttl_days: at least 30 (CAN-SPAM)")
     if not parsed.public_base_url.startswith(("https://", "http://")):
         raise ConfigError(f"{settings.config_path}: email.public_base_url: not an http(s) URL")
+    for key in ("public_base_url", "unsubscribe_domain", "unsubscribe_local", "bounce_address"):
+        # They go into List-Unsubscribe and the envelope as they are: ASCII, or no URI.
+        if not getattr(parsed, key).isascii() or " " in getattr(parsed, key):
+            raise ConfigError(f"{settings.config_path}: email.{key}: ASCII without spaces")
     if bool(parsed.dkim_domain) != bool(parsed.dkim_selector):
         raise ConfigError(
             f"{settings.config_path}: email.dkim_domain and dkim_selector go together"
@@ -102,7 +119,24 @@ def smtp_settings(settings: Settings) -> SmtpSettings | None:
     for name in (parsed.tls_cert_file, parsed.tls_key_file):
         if name and not Path(name).is_file():
             raise ConfigError(f"{settings.config_path}: smtp: {name}: no such file")
-    return parsed
+    for key in ("feedback_loops", "dns_servers"):
+        values = getattr(parsed, key)
+        if not all(isinstance(v, str) and v and v.isascii() and " " not in v for v in values):
+            raise ConfigError(f"{settings.config_path}: smtp.{key}: a list of names or addresses")
+    for address in parsed.dns_servers:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(
+                f"{settings.config_path}: smtp.dns_servers: {address}: not an IP address"
+            ) from None
+    if not 0 < parsed.dns_port < 65536:
+        raise ConfigError(f"{settings.config_path}: smtp.dns_port: not a port")
+    if parsed.dns_timeout_seconds <= 0 or parsed.auth_timeout_seconds <= 0:
+        raise ConfigError(f"{settings.config_path}: smtp: DNS and authentication timeouts > 0")
+    return dataclasses.replace(
+        parsed, feedback_loops=tuple(d.lower().rstrip(".") for d in parsed.feedback_loops)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,17 +217,56 @@ class UnsubscribeLinks:
             else None
         )
 
-    def headers(self, target: Target) -> dict[str, str]:
-        """``List-Unsubscribe`` (HTTPS, then mailto) and ``List-Unsubscribe-Post`` (RFC 8058)."""
+    def unsubscribe_uris(self, target: Target) -> list[str]:
+        """The ``List-Unsubscribe`` URIs, each in angle brackets: HTTPS first (RFC 8058
+        section 3.1), then mailto (RFC 2369 section 2: the client picks the first it can use).
+
+        Both are ASCII: the token is base64url and the mailto address is percent-encoded
+        (RFC 6068), so the header never needs an encoded word (RFC 2047 section 5 allows
+        none inside a URI, and mail clients offer no unsubscribe button on one)."""
         token = self.token(target)
         values = [f"<{self.url(token)}>"]
         mailto = self.mailto(token)
         if mailto is not None:
             values.append(f"<mailto:{quote(mailto, safe='@+.')}?subject=unsubscribe>")
+        return values
+
+    def headers(self, target: Target) -> dict[str, str]:
+        """``List-Unsubscribe`` (HTTPS, then mailto) and ``List-Unsubscribe-Post`` (RFC 8058)."""
         return {
-            "List-Unsubscribe": ", ".join(values),
+            "List-Unsubscribe": ", ".join(self.unsubscribe_uris(target)),
             "List-Unsubscribe-Post": ONE_CLICK_VALUE,
         }
+
+    def bounce_address(self, outbox_id: int) -> str:
+        """The envelope sender for outbox row ``outbox_id`` ('' without a bounce address).
+
+        With ``bounce_verp`` it is ``local+TOKEN@domain``, TOKEN naming the row (about 35
+        characters, inside the 64 of RFC 5321 section 4.5.3.1.1): a DSN comes back to the
+        address of the one message and recipient it is about, whatever it says inside.
+        """
+        s = self.settings
+        if not s.bounce_address or not s.bounce_verp:
+            return s.bounce_address
+        local, _, domain = s.bounce_address.rpartition("@")
+        token = self.codec.issue(outbox_id.to_bytes(8, "big"), VERP_PURPOSE)
+        return f"{local}+{token}@{domain}"
+
+    def bounced_outbox_id(self, address: str) -> int | None:
+        """The outbox id in a VERP bounce address we issued; None for any other address."""
+        bounce = self.settings.bounce_address
+        if not bounce:
+            return None
+        local, _, domain = address.rpartition("@")
+        base, plus, token = local.partition("+")
+        our_local, _, our_domain = bounce.rpartition("@")
+        if not plus or base.lower() != our_local.lower() or domain.lower() != our_domain.lower():
+            return None
+        try:
+            payload = self.codec.verify(token, VERP_PURPOSE)
+        except TokenError:
+            return None
+        return int.from_bytes(payload, "big") if len(payload) == 8 else None
 
     def message_id(self, target: Target, domain: str | None = None) -> str:
         """A Message-ID that carries the token, so a reply's In-Reply-To finds the list."""

@@ -9,7 +9,13 @@ Every mail carries what the rules ask of it:
 - ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` (RFC 8058 section 3), both covered by the
   DKIM signature (section 4 requires it; dkimpy leaves List-Unsubscribe-Post out unless told);
 - a Message-ID made from the outbox id, so a resend after a lost reply is recognisable, and
-  carrying the list's token, so a reply's In-Reply-To finds the list.
+  carrying the list's token, so a reply's In-Reply-To finds the list;
+- an envelope sender naming the outbox row (VERP, ``[email] bounce_verp``), so a bounce is
+  tied to the message and recipient it is about.
+
+Every header is ASCII: the list headers are written by ``list_headers`` (never encoded
+words), and the rest leave the email package as plain text or, for a non-ASCII phrase or
+subject, as the encoded words RFC 2047 allows there.
 
 A relay that is down or answers 4xx is a temporary ``SendError`` (the outbox retries with
 backoff); a 5xx for the recipient is permanent.
@@ -28,7 +34,7 @@ from pathlib import Path
 import aiosmtplib
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 
-from gateway.edges.unsubscribe import EmailSettings, Target, UnsubscribeLinks
+from gateway.edges.unsubscribe import ONE_CLICK_VALUE, EmailSettings, Target, UnsubscribeLinks
 from gateway.errors import ConfigError
 from gateway.logs import mask_address
 from gateway.outbox import OutboxRow, SendError
@@ -50,6 +56,24 @@ _SUBJECTS = {
     "help": "{title}: help",
 }
 _MAX_PARALLEL = 10  # connections to the relay at once
+
+
+def list_headers(brand: str, list_address: str, uris: list[str]) -> bytes:
+    """``List-Id``, ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` as header lines.
+
+    ``List-Unsubscribe`` is the angle-bracketed URIs separated by commas and folded only
+    after a comma (RFC 2369 section 2; folding is a CRLF before white space, RFC 5322
+    section 2.2.3), so no line breaks inside a URI and each stays under the 998-octet limit.
+    Only the ``List-Id`` phrase may be an encoded word (RFC 2919 section 3, RFC 2047 section
+    5(3)); the list identifier in angle brackets never is.
+    """
+    list_id = formataddr((brand, list_address.replace("@", ".")), charset="utf-8")
+    lines = [
+        f"List-Id: {list_id}",
+        "List-Unsubscribe: " + ",\r\n ".join(uris),
+        f"List-Unsubscribe-Post: {ONE_CLICK_VALUE}",
+    ]
+    return "".join(line + "\r\n" for line in lines).encode("ascii")
 
 
 def dkim_key_from_env(env: Mapping[str, str]) -> bytes | None:
@@ -105,15 +129,18 @@ class EmailSender:
         msg["Date"] = formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id
         msg["Auto-Submitted"] = "auto-generated"
-        msg["List-Id"] = f"{catalog.brand} <{row.sender.replace('@', '.')}>"  # RFC 2919
-        for name, value in self._links.headers(Target(row.sender, row.recipient)).items():
-            msg[name] = value
         footer = [f"{catalog.brand}", f"Contact: {program.help_contact}"]
         if self._s.postal_address:
             footer.insert(1, self._s.postal_address)
         footer.append(f"Privacy: {program.privacy_url}")
         msg.set_content(f"{row.body}\n\n-- \n" + "\n".join(footer) + "\n")
-        raw = msg.as_bytes()
+        head, _, body = msg.as_bytes().partition(b"\r\n\r\n")
+        # The list headers are written here, not by the email package: its SMTP policy turns
+        # a value it cannot fold at a space into RFC 2047 encoded words, and a List-Unsubscribe
+        # so encoded is no URI to a mail client (RFC 2369 section 2, RFC 8058 section 3).
+        uris = self._links.unsubscribe_uris(Target(row.sender, row.recipient))
+        lists = list_headers(catalog.brand, row.sender, uris)
+        raw = head + b"\r\n" + lists + b"\r\n" + body
         if self._key is not None:
             signature = dkim.sign(
                 raw,
@@ -133,7 +160,7 @@ class EmailSender:
             async with self._parallel:
                 await aiosmtplib.send(
                     raw,
-                    sender=s.bounce_address or row.sender,
+                    sender=self._links.bounce_address(row.id) or row.sender,
                     recipients=[row.recipient],
                     hostname=s.relay_host,
                     port=s.relay_port,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from gateway.errors import BadInput, TemporaryFailure
+from gateway.store import email_reports
 from gateway.store.api_store import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
@@ -158,6 +159,8 @@ class PrivacyStore:
                 address,
             )
             data["bounces"] = [_record(r) for r in bounces]
+            # Complaints and bounces naming the address that we did not believe (migration 010).
+            data["unverified_reports"] = await email_reports.export_rows(conn, address)
             await write_audit(conn, actor, "privacy.export", f"contact:{cid}", {})
         return data
 
@@ -244,6 +247,7 @@ class PrivacyStore:
                 [(channel, d) for d in digests],
             )
             await conn.execute("DELETE FROM undeliverable WHERE address = $1", address)
+            await email_reports.erase_address(conn, address)
             if cid is not None:
                 await conn.execute(
                     "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid

@@ -6,13 +6,22 @@ RCPT is checked early (Mailman's LMTP runner is the model): a domain we do not s
 
 1. an ARF feedback report (RFC 5965) -> opt-out of the whole list, method ``complaint``
    (``not-spam`` reports, RFC 6430, change nothing);
-2. a DSN (RFC 3464) -> every permanently failed recipient is marked undeliverable;
+2. a DSN (RFC 3464) -> a permanently failed recipient is marked undeliverable;
 3. an auto-reply (RFC 3834, null sender, Precedence bulk/junk/list) -> accepted, nothing changes;
 4. mail to ``unsubscribe+TOKEN@`` -> opt-out of the token's list, method ``mailto``, whatever
    the subject says (Apple Mail sends it with an empty one);
 5. mail to ``unsubscribe@`` or to a list address -> the subject, then the first unquoted
    lines, are classified by the list's keywords; the list comes from the recipient address,
    a token in In-Reply-To / References / Subject, or the only list of that domain.
+
+Reports (1, 2) act only when tied to a message we sent, and then only on its own recipient,
+or when a configured feedback loop authenticated them (``provenance.py``); any other report
+is kept as an unverified report, changes nothing and is answered 250 (a refusal would only
+make the reporter retry or bounce it back). Mail of kind 5 is authenticated (SPF, DKIM,
+DMARC: ``mailauth.py``) and the results go into the evidence; it still opts out whatever
+they say (any reasonable means, 47 CFR 64.1200(a)(10)), and the confirmation it queues tells
+the real owner of the address, should the mail have been forged, that it happened and how
+to rejoin. Mail of kind 4 is not authenticated: the token decides, not the author.
 
 250 is answered only after every resulting change is committed; ``TemporaryFailure`` -> 451
 4.3.0 (the client retries, RFC 5321 section 4.2.5) and a refused message -> 550.
@@ -21,6 +30,7 @@ RCPT is checked early (Mailman's LMTP runner is the model): a domain we do not s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -32,6 +42,8 @@ from email.parser import BytesParser
 from typing import Any, Protocol
 
 from gateway.edges.smtp import parse
+from gateway.edges.smtp.mailauth import AuthResults, MailAuthenticator
+from gateway.edges.smtp.provenance import Provenance, Tie, normal_address, same_address
 from gateway.edges.unsubscribe import Target, UnsubscribeLinks
 from gateway.errors import BadInput, GatewayError, InvalidAddress
 from gateway.logs import mask_address
@@ -45,6 +57,7 @@ log = logging.getLogger(__name__)
 
 _PARSE_IN_THREAD_BYTES = 64 * 1024  # bigger mail is parsed off the event loop
 _MAX_EVIDENCE_TEXT = 1_000
+_MAX_NAMED = 20  # addresses kept from one unverified report
 
 Handle = Callable[[InboundMessage], Awaitable[Outcome]]
 
@@ -58,13 +71,34 @@ class BounceMarks(Protocol):
         """Record one permanent failure."""
 
 
+class UnverifiedReports(Protocol):
+    """Where reports not tied to our mail are kept (``gateway.store.email_reports``)."""
+
+    async def record_unverified(
+        self,
+        *,
+        report_key: str,
+        kind: str,
+        peer_ip: str,
+        helo: str,
+        mail_from: str,
+        auth: dict[str, str],
+        detail: dict[str, str],
+        named: list[str],
+        reason: str,
+    ) -> bool:
+        """Keep one report for review (idempotent)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Mail:
     msg: Message
+    raw: bytes
     mail_from: str
     rcpts: tuple[str, ...]
     key: str  # Message-ID, or a digest of the content when there is none
     peer: str
+    helo: str
 
 
 class InboundMailHandler:
@@ -76,12 +110,18 @@ class InboundMailHandler:
         links: UnsubscribeLinks,
         marks: BounceMarks,
         *,
+        provenance: Provenance,
+        reports: UnverifiedReports,
+        authenticator: MailAuthenticator,
         domains: tuple[str, ...],
         max_recipients: int,
     ) -> None:
         self._handle = handle
         self._links = links
         self._marks = marks
+        self._provenance = provenance
+        self._reports = reports
+        self._auth = authenticator
         self._domains = frozenset(d.lower() for d in domains)
         self._max_rcpts = max_recipients
         self._local = links.settings.unsubscribe_local.lower()
@@ -125,10 +165,12 @@ class InboundMailHandler:
             message_id = ""  # the content digest names this mail instead
         mail = _Mail(
             msg=msg,
+            raw=raw,
             mail_from=envelope.mail_from or "",
             rcpts=tuple(envelope.rcpt_tos),
             key=message_id or "sha256:" + hashlib.sha256(raw).hexdigest(),
             peer=str((session.peer or ("", 0))[0]),
+            helo=str(session.host_name or "")[:255],
         )
         try:
             kind, count = await self._dispatch(mail, envelope.__dict__.pop("gateway_targets", {}))
@@ -159,14 +201,28 @@ class InboundMailHandler:
         reason = parse.auto_reply_reason(mail.msg, mail.mail_from)
         if reason is not None:
             return f"auto_reply:{reason}", 0
-        messages: dict[tuple[str, str], InboundMessage] = {}
+        found: dict[tuple[str, str], tuple[InboundMessage, bool]] = {}
         for rcpt in mail.rcpts:
-            found = self._for_recipient(mail, rcpt, verified)
-            if found is not None:
-                messages.setdefault((found.sender, found.contact.lower()), found)
-        for message in messages.values():
+            message = self._for_recipient(mail, rcpt, verified)
+            if message is not None:
+                by_author = not self._is_token_address(rcpt)
+                found.setdefault((message.sender, message.contact.lower()), (message, by_author))
+        auth: dict[str, str] = {}
+        if any(by_author for _, by_author in found.values()):
+            # A change resting on who wrote the mail: record how far that author is proven.
+            auth = (await self._authenticate(mail)).evidence()
+        for message, by_author in found.values():
+            if by_author:
+                message = dataclasses.replace(message, evidence={**message.evidence, **auth})
             await self._handle(message)
-        return "request", len(messages)
+        return "request", len(found)
+
+    def _is_token_address(self, rcpt: str) -> bool:
+        base, plus, _ = rcpt.rpartition("@")[0].partition("+")
+        return bool(plus) and base.lower() == self._local
+
+    async def _authenticate(self, mail: _Mail) -> AuthResults:
+        return await self._auth.authenticate(mail.raw, mail.peer, mail.mail_from, mail.helo)
 
     def _for_recipient(
         self, mail: _Mail, rcpt: str, verified: dict[str, Target]
@@ -244,17 +300,32 @@ class InboundMailHandler:
     async def _complaint(self, mail: _Mail, report: parse.FeedbackReport) -> int:
         if report.feedback_type == "not-spam":
             return 0
-        targets = self._links.find_targets(report.original)
-        if not targets:
-            # No token survived (some providers redact): Original-Rcpt-To and the list's own
-            # address in the returned headers still name recipient and list (RFC 5965 3.2).
-            lists = [lid for low, lid in self._list_ids.items() if low in report.original.lower()]
-            targets = [Target(lists[0], rcpt) for rcpt in report.original_rcpt_to[:1] if lists]
-        if not targets:
-            log.warning("complaint names no recipient we know", extra={"key": mail.key[:80]})
-            return 0
-        done = 0
-        for target in {Target(t.list_id, t.address) for t in targets}:
+        detail = {
+            "feedback_type": report.feedback_type[:50],
+            "user_agent": report.user_agent[:200],
+            "arrival_date": report.arrival_date[:100],
+        }
+        ties = await self._provenance.ties(mail.rcpts, report.returned)
+        evidence: dict[str, str]
+        if ties:
+            # A report about our mail acts on that mail's recipient alone, never on another
+            # address it names (Original-Rcpt-To is the reporter's word, not ours).
+            targets = [t.target for t in ties]
+            evidence = {"tied_by": ",".join(sorted({t.by for t in ties}))}
+        else:
+            auth = await self._authenticate(mail)
+            reporter = self._provenance.trusted_reporter(auth)
+            list_id = self._provenance.list_named_in(report.original)
+            if reporter is None or list_id is None or not report.original_rcpt_to:
+                why = "untrusted reporter" if reporter is None else "names no list or recipient"
+                await self._unverified(mail, "complaint", auth, report.original_rcpt_to,
+                                       detail, f"not tied to our mail; {why}")  # fmt: skip
+                return 0
+            # A trusted feedback loop redacts our tokens at times (RFC 6449 section 3.3):
+            # its Original-Rcpt-To and the list address in the returned headers name them.
+            targets = [Target(list_id, report.original_rcpt_to[0])]
+            evidence = {"trusted_reporter": reporter, **auth.evidence()}
+        for target in targets:
             message = InboundMessage(
                 channel=Channel.EMAIL,
                 sender=target.list_id,
@@ -265,12 +336,11 @@ class InboundMailHandler:
                 received_at=datetime.now(UTC),
                 evidence={
                     "message_id": mail.key,
-                    "feedback_type": report.feedback_type,
-                    "user_agent": report.user_agent[:200],
-                    "arrival_date": report.arrival_date[:100],
+                    **detail,
                     "reporter": mail.mail_from,
                     "peer_ip": mail.peer,
                     "source": "arf",
+                    **evidence,
                 },
                 intent=Intent(
                     IntentKind.OPT_OUT_ALL,
@@ -284,22 +354,96 @@ class InboundMailHandler:
                 suppress_replies=True,
             )
             await self._handle(message)
-            done += 1
-        return done
+        return len(targets)
 
     async def _bounces(self, mail: _Mail, failures: list[parse.FailedRecipient]) -> int:
-        targets = self._links.find_targets(parse.original_headers(mail.msg), *mail.rcpts)
-        for failure in failures:
-            address = failure.address.lower()
-            list_id = next((t.list_id for t in targets if t.address.lower() == address), None)
+        if not failures:
+            return 0
+        returned = parse.returned_message(mail.msg)
+        ties = await self._provenance.ties(mail.rcpts, returned)
+        marks: list[tuple[str, str | None, parse.FailedRecipient]] = []
+        unmatched: list[parse.FailedRecipient] = []
+        auth: AuthResults | None = None
+        if ties:
+            for failure in failures:
+                tie = _tie_for(ties, failure)
+                if tie is None:
+                    unmatched.append(failure)
+                elif not any(same_address(a, tie.target.address) for a, _, _ in marks):
+                    marks.append((tie.target.address, tie.target.list_id, failure))
+        else:
+            auth = await self._authenticate(mail)
+            if self._provenance.trusted_reporter(auth) is None:
+                unmatched = failures
+            else:
+                marks = [(f.address, None, f) for f in failures]
+        for address, list_id, failure in marks:
             await self._marks.mark_undeliverable(
-                failure.address, list_id, failure.status, failure.diagnostic, mail.key
+                address, list_id, failure.status, failure.diagnostic, mail.key
             )
             log.info(
                 "address undeliverable",
-                extra={"contact": mask_address(failure.address), "status": failure.status},
+                extra={"contact": mask_address(address), "status": failure.status},
             )
-        return len(failures)
+        if unmatched:
+            if auth is None:
+                auth = await self._authenticate(mail)
+            named = [a for f in unmatched for a in (f.address, f.original) if a]
+            reason = (
+                "not tied to our mail" if not ties else "names a recipient the mail was not for"
+            )
+            detail = {"statuses": " ".join(f.status for f in unmatched)[:200]}
+            await self._unverified(mail, "bounce", auth, named, detail, reason)
+        return len(marks)
+
+    async def _unverified(
+        self,
+        mail: _Mail,
+        kind: str,
+        auth: AuthResults,
+        named: tuple[str, ...] | list[str],
+        detail: dict[str, str],
+        reason: str,
+    ) -> None:
+        """Keep a report we do not believe for review; it changes nothing."""
+        addresses: list[str] = []
+        for address in named:
+            if address and not any(same_address(address, a) for a in addresses):
+                addresses.append(_stored_address(address))
+        stored = await self._reports.record_unverified(
+            report_key=mail.key,
+            kind=kind,
+            peer_ip=mail.peer,
+            helo=mail.helo,
+            mail_from=mail.mail_from[:320],
+            auth=auth.evidence(),
+            detail=detail,
+            named=addresses[:_MAX_NAMED],
+            reason=reason,
+        )
+        log.info(
+            "unverified report kept",
+            extra={"kind": kind, "reason": reason, "peer": mail.peer, "new": stored,
+                   "spf": auth.spf, "dmarc": auth.dmarc},
+        )  # fmt: skip
+
+
+def _tie_for(ties: list[Tie], failure: parse.FailedRecipient) -> Tie | None:
+    """The tie a failed recipient is about: its own address (final or original), or the one
+    recipient of a VERP address, whose envelope alone names the message (RFC 3464 section
+    2.3.1: Final-Recipient may be a forwarding target we never wrote to)."""
+    for tie in ties:
+        if any(
+            a and same_address(a, tie.target.address) for a in (failure.address, failure.original)
+        ):
+            return tie
+    return next((t for t in ties if t.by == "verp"), None)
+
+
+def _stored_address(address: str) -> str:
+    """An address as the unverified report keeps it: normalized as contacts are, else
+    lower-cased; bounded, so a report cannot make us store a megabyte of it."""
+    return normal_address(address)[:320]
 
 
 def _parse(raw: bytes) -> Message:

@@ -10,10 +10,14 @@ first unquoted lines of a human reply. The SMTP handler decides what to do with 
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import BytesHeaderParser, HeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|vs|tr|rif|enc)\s*(\[\d+\])?\s*:\s*)+", re.I)
@@ -22,6 +26,7 @@ _ATTRIBUTION = re.compile(r"^(on .+ wrote:|le .+ a écrit|am .+ schrieb|el .+ es
 _QUOTE_MARKERS = frozenset({"-----original message-----", "--", "---------- forwarded message"})
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
+_CRLF = compat32.clone(linesep="\r\n")
 
 
 def header(msg: Message, name: str) -> str:
@@ -91,23 +96,58 @@ def _fields(part: Message) -> list[Message]:
     text = part.get_payload(decode=True)
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(payload)
     blocks = re.split(r"\r?\n\s*\r?\n", raw.strip())
-    from email.parser import HeaderParser
-
     return [HeaderParser().parsestr(block + "\n") for block in blocks if block.strip()]
 
 
-def original_headers(msg: Message) -> str:
-    """The headers of the message a report returns (``message/rfc822`` or rfc822-headers)."""
+_RETURNED_TEXT = 65_536  # of the returned message's own text searched for our tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """The message a report returns (RFC 5965 section 2 item d, RFC 3464 section 2)."""
+
+    headers: str  # its header block as text
+    message_id: str
+    text: str  # the start of its plain text, where a footer link may carry our token
+    raw: bytes | None  # the whole message as bytes; None when only headers came back
+
+
+def returned_message(msg: Message) -> Returned:
+    """The returned message of a report, as ``message/rfc822`` or only its headers."""
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "message/global"):
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                return "\n".join(f"{k}: {v}" for k, v in inner[0].items())
+                original = inner[0]
+                out = io.BytesIO()
+                # No refolding (maxheaderlen=0) and CRLF: the bytes as they came, so our
+                # own DKIM signature on them can still verify.
+                BytesGenerator(out, mangle_from_=False, maxheaderlen=0, policy=_CRLF).flatten(
+                    original
+                )
+                return Returned(
+                    "\n".join(f"{k}: {v}" for k, v in original.items()),
+                    header(original, "Message-ID")[:300],
+                    _plain_text(original)[:_RETURNED_TEXT],
+                    out.getvalue(),
+                )
         if ctype in ("text/rfc822-headers", "message/rfc822-headers", "text/global-headers"):
             data = part.get_payload(decode=True)
-            return data.decode("utf-8", "replace") if isinstance(data, bytes) else ""
-    return ""
+            text = data.decode("utf-8", "replace") if isinstance(data, bytes) else ""
+            fields = HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+            return Returned(text, header(fields, "Message-ID")[:300], "", None)
+    return Returned("", "", "", None)
+
+
+def headers_of(raw: bytes) -> Message:
+    """The header block of a message given as bytes (compat32, the body left unparsed)."""
+    return BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
+
+
+def original_headers(msg: Message) -> str:
+    """The headers of the message a report returns (``message/rfc822`` or rfc822-headers)."""
+    return returned_message(msg).headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +160,7 @@ class FeedbackReport:
     original_mail_from: str
     arrival_date: str
     original: str  # the returned message's headers, where our tokens sit
+    returned: Returned
 
 
 def feedback_report(msg: Message) -> FeedbackReport | None:
@@ -143,7 +184,8 @@ def feedback_report(msg: Message) -> FeedbackReport | None:
         original_rcpt_to=tuple(address_of(v) for v in values.get("original-rcpt-to", [])),
         original_mail_from=address_of(one("original-mail-from")),
         arrival_date=one("arrival-date") or one("received-date"),
-        original=original_headers(msg),
+        original=(returned := returned_message(msg)).headers,
+        returned=returned,
     )
 
 
@@ -154,6 +196,7 @@ class FailedRecipient:
     address: str
     status: str
     diagnostic: str
+    original: str = ""  # Original-Recipient: the address as the sender gave it (2.3.1)
 
 
 def _strip_type(value: str) -> str:
@@ -176,11 +219,15 @@ def permanent_failures(msg: Message) -> list[FailedRecipient] | None:
     for block in _fields(part)[1:]:  # the first block holds the per-message fields
         action = header(block, "Action").lower()
         status = header(block, "Status").split()[0] if header(block, "Status") else ""
-        recipient = header(block, "Final-Recipient") or header(block, "Original-Recipient")
+        original = header(block, "Original-Recipient")
+        recipient = header(block, "Final-Recipient") or original
         if action == "failed" and status.startswith("5") and recipient:
             failed.append(
                 FailedRecipient(
-                    _strip_type(recipient), status, header(block, "Diagnostic-Code")[:500]
+                    _strip_type(recipient),
+                    status,
+                    header(block, "Diagnostic-Code")[:500],
+                    _strip_type(original) if original else "",
                 )
             )
     return failed

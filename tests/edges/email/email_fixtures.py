@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from mailtest import DkimKey, RelaySink, mail_settings, running
+from mailtest import DNS, DkimKey, RelaySink, mail_settings, running
 from support import PG_URL
 
 from gateway.app import Gateway
@@ -26,6 +26,21 @@ def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> DkimKey:
     der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
                          check=True, capture_output=True).stdout  # fmt: skip
     return DkimKey(key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_dns(dkim_key: DkimKey) -> Iterator[None]:
+    """The test zone on a real DNS server: SPF, DKIM keys and DMARC policies of the senders
+    the email tests play (the one test key signs for every domain)."""
+    for domain in ("example.org", "fbl.example.net", "lists.acme-health.example"):
+        DNS.add_txt(domain, b"v=spf1 ip4:127.0.0.1 -all")  # every test client is 127.0.0.1
+    DNS.add_txt("forger.example", b"v=spf1 -all")
+    for domain in ("example.org", "fbl.example.net", "acme-health.example"):
+        DNS.add_txt(f"sel1._domainkey.{domain}", dkim_key.txt)
+        DNS.add_txt(f"_dmarc.{domain}", b"v=DMARC1; p=reject")
+    DNS.start()
+    yield
+    DNS.stop()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,13 @@ from typing import Any
 
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from dnslib import QTYPE, RCODE, RR, TXT, DNSRecord  # type: ignore[import-untyped]
+from dnslib.server import (  # type: ignore[import-untyped]  # dnslib ships no type hints
+    BaseResolver,
+    DNSHandler,
+    DNSLogger,
+    DNSServer,
+)
 from support import PG_URL
 
 from gateway.app import Gateway
@@ -34,6 +41,52 @@ class DkimKey:
     def dnsfunc(self, name: bytes, timeout: int = 5) -> bytes:
         """What dkimpy would read from DNS for ``<selector>._domainkey.<domain>``."""
         return self.txt if name.startswith(b"sel1._domainkey.acme-health.example") else b""
+
+
+class ZoneServer(BaseResolver):  # type: ignore[misc]  # dnslib ships no type hints
+    """A real DNS server on 127.0.0.1 (dnslib, UDP) answering from ``records``.
+
+    Names it does not hold are NXDOMAIN, names it holds without the asked type are an empty
+    answer, as a real authoritative server gives them.
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], list[bytes]] = {}
+        self._server: Any = None
+        self.port = 0
+
+    def add_txt(self, name: str, value: bytes) -> None:
+        """One TXT record at ``name`` (split in 255-octet strings, RFC 7208 section 3.3)."""
+        self.records.setdefault((name.lower().rstrip(".") + ".", "TXT"), []).append(value)
+
+    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
+        reply = request.reply()
+        name = str(request.q.qname).lower()
+        found = self.records.get((name, QTYPE[request.q.qtype]))
+        if found:
+            for value in found:
+                chunks = [value[i : i + 255] for i in range(0, len(value), 255)]
+                reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(chunks), ttl=60))
+        elif not any(held == name for held, _ in self.records):
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+    def start(self) -> None:
+        self._server = DNSServer(
+            self, address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _: None)
+        )
+        self._server.start_thread()
+        self.port = self._server.server.server_address[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server.server.server_close()
+            self._server = None
+
+
+# The test zone's DNS server: started for the session by email_fixtures.test_dns.
+DNS = ZoneServer()
 
 
 class RelaySink:
@@ -91,7 +144,9 @@ def mail_settings(base: Settings, *, relay_port: int | None = None, dkim: DkimKe
     if dkim is not None:
         email |= {"dkim_domain": "acme-health.example", "dkim_selector": "sel1"}
         env["GATEWAY_DKIM_PRIVATE_KEY"] = dkim.private_pem.decode()
-    smtp_table = {"host": "127.0.0.1", "port": 0, "hostname": "mx.test", "domains": [DOMAIN]}
+    smtp_table = {"host": "127.0.0.1", "port": 0, "hostname": "mx.test", "domains": [DOMAIN],
+                  "dns_servers": ["127.0.0.1"], "dns_port": DNS.port or 9,
+                  "dns_timeout_seconds": 2.0}  # fmt: skip
     return dataclasses.replace(
         base,
         edges={**base.edges, "email": email, "smtp": {**smtp_table, **(smtp or {})}},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from email.message import EmailMessage
 
+import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
+
 
 def plain(
     subject: str, body: str, *, sender: str = "Ann <ann.reader@example.org>", to: str,
@@ -29,11 +31,14 @@ def arf(
     rcpt_to: str | None = None,
     headers_only: bool = False,
     message_id: str = "<arf-1@fbl.example.net>",
+    returned: bytes | None = None,
+    sender: str = "<feedback@fbl.example.net>",
 ) -> bytes:
     """An RFC 5965 report: human part, message/feedback-report, then the original or its headers.
 
     With ``headers_only`` the third part is text/rfc822-headers, as Yahoo's and Microsoft's
-    feedback loops send it, usually with the recipient redacted.
+    feedback loops send it, usually with the recipient redacted; ``returned`` is a whole
+    message returned byte for byte instead of ``original_headers``.
     """
     fields = [
         f"Feedback-Type: {feedback_type}",
@@ -50,10 +55,11 @@ def arf(
         "Content-Type: text/rfc822-headers\r\n\r\n" + original_headers + "\r\n"
         if headers_only
         else "Content-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n"
-        + original_headers + "\r\nBuy our vitamins today.\r\n"
+        + (returned.decode() if returned is not None else
+           original_headers + "\r\nBuy our vitamins today.\r\n")
     )  # fmt: skip
     return (
-        "From: <feedback@fbl.example.net>\r\n"
+        f"From: {sender}\r\n"
         "To: <abuse@lists.acme-health.example>\r\n"
         "Subject: FW: Your monthly health tips\r\n"
         "Date: Thu, 26 Nov 2026 17:40:36 +0000\r\n"
@@ -120,3 +126,26 @@ def dsn(returned_headers: str, *, failed: str, delayed: str | None = None,
         "Content-Type: text/rfc822-headers\r\n\r\n" + returned_headers + "\r\n"
         "--dsn_4Qz_boundary--\r\n"
     ).encode()  # fmt: skip
+
+
+def signed(raw: bytes, domain: str, private_pem: bytes) -> bytes:
+    """``raw`` with a DKIM-Signature of ``domain`` (selector sel1) over its main headers."""
+    signature = dkim.sign(
+        raw, b"sel1", domain.encode(), private_pem,
+        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
+    )  # fmt: skip
+    return bytes(signature) + raw
+
+
+def our_message(*, to: str, message_id: str = "<campaign-78.1@lists.acme-health.example>") -> bytes:
+    """A list mail of ours as a whole message, with no token in it anywhere."""
+    return (
+        "From: Acme Health <news@lists.acme-health.example>\r\n"
+        f"To: <{to}>\r\n"
+        "Subject: Your monthly health tips\r\n"
+        "Date: Wed, 25 Nov 2026 09:00:00 +0000\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+        "Drink water.\r\n"
+    ).encode()

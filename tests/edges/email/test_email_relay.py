@@ -10,7 +10,7 @@ from email import policy
 import aiohttp
 import asyncpg
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
-from mailtest import NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings, running
+from mailtest import DOMAIN, NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings, running
 from support import PG_URL
 
 from gateway.app import Gateway
@@ -51,7 +51,10 @@ async def test_confirmation_is_dkim_signed_over_the_list_headers_and_fails_when_
         assert data is not None
         msg = email.message_from_bytes(data, policy=policy.default)
 
-        assert "bounces@lists.acme-health.example" == envelope.mail_from
+        local, _, domain = str(envelope.mail_from).partition("@")
+        assert ("bounces", "lists.acme-health.example") == (local.partition("+")[0], domain)
+        assert "+" in local  # VERP: the row's own bounce address
+        assert len(local) <= 64  # RFC 5321 section 4.5.3.1.1
         assert ["Ann.Reader@example.org"] == envelope.rcpt_tos
         assert "Acme Health <news@lists.acme-health.example>" == str(msg["From"])
         assert "auto-generated" == str(msg["Auto-Submitted"])
@@ -78,6 +81,51 @@ async def test_confirmation_is_dkim_signed_over_the_list_headers_and_fails_when_
             while (row := await outbox_row(settings))["status"] != "sent":  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert str(msg["Message-ID"]) == row["provider_ref"]
+
+
+def header_lines(data: bytes) -> dict[bytes, list[bytes]]:
+    """The header block as it reached the relay: each field's raw lines, folding kept."""
+    fields: dict[bytes, list[bytes]] = {}
+    name = b""
+    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line[:1] not in (b" ", b"\t"):
+            name = line.partition(b":")[0].lower()
+            fields[name] = []
+        fields[name].append(line)
+    return fields
+
+
+async def test_list_unsubscribe_reaches_the_relay_as_ascii_uris_folded_after_the_comma(
+    settings: Settings, relay: RelaySink, dkim_key: DkimKey
+) -> None:
+    """The raw bytes the relay receives carry List-Unsubscribe as RFC 2369 writes it: two
+    angle-bracketed ASCII URIs, HTTPS first, the line folded only after the comma, no
+    encoded word in it or in any other list header; every header line is ASCII and within
+    998 octets, and DKIM verifies those very bytes."""
+    async with running(mail_settings(settings, relay_port=relay.port, dkim=dkim_key)) as gw:
+        await one_click(gw)
+        [envelope] = await relay.wait_for(1)
+    data = envelope.original_content
+    assert data is not None
+    token = gw.email.links.token(Target(NEWS, SUBSCRIBER))
+    fields = header_lines(data)
+
+    https = b"<https://unsubscribe.acme-health.example/u/" + token.encode() + b">"
+    mailto = b"<mailto:unsubscribe+" + token.encode() + b"@" + DOMAIN.encode()
+    assert [
+        b"List-Unsubscribe: " + https + b",",
+        b" " + mailto + b"?subject=unsubscribe>",
+    ] == fields[b"list-unsubscribe"]
+    post = fields[b"list-unsubscribe-post"]
+    assert [b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"] == post
+    assert [b"List-Id: Acme Health <news.lists.acme-health.example>"] == fields[b"list-id"]
+    message_id = b"".join(fields[b"message-id"])
+    assert re.fullmatch(rb"Message-ID: <c\d+\.[A-Za-z0-9_.\-]+@acme-health\.example>", message_id)
+    head = data.partition(b"\r\n\r\n")[0]
+    assert b"=?" not in head  # nothing of ours needs an encoded word: brand and subject are ASCII
+    assert head.isascii()
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))  # RFC 5322 section 2.1.1
+    assert dkim.verify(data, dnsfunc=dkim_key.dnsfunc)
 
 
 async def test_confirmation_waits_and_retries_while_the_relay_is_down(
