@@ -27,11 +27,11 @@ from email.utils import getaddresses
 from typing import Any
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
-import dkim.crypto  # type: ignore[import-untyped]
 import dkim.util  # type: ignore[import-untyped]
 import dmarc  # type: ignore[import-untyped]  # pydmarc ships no type hints
 import publicsuffix2  # type: ignore[import-untyped]
 import spf  # type: ignore[import-untyped]  # pyspf ships no type hints
+from cryptography.hazmat.primitives import serialization
 
 from gateway.edges.smtp.resolver import DnsTemporaryError, MailResolver
 
@@ -270,23 +270,6 @@ class MailAuthenticator:
         return records[0].decode("utf-8", "replace") if len(records) == 1 else None
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    """One DER element (X.690 section 8.1). dkimpy's own ``asn1_encode`` fails on a length of
-    128 bytes or more (1.1.8), and a 2048-bit modulus is 257."""
-    size = len(content)
-    if size < 0x80:
-        length = bytes([size])
-    else:
-        octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(octets)]) + octets
-    return bytes([tag]) + length + content
-
-
-def _der_integer(value: int) -> bytes:
-    # A positive INTEGER: big-endian, with a leading zero byte when the top bit is set.
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
 @dataclass(frozen=True, slots=True)
 class OwnKey:
     """Our DKIM key's public half, so our own signatures verify without asking DNS."""
@@ -298,9 +281,11 @@ class OwnKey:
     @classmethod
     def from_private_pem(cls, pem: bytes, domain: str, selector: str) -> OwnKey:
         """Derive the public record from the private key (RFC 6376 section 3.6.1)."""
-        key = dkim.crypto.parse_pem_private_key(pem)
-        # RSAPublicKey (RFC 8017 appendix A.1.1), which dkimpy reads as a p= value.
-        der = _der(0x30, _der_integer(key["modulus"]) + _der_integer(key["publicExponent"]))
+        public = serialization.load_pem_private_key(pem, password=None).public_key()
+        # SubjectPublicKeyInfo in DER, base64: the p= value of RFC 6376 section 3.6.1.
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         return cls(domain.lower(), selector, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der))
 
     def _dnsfunc(self, name: bytes, timeout: int = 5) -> bytes:
