@@ -9,8 +9,14 @@ The pipeline, in order:
 2. Smart quotes and dashes become ASCII (``’`` -> ``'``, ``–`` -> ``-``).
 3. Case-fold (``ß`` -> ``ss``), then NFKD and drop every combining mark, so accents fold:
    ``ARRÊT`` == ``ARRET``, ``NO MÁS`` == ``NO MAS``.
-4. Apostrophes are deleted (``don't`` -> ``dont``): they sit inside words, not between them.
-5. Every other character that is not a letter or digit (punctuation, hyphens, emoji, control
+4. Invisible characters are dropped: every format character (Unicode category Cf: zero-width
+   space U+200B, zero-width (non-)joiners U+200C/D, word joiner U+2060, the byte-order mark
+   U+FEFF, soft hyphen U+00AD, bidi controls, tag characters) and the Hangul fillers U+115F
+   and U+1160 (letters by category, drawn as nothing; both are Default_Ignorable_Code_Point
+   in Unicode's DerivedCoreProperties.txt). ``S``, U+200B, ``TOP`` is ``stop``, not
+   ``s top``.
+5. Apostrophes are deleted (``don't`` -> ``dont``): they sit inside words, not between them.
+6. Every other character that is not a letter or digit (punctuation, hyphens, emoji, control
    characters, lone surrogates, whitespace) separates words; runs collapse to one space and
    the ends are trimmed.
 
@@ -53,27 +59,36 @@ _SMART = str.maketrans(
     }
 )
 
-_MARKS = frozenset({"Mn", "Mc", "Me"})
+# Combining marks (step 3) and format characters (step 4) are dropped, not turned into spaces.
+_DROPPED = frozenset({"Mn", "Mc", "Me", "Cf"})
+# U+3164 and U+FFA0, the other Hangul fillers, are U+1160 after NFKC.
+_FILLERS = frozenset({"\u115f", "\u1160"})
 _APOSTROPHE = re.compile("'")
 # \w in a str pattern is exactly str.isalnum() plus "_"; "_" is punctuation for us.
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
-def _fold(text: str) -> str:
-    """Case- and accent-fold a non-ASCII text (steps 1-3 of the module docstring)."""
-    text = unicodedata.normalize("NFKC", text).translate(_SMART).casefold()
+def _strip(text: str) -> str:
+    """NFKD, drop marks and invisible characters, recompose (steps 3 and 4)."""
     decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if unicodedata.category(c) not in _MARKS)
+    kept = "".join(
+        c for c in decomposed if c not in _FILLERS and unicodedata.category(c) not in _DROPPED
+    )
     # Recompose what NFKD split apart without marks (Hangul jamo), so a second pass is a no-op.
-    return unicodedata.normalize("NFC", stripped)
+    return unicodedata.normalize("NFC", kept)
+
+
+def _words(folded: str) -> str:
+    """Steps 5 and 6: delete apostrophes, then single spaces between letter/digit runs."""
+    return " ".join(_SEPARATORS.sub(" ", _APOSTROPHE.sub("", folded)).split())
 
 
 def normalize(text: str) -> str:
     """Return ``text`` folded for keyword matching (see the module docstring)."""
     # Fast path: nearly every keyword SMS is ASCII, where lower() is the whole case fold.
-    folded = text.lower() if text.isascii() else _fold(text)
-    joined = _APOSTROPHE.sub("", folded)
-    return " ".join(_SEPARATORS.sub(" ", joined).split())
+    if text.isascii():
+        return _words(text.lower())
+    return _words(_strip(unicodedata.normalize("NFKC", text).translate(_SMART).casefold()))
 
 
 def words(text: str) -> list[str]:
