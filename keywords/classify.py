@@ -25,7 +25,8 @@ look-alike readings (``keywords.normalize.lookalikes``: Cyrillic ``ЅТОР``, G
 zero-width space read as a space). An opt-out found there is the answer, flagged
 ``needs_review`` (a reviewer sees the look-alike spelling); a help word is the answer only if
 the text meant nothing else. Nothing else is taken from a reading, so a look-alike never makes
-an opt-in, a join or a confirmation, and a text in another script keeps its own meaning.
+an opt-in, a join or a confirmation, and a text in another script keeps its own meaning
+(Russian ``СТОП`` is a revocation of its own, ``keywords.reserved``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for look-alike keywords: invisible characters and confusable letters."""
+"""Tests for look-alike keywords: invisible characters, confusable letters, Russian revocations."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from keywords.catalog import SenderCatalog, load_sender, load_sender_file
 from keywords.classify import classify
 from keywords.confusables import PROTOTYPES
+from keywords.consent import decide
 from keywords.errors import CatalogError
-from keywords.model import Intent, IntentKind, MatchKind
+from keywords.model import ConsentState, Intent, IntentKind, MatchKind, ReplyKind
 from keywords.normalize import lookalikes, normalize
 from keywords.reserved import RESERVED
 
@@ -106,6 +107,15 @@ def summary(intent: Intent) -> tuple[IntentKind, MatchKind, str | None, bool]:
         ("ЅI", (K.UNKNOWN, M.NONE, None, False)),
         # An invisible character does not hide what was typed, opt-ins included.
         ("STA\u200bRT", (K.OPT_IN, M.EXACT, None, False)),
+        # Russian: a plain-language revocation of its own, also with Latin letters mixed in.
+        ("СТОП", (K.OPT_OUT_ALL, M.PHRASE, None, True)),
+        ("Стоп", (K.OPT_OUT_ALL, M.PHRASE, None, True)),
+        ("стоп, пожалуйста", (K.OPT_OUT_ALL, M.PHRASE, None, True)),
+        ("CTOП", (K.OPT_OUT_ALL, M.PHRASE, None, True)),  # Latin C, T, O
+        ("СТOП", (K.OPT_OUT_ALL, M.PHRASE, None, True)),  # Latin O
+        ("С\u200bТОП", (K.OPT_OUT_ALL, M.PHRASE, None, True)),
+        ("Хочу отписаться", (K.OPT_OUT_ALL, M.PHRASE, None, True)),
+        ("Отпишите меня", (K.OPT_OUT_ALL, M.PHRASE, None, True)),
     ],
 )
 def test_lookalike_table(
@@ -146,11 +156,32 @@ def test_real_words_in_other_scripts_are_not_keywords(text: str) -> None:
     assert (K.UNKNOWN, M.NONE) == (classify(text, CATALOG).kind, classify(text, CATALOG).match)
 
 
+def test_russian_stop_is_answered_in_the_default_language() -> None:
+    """A Russian STOP keeps the language ru; with no Russian templates the reply is English."""
+    intent = classify("СТОП", CATALOG)
+    decision = decide(intent, {}, CATALOG)
+    replies = [(r.kind, r.language) for r in decision.replies]
+
+    assert ("ru", "стоп") == (intent.language, intent.keyword)
+    assert [(ReplyKind.OPT_OUT, CATALOG.default_language)] == replies
+    assert {ConsentState.OPTED_OUT} == {t.new for t in decision.transitions}
+
+
+def test_russian_stop_uses_russian_templates_when_the_sender_has_them() -> None:
+    """A sender that adds [templates.ru] answers a Russian STOP in Russian."""
+    data = sender_data(templates={"ru": {"opt_out": "{program}: вы отписаны."}})
+    catalog = load_sender(data, "ru.toml")
+    reply = decide(classify("Стоп", catalog), {}, catalog).replies[0]
+    assert ("ru", "Acme Health: вы отписаны.") == (reply.language, reply.text)
+
+
 @pytest.mark.parametrize(
     ("family", "word"),
     [
         ("help", "ЅТОР"),
         ("opt_in", "ЅТОРРЕR"),
+        ("confirm", "СТОП"),
+        ("opt_in", "CTOП"),
     ],
 )
 def test_catalog_refuses_keywords_that_read_as_an_opt_out(family: str, word: str) -> None:
