@@ -19,18 +19,29 @@ Rules, first match wins (all on the normalized text, see ``keywords.normalize``)
 Everything from rule 2 on is flagged ``needs_review``. An inexact text is never an opt-in: opt-in,
 join and confirm come from rule 1 only, and the catalog refuses opt-in keywords that would read
 as an opt-out, so an opt-out word can never be matched as part of one.
+
+Look-alikes: when the normalized text is not an opt-out, the rules run again on each of its
+look-alike readings (``keywords.normalize.lookalikes``: Cyrillic ``ЅТОР``, Greek ``ΗΕLΡ``, a
+zero-width space read as a space). An opt-out found there is the answer, flagged
+``needs_review`` (a reviewer sees the look-alike spelling); a help word is the answer only if
+the text meant nothing else. Nothing else is taken from a reading, so a look-alike never makes
+an opt-in, a join or a confirmation, and a text in another script keeps its own meaning
+(Russian ``СТОП`` is a revocation of its own, ``keywords.reserved``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 
 from keywords.catalog import Keyword, SenderCatalog
 from keywords.model import Intent, IntentKind, MatchKind
-from keywords.normalize import normalize
+from keywords.normalize import lookalikes, normalize
 from keywords.reserved import GLUED_EXCEPTIONS, revocation
 
 __all__ = ["classify"]
+
+_OPT_OUTS = frozenset({IntentKind.OPT_OUT, IntentKind.OPT_OUT_ALL})
 
 
 def _intent(k: Keyword, match: MatchKind, *, program: str | None = None) -> Intent:
@@ -82,7 +93,20 @@ def _mixed(parts: list[str], catalog: SenderCatalog) -> Keyword | None:
 
 def classify(text: str, catalog: SenderCatalog) -> Intent:
     """Classify one text sent to ``catalog``'s sender (never raises on any ``str``)."""
-    normalized = normalize(text)
+    intent = _rules(normalize(text), catalog)
+    if intent.kind in _OPT_OUTS:
+        return intent
+    for reading in lookalikes(text):
+        other = _rules(reading, catalog)
+        if other.kind in _OPT_OUTS:
+            return replace(other, needs_review=True)
+        if other.kind is IntentKind.HELP and intent.kind is IntentKind.UNKNOWN:
+            intent = other  # keep looking: an opt-out in a later reading still wins
+    return intent
+
+
+def _rules(normalized: str, catalog: SenderCatalog) -> Intent:
+    """Rules 1-7 of the module docstring over one normalized reading."""
     if not normalized:
         return Intent(IntentKind.UNKNOWN, MatchKind.NONE, language=catalog.default_language)
     exact = catalog.index.exact.get(normalized)

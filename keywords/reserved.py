@@ -9,6 +9,13 @@ families in their sender file, never remove one of these.
 - Opt-in: START, UNSTOP; YES confirms a pending double opt-in and, from no consent, opts in.
 - Help: HELP, INFO, AYUDA, AIDE. Short codes must answer these whether or not the person is
   subscribed (CTIA Messaging Principles 5.1.3).
+
+Plain-language revocations (``revocation``) also cover Russian: ``стоп`` and the verb
+``отписаться`` (unsubscribe) in its forms, with any of their letters written as the Latin
+letter it looks like (``CTOП`` mixes Latin C, T and O with Cyrillic П). No sender has Russian
+templates by default, so the reply to one comes in the sender's default language
+(``SenderCatalog.template`` falls back to it); a sender that adds ``[templates.ru]`` answers
+in Russian. The intent keeps the language ``ru`` either way.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from keywords.confusables import PROTOTYPES
 from keywords.model import IntentKind
 
 __all__ = ["FAMILIES", "GLUED_EXCEPTIONS", "RESERVED", "revocation"]
@@ -76,6 +84,22 @@ GLUED_EXCEPTIONS: frozenset[str] = frozenset(
     }
 )
 
+
+def _latin_lookalike(word: str) -> str:
+    """A pattern for a normalized non-Latin ``word`` in which a letter may be its Latin twin.
+
+    ``стоп`` gives ``[cс][tт][oо]п``: the Cyrillic letter, or the Latin letter that it or its
+    capital is drawn like (``keywords.confusables``), case-folded as normalized text is.
+    """
+    parts = []
+    for letter in word:
+        twins = {
+            PROTOTYPES[form].casefold() for form in (letter, letter.upper()) if form in PROTOTYPES
+        }
+        parts.append(f"[{''.join(sorted(twins | {letter}))}]" if twins else re.escape(letter))
+    return "".join(parts)
+
+
 # Plain-language revocations over *normalized* text (lower case, no accents, apostrophes
 # dropped, punctuation turned into single spaces). FCC 24-24 (47 CFR 64.1200(a)(10)) lets a
 # consumer revoke "by any reasonable means" and CTIA 5.1.3 asks that "please opt me out" be
@@ -95,6 +119,10 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("fr", r"\bdesabonn\w*|\bdesinscri\w*"),
     ("fr", r"\bne (?:m)?(?:envoy|ecriv|contact)\w* plus\b|\bne plus recevoir\b"),
     ("fr", r"\bplus de (?:messages|sms|textos|courriels)\b"),
+    # "стоп" (stop) and "отписаться" (unsubscribe: отпишите, отписка); normalization has
+    # already folded case and dropped the marks of й and ё.
+    ("ru", rf"\b{_latin_lookalike('стоп')}\b"),
+    ("ru", rf"\b{_latin_lookalike('отпи')}[cсш]\w*"),
 )
 _REVOCATION = re.compile("|".join(f"(?P<{lang}{i}>{rx})" for i, (lang, rx) in enumerate(_PHRASES)))
 

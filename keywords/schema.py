@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from keywords.catalog import Keyword, Program, ProgramText, SenderCatalog, Template
 from keywords.errors import CatalogError
 from keywords.model import Channel, IntentKind, ReplyKind, SenderKind
-from keywords.normalize import normalize
+from keywords.normalize import lookalikes, normalize
 from keywords.replies import placeholders
 from keywords.reserved import FAMILIES, GLUED_EXCEPTIONS, RESERVED, revocation
 
@@ -129,20 +129,29 @@ class _Parser:
         return new
 
     def refuse_opt_out_lookalike(self, word: str, normalized: str, key: str) -> None:
-        """A non-opt-out keyword must not read as an opt-out: the opt-out always wins."""
+        """A non-opt-out keyword must not read as an opt-out: the opt-out always wins.
+
+        Its look-alike readings count too (``keywords.normalize.lookalikes``): classify takes
+        an opt-out from them, so a help word ``ЅТОР`` could never be answered as help.
+        """
         outs = {n for n, (k, _) in self.words.items() if k.kind is IntentKind.OPT_OUT_ALL}
-        parts = normalized.split(" ")
-        spans = {
-            " ".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)
-        }
-        clash = next(iter(sorted(spans & outs)), None)
-        first = parts[0]
-        if clash is None and first not in GLUED_EXCEPTIONS:
-            clash = next((o for o in outs if " " not in o and first.startswith(o)), None)
-        if clash is None and (found := revocation(normalized)) is not None:
-            clash = found[1]
-        if clash is not None:
-            raise self.fail(key, f'"{word}" would read as the opt-out "{clash}"')
+        for reading in (normalized, *lookalikes(word)):
+            clash = _opt_out_in(reading, outs)
+            if clash is not None:
+                raise self.fail(key, f'"{word}" would read as the opt-out "{clash}"')
+
+
+def _opt_out_in(normalized: str, outs: set[str]) -> str | None:
+    """The opt-out word or phrase a normalized text would be classified by, if any."""
+    parts = normalized.split(" ")
+    spans = {" ".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+    clash = next(iter(sorted(spans & outs)), None)
+    first = parts[0]
+    if clash is None and first not in GLUED_EXCEPTIONS:
+        clash = next((o for o in outs if " " not in o and first.startswith(o)), None)
+    if clash is None and (found := revocation(normalized)) is not None:
+        clash = found[1]
+    return clash
 
 
 def _join(key: str, name: str) -> str:

@@ -70,3 +70,37 @@ def test_normalize_output_shape(text: str) -> None:
 def test_normalize_never_raises_with_surrogates(text: str) -> None:
     """Any str, surrogates and control characters included, normalizes."""
     assert isinstance(normalize(text), str)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("S\u200bTOP", "stop"),  # zero-width space
+        ("ST\u200cO\u200dP", "stop"),  # zero-width non-joiner and joiner
+        ("STO\u2060P", "stop"),  # word joiner
+        ("S\ufeffTOP", "stop"),  # byte-order mark, also called zero-width no-break space
+        ("UN\u00adSUB\u00adSCRIBE", "unsubscribe"),  # soft hyphens
+        ("S\u202eTOP\u202c", "stop"),  # bidi override and pop
+        ("S\u2066TO\u2069P", "stop"),  # bidi isolate
+        ("S\u061cTOP", "stop"),  # Arabic letter mark
+        ("ST\U000e0041OP", "stop"),  # tag character
+        ("S\u3164TOP", "stop"),  # Hangul filler, a Lo letter drawn as nothing
+        ("S\uffa0T\u115fO\u1160P", "stop"),
+    ],
+)
+def test_invisible_characters_are_dropped(text: str, expected: str) -> None:
+    """Format characters (Cf) and Hangul fillers vanish instead of splitting a word."""
+    assert expected == normalize(text)
+
+
+INVISIBLE = st.one_of(st.characters(categories=["Cf"]), st.sampled_from("\u115f\u1160\u3164\uffa0"))
+
+
+@given(st.text(st.characters(exclude_categories=())), st.data())
+def test_inserted_format_characters_change_nothing(text: str, data: st.DataObject) -> None:
+    """A text with invisible characters inserted anywhere normalizes as the text itself."""
+    spots = data.draw(st.lists(st.tuples(st.integers(0, len(text)), INVISIBLE), max_size=4))
+    disguised = text
+    for at, invisible in sorted(spots, reverse=True):
+        disguised = disguised[:at] + invisible + disguised[at:]
+    assert normalize(text) == normalize(disguised)
