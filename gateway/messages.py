@@ -103,3 +103,30 @@ class Outcome:
     def intent(self) -> Intent | None:
         """The classified intent, when this delivery was the one that decided."""
         return None if self.decision is None else self.decision.intent
+
+
+@dataclass(frozen=True, slots=True)
+class SmsPartSet:
+    """Parts of one concatenated SMS as the store hands them over for the pipeline.
+
+    ``seqs``, ``codings`` and ``bodies`` describe the parts handed over (UDH removed, as
+    received), in part order; a part missing from ``seqs`` never came. ``id`` names the set
+    in the store, and with ``len(seqs)`` it makes the inbound event's dedupe key.
+    """
+
+    id: int
+    smsc: str
+    source: str
+    destination: str
+    ref: int
+    total: int
+    seqs: tuple[int, ...]
+    codings: tuple[int, ...]
+    bodies: tuple[bytes, ...]
+    received_at: datetime  # when the newest of these parts arrived
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        """The parts that were not handed over, in order."""
+        present = set(self.seqs)
+        return tuple(n for n in range(1, self.total + 1) if n not in present)
