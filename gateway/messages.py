@@ -51,6 +51,10 @@ class InboundMessage:
     # True when the peer already answered (Twilio Advanced Opt-Out sends its own STOP
     # confirmation; an erasure must not message the person): record, queue no reply.
     suppress_replies: bool = False
+    # True when the text is known to lack some of what the person wrote (a long SMS some of
+    # whose parts never came): what is there is still read, but never as an opt-in (README,
+    # "Decisions worth knowing": an ambiguous text is never an opt-in).
+    partial: bool = False
 
     @classmethod
     def decided(
