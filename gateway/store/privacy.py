@@ -244,6 +244,8 @@ class PrivacyStore:
                 [(channel, d) for d in digests],
             )
             await conn.execute("DELETE FROM undeliverable WHERE address = $1", address)
+            if channel == "sms":  # parts of a long text still waiting for the rest
+                await conn.execute("DELETE FROM sms_part_sets WHERE source = $1", address)
             if cid is not None:
                 await conn.execute(
                     "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid

@@ -279,6 +279,17 @@ async def test_sweep_survives_a_set_it_cannot_read(
     assert not [r for r in caplog.records if "4155550299" in str(r.__dict__)]
 
 
+async def test_erasure_forgets_parts_still_waiting(settings: Settings, smsc: Smsc) -> None:
+    """A person erased (GDPR art. 17) while the first part of their text waits for the
+    second: the part's octets are deleted with the rest of what they said."""
+    async with bound_gateway(settings, smsc, top=PATIENT) as gw:
+        assert 0 == (await _part(smsc, "STOP ", **_udh(14, 2, 1)))["status"]
+        await gw.api.privacy.erase("sms", CONTACT, "test")
+        async with _db(settings.database.schema) as conn:
+            assert (0, 0) == (await conn.fetchval("SELECT count(*) FROM sms_part_sets"),
+                              await conn.fetchval("SELECT count(*) FROM sms_parts"))  # fmt: skip
+
+
 # ---- the gateway as a process, SIGKILLed between parts ---------------------------------------
 
 
