@@ -46,6 +46,7 @@ from gateway.store.guard import CacheGuard
 from gateway.store.instance_lock import InstanceLock, LockLost
 from gateway.store.near import NearCache
 from gateway.store.receipts import ReceiptStore
+from gateway.store.sms_parts import SmsPartStore
 from gateway.store.writer import ConsentWriter
 from gateway.supervisor import Factory, Supervisor, SupervisorSettings
 from keywords.catalog import SenderCatalog, load_catalogs
@@ -189,6 +190,8 @@ class Gateway:
                 smpp_settings,
                 self.pipeline,
                 ReceiptStore(self.pool),
+                SmsPartStore(self.pool),
+                senders=self.catalogs,
                 on_reply_queued=lambda: self.outbox.wake(),
                 on_bound=lambda: self.outbox.channel_ready("sms"),
             )

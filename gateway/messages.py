@@ -51,6 +51,10 @@ class InboundMessage:
     # True when the peer already answered (Twilio Advanced Opt-Out sends its own STOP
     # confirmation; an erasure must not message the person): record, queue no reply.
     suppress_replies: bool = False
+    # True when the text is known to lack some of what the person wrote (a long SMS some of
+    # whose parts never came): what is there is still read, but never as an opt-in (README,
+    # "Decisions worth knowing": an ambiguous text is never an opt-in).
+    partial: bool = False
 
     @classmethod
     def decided(
@@ -103,3 +107,30 @@ class Outcome:
     def intent(self) -> Intent | None:
         """The classified intent, when this delivery was the one that decided."""
         return None if self.decision is None else self.decision.intent
+
+
+@dataclass(frozen=True, slots=True)
+class SmsPartSet:
+    """Parts of one concatenated SMS as the store hands them over for the pipeline.
+
+    ``seqs``, ``codings`` and ``bodies`` describe the parts handed over (UDH removed, as
+    received), in part order; a part missing from ``seqs`` never came. ``id`` names the set
+    in the store, and with ``len(seqs)`` it makes the inbound event's dedupe key.
+    """
+
+    id: int
+    smsc: str
+    source: str
+    destination: str
+    ref: int
+    total: int
+    seqs: tuple[int, ...]
+    codings: tuple[int, ...]
+    bodies: tuple[bytes, ...]
+    received_at: datetime  # when the newest of these parts arrived
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        """The parts that were not handed over, in order."""
+        present = set(self.seqs)
+        return tuple(n for n in range(1, self.total + 1) if n not in present)

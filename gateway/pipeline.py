@@ -21,10 +21,12 @@ from gateway.storable import clean, clean_mapping, storable
 from gateway.store.writer import ConsentWriter, PreparedEvent
 from keywords.catalog import SenderCatalog
 from keywords.classify import classify
+from keywords.model import Intent, IntentKind, MatchKind
 
 log = logging.getLogger(__name__)
 
 _MAX_DEDUPE_KEY = 200
+_OPT_IN_KINDS = frozenset({IntentKind.OPT_IN, IntentKind.JOIN, IntentKind.CONFIRM})
 
 
 class Pipeline:
@@ -63,6 +65,12 @@ class Pipeline:
             )
         address = normalize_address(message.channel, message.contact, self._region)
         intent = message.intent if message.intent is not None else classify(message.text, catalog)
+        if message.partial and intent.kind in _OPT_IN_KINDS:
+            # Part of a text is ambiguous, and an ambiguous text is never an opt-in (README);
+            # flagged so that someone can ask the person what they meant.
+            intent = Intent(
+                IntentKind.UNKNOWN, MatchKind.NONE, language=intent.language, needs_review=True
+            )
         if intent.program is not None and not catalog.has_program(intent.program):
             raise BadInput("the sender has no such program", code="unknown_program")
         return PreparedEvent(message, address, catalog, intent)

@@ -248,6 +248,8 @@ class PrivacyStore:
             )
             await conn.execute("DELETE FROM undeliverable WHERE address = $1", address)
             await email_reports.erase_address(conn, address)
+            if channel == "sms":  # parts of a long text still waiting for the rest
+                await conn.execute("DELETE FROM sms_part_sets WHERE source = $1", address)
             if cid is not None:
                 await conn.execute(
                     "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid

@@ -11,10 +11,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from smsc_sim import Smsc, bound_gateway
+from smsc_sim import Smsc
 
 from gateway.app import Gateway
-from gateway.settings import Settings
 
 FAMILIES = [
     ("STOP", "opt_out_all"),
@@ -93,15 +92,6 @@ async def test_sar_tlvs_and_16_bit_udh_reassemble(
     assert [0] * 5 == await asyncio.gather(*a, *b)
     assert [("opt_out_all", "STOP PLEASE")] == await _intents(db, "+14155550102")
     assert [("opt_in", "START")] == await _intents(db, "+14155550103")
-
-
-async def test_incomplete_text_is_answered_temporary_error(settings: Settings, smsc: Smsc) -> None:
-    """A part whose companions never come is answered ESME_RX_T_APPN after the reassembly
-    timeout, and nothing is recorded: the SMSC will deliver it again."""
-    async with bound_gateway(settings, smsc, top={"reassembly_timeout_seconds": 0.3}) as gw:
-        assert 0x64 == await smsc.mo("STO", source="14155550104", udh_hex=_udh(9, 2, 1))
-        async with gw.pool.acquire() as conn:
-            assert 0 == await conn.fetchval("SELECT count(*) FROM inbound_events")
 
 
 async def test_help_from_a_stranger_changes_nothing_but_is_answered(

@@ -3,7 +3,7 @@
 ```toml
 [smpp]
 default_alphabet = "gsm0338"          # how data_coding 0 is read: gsm0338 | latin1 | ascii
-reassembly_timeout_seconds = 60.0
+reassembly_timeout_seconds = 60.0     # no new part for this long: take a long text as it is
 dedupe_window_seconds = 600.0
 
 [smpp.senders]                         # each sender names the SMSC(s) that carry it
@@ -71,9 +71,12 @@ class SmppSettings:
     """The SMPP edge."""
 
     default_alphabet: str = "gsm0338"
+    # A long text none of whose parts arrived for this long is taken with the parts it has
+    # (gateway/edges/smpp/reassembly.py); after a restart, the sweep's first pass waits as long.
     reassembly_timeout_seconds: float = 60.0
     # Redeliveries carry no SMSC message id (deliver_sm has none in 3.4), so a redelivered
-    # text is recognised by source, destination and body within this window (DESIGN.md 3).
+    # text is recognised by source, destination and body within this window (README,
+    # "Exactly once"); a long text's parts are remembered as long after it was taken.
     dedupe_window_seconds: float = 600.0
     shutdown_timeout_seconds: float = 5.0
     smscs: tuple[SmscSettings, ...] = ()

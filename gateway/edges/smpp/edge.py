@@ -1,10 +1,9 @@
 """The SMPP edge (I/O layer): deliver_sm in, pipeline, deliver_sm_resp; replies by submit_sm.
 
-The adapter does the three things CONVENTIONS.md asks of one: wire format to
-``InboundMessage``; ``Pipeline.handle``; the typed outcome to a command_status, here and
-nowhere else (SMPP 3.4 §5.1.3):
+The adapter does three things: wire format to ``InboundMessage``; ``Pipeline.handle``; the
+typed outcome to a command_status, here and nowhere else (SMPP 3.4 §5.1.3):
 
-- committed or duplicate                -> ESME_ROK (only after the commit: invariant 1)
+- committed or duplicate                -> ESME_ROK (only after the commit, README)
 - ``TemporaryFailure`` (no commit)       -> ESME_RX_T_APPN: the SMSC redelivers later
 - ``UnknownSender`` / ``InvalidAddress`` -> ESME_RINVDSTADR / ESME_RINVSRCADR
 - any other ``BadInput``, binary text    -> ESME_RX_P_APPN: permanent, nothing written
@@ -14,6 +13,10 @@ SMSC, source, destination and body, plus a time bucket of ``dedupe_window_second
 edge also remembers each source's latest key for the window: a copy of the latest text
 reuses it even across a bucket boundary, while the same text sent again after a different
 one (STOP, START, STOP) gets a fresh key and is not mistaken for a redelivery.
+
+Parts of a long text are each committed and acknowledged on their own (``reassembly.py``);
+the text they make is keyed by the store's id of their set and the number of parts handed
+over, the same on every instance and after a restart.
 
 Replies (``SmppSender``) leave by submit_sm through a bound SMSC that carries the sender.
 Delivery is at least once: a crash after submit_sm but before the outbox records the
@@ -29,20 +32,20 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.edges.smpp import codec
 from gateway.edges.smpp.codec import Pdu
 from gateway.edges.smpp.config import SmppSettings
-from gateway.edges.smpp.reassembly import Complete, Reassembler
+from gateway.edges.smpp.reassembly import PartStore, Reassembler, join_parts
 from gateway.edges.smpp.receipts import is_receipt, parse_receipt
 from gateway.edges.smpp.session import Session, SessionError
 from gateway.edges.smpp.text import Concat, UndecodableText, decode_text, encode_reply, split_udh
 from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
 from gateway.logs import mask_address
-from gateway.messages import InboundMessage, Method, Outcome
+from gateway.messages import InboundMessage, Method, Outcome, SmsPartSet
 from gateway.outbox import OutboxRow, SendError
 from keywords.model import Channel
 
@@ -91,28 +94,39 @@ class SmppEdge:
         settings: SmppSettings,
         pipeline: InboundPipeline,
         receipts: ReceiptRecorder,
+        parts: PartStore,
         *,
+        senders: Container[str] | None = None,
         on_reply_queued: Callable[[], None] = lambda: None,
         on_bound: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self._pipeline = pipeline
         self._receipts = receipts
+        # The senders we serve, when known: a part for another is refused before it is stored.
+        self._senders = senders
         self._on_reply_queued = on_reply_queued
         self.sessions: list[Session] = []
         for smsc in settings.smscs:
             roles = ("transceiver",) if smsc.bind == "transceiver" else ("receiver", "transmitter")
             self.sessions.extend(Session(smsc, role, self, on_bound) for role in roles)
-        self._reassembler = Reassembler(settings.reassembly_timeout_seconds)
+        self._reassembler = Reassembler(
+            parts,
+            self._hand_off,
+            timeout=settings.reassembly_timeout_seconds,
+            keep=settings.dedupe_window_seconds,
+        )
         self._latest: OrderedDict[tuple[str, str, str], tuple[str, str, float]] = OrderedDict()
         self._receipt_tries: dict[str, int] = {}
         self.sender = SmppSender(self)
 
     def start(self, spawn: Spawn) -> None:
-        """Start every bind as a supervised loop; the gateway starts even while an SMSC is
-        down. A session's loop returns only after ``close``; anything else restarts it."""
+        """Start every bind and the reassembly sweep as supervised loops; the gateway starts
+        even while an SMSC is down. A session's loop returns only after ``close``; anything
+        else restarts it, as it does the sweep."""
         for session in self.sessions:
             spawn(f"smpp-{session.name}", session.run, returns=True)
+        spawn("smpp-reassembly", self._reassembler.run)
 
     def binds_up(self) -> dict[str, int]:
         """Bound sessions per SMSC (the ``gateway_smpp_binds_up`` gauge)."""
@@ -123,11 +137,11 @@ class SmppEdge:
         return up
 
     async def close(self) -> None:
-        """Answer held parts RX_T_APPN, drain deliver_sm in hand, unbind every session.
+        """Drain deliver_sm in hand, unbind every session.
 
-        Each session's loop then returns on its own; the supervisor stops what is left.
+        Each session's loop then returns on its own; the supervisor stops the sweep and what
+        is left.
         """
-        self._reassembler.close()
         timeout = self.settings.shutdown_timeout_seconds
         await asyncio.gather(*(s.close(timeout) for s in self.sessions))
 
@@ -150,25 +164,26 @@ class SmppEdge:
         source = _source(pdu)
         dest = pdu.cstr("destination_addr")
         if concat is None or concat.total == 1:
-            return await self._commit(session, source, dest, body, coding, 1)
-        held = self._reassembler.add(session.smsc.name, source, dest, concat, body)
-        if not isinstance(held, Complete):
-            return await held
-        status = await self._commit(session, source, dest, b"".join(held.bodies), coding,
-                                    concat.total, ref=concat.ref)  # fmt: skip
-        held.answer(status)
-        return status
+            return await self._commit(session, source, dest, body, coding)
+        try:
+            decode_text(body, coding)  # a binary or broken part is refused before it is kept
+        except UndecodableText:
+            return codec.ESME_RX_P_APPN
+        if self._senders is not None and dest not in self._senders:
+            return codec.ESME_RINVDSTADR
+        return await self._reassembler.add(session.smsc.name, source, dest, concat, coding, body)
 
     async def _commit(
-        self, session: Session, source: str, dest: str, data: bytes, coding: int, parts: int,
-        *, ref: int = -1,
-    ) -> int:  # fmt: skip
+        self, session: Session, source: str, dest: str, data: bytes, coding: int
+    ) -> int:
+        """A text in one deliver_sm: the common case, with no round trip but the pipeline's."""
         try:
             text = decode_text(data, coding, default_alphabet=self.settings.default_alphabet)
         except UndecodableText:
             return codec.ESME_RX_P_APPN
         now = datetime.now(UTC)
-        key = self._dedupe_key(session.smsc.name, source, dest, f"{ref}:{parts}:".encode() + data)
+        # "-1:1:" (no reference, one part) keeps the keys of earlier releases.
+        key = self._dedupe_key(session.smsc.name, source, dest, b"-1:1:" + data)
         message = InboundMessage(
             channel=Channel.SMS,
             sender=dest,
@@ -181,9 +196,44 @@ class SmppEdge:
                 "source": "smpp",
                 "smsc": session.smsc.name,
                 "data_coding": str(coding),
-                "parts": str(parts),
+                "parts": "1",
             },
         )
+        return await self._submit(message)
+
+    async def _hand_off(self, part_set: SmsPartSet) -> int:
+        """The text of a set of parts through the pipeline (the reassembler calls this)."""
+        text = join_parts(part_set, self.settings.default_alphabet)
+        missing = part_set.missing
+        if missing:
+            log.info(
+                "smpp text handed over with parts missing",
+                extra={"smsc": part_set.smsc, "set": part_set.id, "parts": part_set.total,
+                       "missing": len(missing)},
+            )  # fmt: skip
+        message = InboundMessage(
+            channel=Channel.SMS,
+            sender=part_set.destination,
+            contact=part_set.source,
+            text=text,
+            method=Method.SMS_KEYWORD,
+            # The set and how many of its parts: a repeated hand-off (a redelivered part, a
+            # crash before the store heard the answer) finds its event; a later one with
+            # more parts (one that came after the timeout) is a text of its own.
+            dedupe_key=f"smpp:{part_set.smsc}:set:{part_set.id}:{len(part_set.seqs)}",
+            received_at=part_set.received_at,
+            evidence={
+                "source": "smpp",
+                "smsc": part_set.smsc,
+                "data_coding": ",".join(str(c) for c in dict.fromkeys(part_set.codings)),
+                "parts": str(part_set.total),
+                "parts_missing": ",".join(str(n) for n in missing),
+            },
+            partial=bool(missing),
+        )
+        return await self._submit(message)
+
+    async def _submit(self, message: InboundMessage) -> int:
         try:
             outcome = await self._pipeline.handle(message)
         except TemporaryFailure:
@@ -325,6 +375,7 @@ def _sar(pdu: Pdu) -> Concat | None:
     seq = pdu.tlv_int(codec.TAG_SAR_SEGMENT_SEQNUM)
     if ref is None or total is None or seq is None:
         return None
-    if not 1 <= seq <= total:
+    # §5.3.2.22-24: a 2-octet reference, 1-octet counts.
+    if not (1 <= seq <= total <= 0xFF and 0 <= ref <= 0xFFFF):
         raise UndecodableText("SAR segment number out of range")
     return Concat(ref, total, seq)
