@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from gateway.edges.smtp import parse
 from gateway.edges.unsubscribe import Target, UnsubscribeLinks
-from gateway.errors import BadInput, GatewayError, InvalidAddress
+from gateway.errors import BadInput, GatewayError, InvalidAddress, Suppressed
 from gateway.logs import mask_address
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.tokens import TokenError
@@ -161,9 +161,18 @@ class InboundMailHandler:
             found = self._for_recipient(mail, rcpt, verified)
             if found is not None:
                 messages.setdefault((found.sender, found.contact.lower()), found)
+        recorded = 0
         for message in messages.values():
-            await self._handle(message)
-        return "request", len(messages)
+            try:
+                await self._handle(message)
+            except Suppressed:
+                # A mail asking to subscribe an erased address: nothing recorded, and the
+                # answer does not tell whoever wrote it (a From anyone can forge) that the
+                # address was erased. The person's own way back is a form's confirm link.
+                log.info("smtp opt-in refused", extra={"reason": Suppressed.code})
+                continue
+            recorded += 1
+        return "request", recorded
 
     def _for_recipient(
         self, mail: _Mail, rcpt: str, verified: dict[str, Target]
