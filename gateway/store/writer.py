@@ -452,17 +452,18 @@ class ConsentWriter:
             floor = 0
             hashes = suppressed.get(key)
             if hashes is not None:
-                if not msg.from_the_person:
-                    if _refused_when_suppressed(decision, msg):
-                        refused.add(key)
-                        continue
-                elif any(tr.new is ConsentState.OPTED_IN for tr in decision.transitions):
+                if not msg.from_the_person and _refused_when_suppressed(decision, msg):
+                    refused.add(key)
+                    continue
+                # The erased contact's cached states (the same address, with versions above
+                # this newer contact's) must not mask what is recorded now: start above them.
+                floor = int(now.timestamp() * 1000)
+                if msg.from_the_person and any(
+                    tr.new is ConsentState.OPTED_IN for tr in decision.transitions
+                ):
                     # The person's own fresh opt-in: a new record starts here (the erased
                     # contact stays pseudonymised; this one was created after it).
                     lifted = {"suppression_lifted": "yes"}
-                    # The erased contact's cached states (same address, higher versions than
-                    # this new contact's) must not mask the opt-in: start above any of them.
-                    floor = int(now.timestamp() * 1000)
                     lifts.append(_Lift(inbound_id, cid, channel, sender, msg.method.value, hashes))
             evidence = evidence_json(
                 {
