@@ -201,6 +201,7 @@ async def test_start_texted_from_the_number_lifts_the_suppression(
     assert body["ledger_seqs"] == json.loads(audit["detail"])["ledger_seqs"]
     reply = await adb.fetchrow("SELECT kind, recipient FROM outbox WHERE id = $1",
                                body["outbox_ids"][0])  # fmt: skip
+    assert reply is not None
     assert ("opt_in", NUMBER) == (reply["kind"], reply["recipient"])
     assert (True, "opted_in") == await _gate(api, key, _REMINDERS, NUMBER)
     # A new record: another operator capture is no longer refused.
