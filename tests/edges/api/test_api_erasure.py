@@ -27,6 +27,8 @@ from gateway.settings import Settings
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)
 NUMBER = "+14155550123"
+# The same number with its last digits in Arabic-Indic: another spelling of the person.
+SPELLED = "+1415555٠١٢٣"
 NEWS = "news@lists.acme-health.example"
 _REMINDERS = {"sender": "12345", "program": "reminders", "channel": "sms"}
 _NEWSLETTER = {"sender": NEWS, "program": "newsletter", "channel": "email"}
@@ -133,7 +135,7 @@ async def test_capture_by_others_is_refused_for_an_erased_number(
     and writes nothing, whatever the spelling of the number."""
     key = await _erased_number(api)
     before = await _footprint(adb)
-    body = opt_in_body("(415) 555-0123", "again", method=method, program=program)
+    body = opt_in_body(SPELLED, "again", method=method, program=program)
     if evidence is not None:
         body["evidence"] = evidence
     status, err = await call(api, "POST", "/v1/consent", key=key, json=body)
@@ -161,10 +163,11 @@ async def test_a_case_variant_of_an_erased_email_is_refused(
 async def test_the_preference_page_cannot_turn_an_erased_number_on(
     api: Gateway, adb: asyncpg.Connection
 ) -> None:
-    """A preference link issued for the number: "on" shows "Not possible", writes nothing."""
+    """A preference link issued for the number (in any spelling): "on" shows "Not
+    possible", writes nothing."""
     key = await _erased_number(api)
     _, link = await call(api, "POST", "/v1/preferences/links", key=key,
-                         json={"channel": "sms", "contact": NUMBER})  # fmt: skip
+                         json={"channel": "sms", "contact": SPELLED})  # fmt: skip
     path = link["url"].removeprefix(api.api.api_settings.public_base_url)
     before = await _footprint(adb)
     form = {"channel": "sms", "sender": "12345", "program": "reminders", "action": "on",
@@ -285,6 +288,6 @@ async def test_rectify_to_an_erased_number_is_refused(
     key = await _erased_number(api)
     other = "+14155550177"
     await call(api, "POST", "/v1/consent", key=key, json=opt_in_body(other, "o"))
-    body = {"channel": "sms", "contact": other, "new_contact": "+1 415 555 0123"}
+    body = {"channel": "sms", "contact": other, "new_contact": SPELLED}
     status, err = await call(api, "POST", "/v1/privacy/rectify", key=key, json=body)
     assert (422, "suppressed") == (status, err["error"]["code"])
