@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -15,6 +17,7 @@ from gateway.app import WEBHOOK_PURPOSE, Gateway
 from gateway.edges.signing import HEADER, derive_key, sign
 from gateway.settings import Settings
 from gateway.store.db import _migrations
+from gateway.store.suppression import key_id
 from keywords.model import Channel
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)
@@ -153,3 +156,44 @@ async def test_migration_011_folds_email_contacts_and_carries_case_collision_opt
         assert (False, "opted_out") == (answer.allowed, answer.reason.value)
     async with Gateway(settings) as gw:  # a second start carries nothing twice
         assert 1 == await gw.pool.fetchval("SELECT count(*) FROM ledger")
+
+
+async def test_suppression_hashes_from_before_011_are_adopted_and_still_match(
+    settings: Settings, schema: str
+) -> None:
+    """Hashes written before key ids: adopted at start-up as the current secret's key, so
+    the erased number is still refused; an email hashed with its local part as written
+    still matches that spelling (the documented limit: only that spelling)."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in _migrations():
+            if version >= 11:
+                break
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, name)
+        old_key = derive_key(SECRET.encode(), "suppression")
+        for value in ("sms:+14155550123", "email:Carol@example.com"):
+            digest = hmac.new(old_key, value.encode(), hashlib.sha256).digest()
+            await conn.execute(
+                "INSERT INTO suppression (channel, address_hmac, reason)"
+                " VALUES ($1, $2, 'erasure')",
+                value.split(":")[0],
+                digest,
+            )
+    finally:
+        await conn.close()
+
+    async with Gateway(settings) as gw:
+        kids = await gw.pool.fetch("SELECT DISTINCT key_id FROM suppression")
+        assert [key_id(old_key)] == [r["key_id"] for r in kids]
+        api_key = await new_key(gw, "admin")
+        status, err = await call(gw, "POST", "/v1/consent", key=api_key,
+                                 json=opt_in_body("+14155550123", "k"))  # fmt: skip
+        assert (422, "suppressed") == (status, err["error"]["code"])
+        assert gw.suppression.contains("email", "carol@example.com", "Carol@example.com")
+        assert not gw.suppression.contains("email", "carol@example.com", "carol@example.com")
