@@ -618,7 +618,8 @@ class ConsentWriter:
             channel = event.catalog.channel.value
             # For email, the spelling as written is also the form keyed before migration 011.
             digests = [
-                d for _, d in self._suppression.digests(channel, event.address, event.send_to)
+                d
+                for _, d in self._suppression.digests(channel, event.address, event.send_to or None)
             ]
             probes.extend((channel, d, len(forms)) for d in digests)
             forms.append((key, digests))
