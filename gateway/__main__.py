@@ -125,12 +125,13 @@ def _classify(settings: Settings, sender: str, text: str) -> int:
 
 
 def _secret_for_signing(settings: Settings) -> bytes:
+    """The current secret; the development key file is read, never created, here."""
     if not settings.secret_key_is_ephemeral:
         return settings.secret_key
-    dev = Path("var/secret_key")
-    if dev.exists():
-        return dev.read_bytes()
-    raise ConfigError("set GATEWAY_SECRET_KEY (or start `gateway serve` once for a dev key)")
+    raise ConfigError(
+        f"no development key in {settings.dev_secret_file}: set GATEWAY_SECRET_KEY"
+        " (or start `gateway serve` once to write one)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,7 +45,8 @@ from gateway.storable import all_storable
 from gateway.store.api_store import ApiStore, ChangeFeed
 from gateway.store.cache import ConsentCache
 from gateway.store.guard import CacheGuard
-from gateway.store.privacy import PrivacyStore, Suppression
+from gateway.store.privacy import PrivacyStore
+from gateway.store.suppression import Suppression
 from gateway.tokens import TokenCodec, TokenKeys
 from keywords.audit import audit
 from keywords.catalog import SenderCatalog, load_sender
@@ -170,6 +171,35 @@ class CatalogAdmin:
         return await self._store.audit_log(limit)
 
 
+_SUPPRESSION_PURPOSE = "suppression"
+
+
+def build_suppression(settings: Settings) -> Suppression:
+    """The suppression list's keys: ``GATEWAY_SUPPRESSION_KEYS`` (``name:secret,...``, long
+    lived, independent of the gateway secret) and the keys derived from the current and
+    previous gateway secrets; every one is checked and every new entry is stored under all
+    of them (gateway/store/suppression.py, README "Keys and rotation")."""
+    own: list[bytes] = []
+    names: set[str] = set()
+    for item in settings.env.get("GATEWAY_SUPPRESSION_KEYS", "").split(","):
+        if not item.strip():
+            continue
+        name, sep, secret = item.strip().partition(":")
+        if not sep or not name or name in names:
+            raise ConfigError("GATEWAY_SUPPRESSION_KEYS: expected name:secret[,name:secret...]")
+        if len(secret.encode()) < 32:
+            raise ConfigError(f"GATEWAY_SUPPRESSION_KEYS: key {name}: at least 32 bytes")
+        names.add(name)
+        own.append(derive_key(secret.encode(), _SUPPRESSION_PURPOSE))
+    current = derive_key(settings.secret_key, _SUPPRESSION_PURPOSE)
+    previous = [derive_key(s, _SUPPRESSION_PURPOSE) for s in settings.previous_secret_keys]
+    return Suppression(
+        [*own, current, *previous],
+        adopt=current,
+        notify_channel=f"{settings.database.schema}_api",
+    )
+
+
 class ApiEdge:
     """The HTTP API's parts for one gateway instance."""
 
@@ -181,6 +211,7 @@ class ApiEdge:
         cache: ConsentCache,
         guard: CacheGuard,
         gate: SendGate,
+        suppression: Suppression | None = None,
     ) -> None:
         self.settings = settings
         self.api_settings, self.twilio = parse_api(settings)
@@ -188,14 +219,14 @@ class ApiEdge:
         self.pool = pool
         self.catalogs = catalogs
         self.store = ApiStore(pool, channel=self.channel)
-        self.suppression = Suppression(derive_key(settings.secret_key, "suppression"))
+        self.suppression = suppression or build_suppression(settings)
         self.privacy = PrivacyStore(
             pool, cache, guard, self.suppression, notify_channel=self.channel
         )
         self.admin = CatalogAdmin(self.store, catalogs)
         gate.suppressed = self.suppression.contains
         self.tokens = TokenCodec(
-            TokenKeys.from_env(settings.env, settings.secret_key),
+            TokenKeys.from_env(settings.env, settings.secret_key, settings.previous_secret_keys),
             default_ttl_seconds=self.api_settings.preference_link_ttl_days * 86_400,
         )
         self._wake: Callable[[], None] = lambda: None

@@ -27,15 +27,17 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.api_edge import ApiEdge
+from gateway.api_edge import ApiEdge, build_suppression
 from gateway.edges.http import inbound, ops
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
 from gateway.edges.smpp.edge import SmppEdge
 from gateway.email_edge import EmailEdge
+from gateway.errors import ConfigError
 from gateway.gate import SendGate
 from gateway.health import Readiness
+from gateway.merge import carry_case_collision_opt_outs
 from gateway.metrics import Metrics
 from gateway.outbox import OutboundSender, OutboxWorker
 from gateway.pipeline import Pipeline
@@ -120,6 +122,9 @@ class Gateway:
                 self.supervisor.give_up(str(exc))
 
         self._spawn("instance-lock", hold_lock, returns=True)
+        # Before anything is written: refuses to start if erased people could not be matched.
+        self.suppression = build_suppression(s)
+        await self.suppression.prepare(self.pool)
 
         cache: ConsentCache
         if s.redis_url is not None:
@@ -160,7 +165,12 @@ class Gateway:
         self._spawn("cache-guard", self.guard.run, on_down=self.guard.distrust)
 
         self.writer = ConsentWriter(
-            self.pool, cache, self.guard, self.metrics, max_batch=s.pipeline.max_batch
+            self.pool,
+            cache,
+            self.guard,
+            self.metrics,
+            max_batch=s.pipeline.max_batch,
+            suppression=self.suppression,
         )
         # The writer restarts nothing itself: a writer task that ended is a bug, and the
         # process ends (non-zero) rather than take events it cannot commit.
@@ -173,6 +183,8 @@ class Gateway:
             default_region=s.pipeline.default_region,
             max_text_chars=s.pipeline.max_text_chars,
         )
+        # Migration 011's case collisions: their opt-outs reach the key before any send.
+        await carry_case_collision_opt_outs(self.pool, self.pipeline, self.catalogs)
         self.gate = SendGate(
             self.pool,
             cache,
@@ -196,7 +208,9 @@ class Gateway:
                 on_bound=lambda: self.outbox.channel_ready("sms"),
             )
             self._senders.setdefault("sms", self.smpp.sender)
-        self.api = ApiEdge(s, self.catalogs, self.pool, cache, self.guard, self.gate)
+        self.api = ApiEdge(
+            s, self.catalogs, self.pool, cache, self.guard, self.gate, self.suppression
+        )
         self._senders.update(await self.api.senders(self._stack, self._senders))
         self.outbox = OutboxWorker(self.pool, self._senders, s.outbox, self.metrics)
         self._spawn("outbox", self.outbox.run)
@@ -263,6 +277,9 @@ class Gateway:
             pool=self.pool,
             metrics=self.metrics,
             webhook_key=derive_key(s.secret_key, WEBHOOK_PURPOSE),
+            webhook_previous_keys=tuple(
+                derive_key(old, WEBHOOK_PURPOSE) for old in s.previous_secret_keys
+            ),
             max_body_bytes=s.http.max_body_bytes,
             signature_tolerance=s.http.signature_tolerance_seconds,
         )
@@ -281,16 +298,28 @@ class Gateway:
 
 
 def write_dev_secret(settings: Settings) -> None:
-    """Keep an ephemeral secret where a local operator can sign test requests (dev only)."""
-    if not settings.secret_key_is_ephemeral:
+    """Write the development key once, where a local operator can sign test requests.
+
+    Only ``serve`` calls this, and only after the gateway started: a start that failed
+    writes nothing. The file is created exclusively (``O_EXCL``, mode 0600) and never
+    overwritten: every link, signature and suppression hash depends on this key.
+    """
+    path = settings.dev_secret_file
+    if not settings.secret_key_is_ephemeral or path is None:
         return
-    path = Path("var/secret_key")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        # Written by another process since our start: this one runs with another key.
+        raise ConfigError(
+            f"{path}: a development key appeared while starting; start again to use it"
+        ) from exc
     with os.fdopen(fd, "wb") as out:
         out.write(settings.secret_key)
     log.warning(
-        "GATEWAY_SECRET_KEY unset: using a random development key written to var/secret_key"
+        "GATEWAY_SECRET_KEY unset: using a random development key, written once",
+        extra={"path": str(path)},
     )
 
 
@@ -318,9 +347,9 @@ async def serve(settings: Settings, *, supervision: SupervisorSettings | None = 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    write_dev_secret(settings)
     tune_runtime()
     async with Gateway(settings, supervision=supervision) as gateway:
+        write_dev_secret(settings)
         log.info(
             "gateway ready",
             extra={"senders": sorted(gateway.catalogs), "port": gateway.http_port},

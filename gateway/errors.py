@@ -45,6 +45,12 @@ class InvalidAddress(BadInput):
     code = "invalid_address"
 
 
+class Suppressed(BadInput):
+    """Consent captured by someone other than the person for an erased (suppressed) address."""
+
+    code = "suppressed"
+
+
 class TemporaryFailure(GatewayError):
     """Nothing was committed; the peer must retry (ack after commit, DESIGN.md invariant 1)."""
 

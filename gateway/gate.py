@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from gateway.addresses import E164_RE, normalize_address
+from gateway.addresses import E164_RE, legacy_email_key, normalize_address
 from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
 from gateway.metrics import Metrics
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
@@ -85,8 +85,9 @@ class SendGate:
         self._catalogs = catalogs
         self._metrics = metrics
         self._region = default_region
-        # (channel, address) -> erased? Set by the composition root (gateway/store/privacy.py).
-        self.suppressed: Callable[[str, str], bool] | None = None
+        # (channel, key, legacy spelling) -> erased? Set by the composition root
+        # (gateway/store/suppression.py).
+        self.suppressed: Callable[[str, str, str | None], bool] | None = None
 
     def _scope(self, sender: str, program: str, channel: Channel) -> SenderCatalog:
         catalog = self._catalogs.get(sender)
@@ -135,9 +136,10 @@ class SendGate:
         position = 0
         memo = self._answers
         suppressed, channel_value = self.suppressed, channel.value
+        email = channel is Channel.EMAIL
         if len(memo) > _MEMO_LIMIT:
             memo.clear()
-        for address in normalized:
+        for raw, address in zip(addresses, normalized, strict=True):
             if address is None:
                 answers.append(_INVALID)
                 continue
@@ -155,7 +157,12 @@ class SendGate:
                 answer = pair[1]
                 hits += 1
                 allowed_hits += answer.allowed
-            if answer.allowed and suppressed and suppressed(channel_value, address):
+            if (
+                answer.allowed
+                and suppressed
+                # Email: also the spelling as given, as hashes made before migration 011 were.
+                and suppressed(channel_value, address, legacy_email_key(raw) if email else None)
+            ):
                 answer = _SUPPRESSED
             answers.append(answer)
         gate = self._metrics.gate_checks

@@ -55,6 +55,16 @@ class InboundMessage:
     # whose parts never came): what is there is still read, but never as an opt-in (README,
     # "Decisions worth knowing": an ambiguous text is never an opt-in).
     partial: bool = False
+    # True when the person at ``contact`` acted from that address themselves: a click on a
+    # confirm link that was mailed there. (An SMS keyword always is: it came from the number.)
+    by_subject: bool = False
+
+    @property
+    def from_the_person(self) -> bool:
+        """The person's own act from the address: the only consent that lifts an erasure's
+        suppression (README "Data-subject rights"). Forms, operators, the API, the
+        preference page and mail (whose From anyone can forge) are others' captures."""
+        return self.by_subject or self.method is Method.SMS_KEYWORD
 
     @classmethod
     def decided(
@@ -69,6 +79,7 @@ class InboundMessage:
         program: str | None = None,
         evidence: Mapping[str, str] | None = None,
         suppress_replies: bool = False,
+        by_subject: bool = False,
     ) -> InboundMessage:
         """A message whose intent the edge already knows (a form, a click, an operator):
         there is no text to classify, and the intent is recorded as an exact match."""
@@ -83,6 +94,7 @@ class InboundMessage:
             evidence=evidence or {},
             intent=Intent(kind, MatchKind.EXACT, program=program),
             suppress_replies=suppress_replies,
+            by_subject=by_subject,
         )
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-from gateway.addresses import normalize_address
+from gateway.addresses import key_and_send_address
 from gateway.errors import BadInput, GatewayError, UnknownSender
 from gateway.logs import mask_address
 from gateway.messages import InboundMessage, Outcome
@@ -63,7 +63,8 @@ class Pipeline:
             raise BadInput(
                 "message id holds characters that cannot be stored", code="bad_message_id"
             )
-        address = normalize_address(message.channel, message.contact, self._region)
+        # The key names the contact row; replies go to the address as the person wrote it.
+        address, send_to = key_and_send_address(message.channel, message.contact, self._region)
         intent = message.intent if message.intent is not None else classify(message.text, catalog)
         if message.partial and intent.kind in _OPT_IN_KINDS:
             # Part of a text is ambiguous, and an ambiguous text is never an opt-in (README);
@@ -73,7 +74,7 @@ class Pipeline:
             )
         if intent.program is not None and not catalog.has_program(intent.program):
             raise BadInput("the sender has no such program", code="unknown_program")
-        return PreparedEvent(message, address, catalog, intent)
+        return PreparedEvent(message, address, catalog, intent, send_to)
 
     async def handle(self, message: InboundMessage) -> Outcome:
         """Record ``message``; return only after the commit (DESIGN.md invariant 1)."""

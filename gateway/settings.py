@@ -1,8 +1,12 @@
 """Settings (I/O layer): config/gateway.toml and the environment, parsed once into frozen values.
 
-Secrets and DSNs never live in files: ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL`` and
-``GATEWAY_SECRET_KEY`` come from the environment only. Unknown keys in the TOML file are an
-error naming the key, so a typo never silently falls back to a default.
+Secrets and DSNs never live in files: ``GATEWAY_DATABASE_URL``, ``GATEWAY_REDIS_URL``,
+``GATEWAY_SECRET_KEY`` and ``GATEWAY_PREVIOUS_SECRET_KEYS`` come from the environment only.
+The one exception is the development key: without ``GATEWAY_SECRET_KEY`` (and without
+Redis) the key is read from ``[gateway] dev_secret_file``; ``gateway serve`` writes it once
+if it does not exist, after a successful start, and never overwrites it (README "Keys and
+rotation"). Unknown keys in the TOML file are an error naming the key, so a typo never
+silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -111,7 +115,12 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     secret_key: bytes = b""
+    # True: no GATEWAY_SECRET_KEY and no development key file yet; ``serve`` writes
+    # ``secret_key`` to ``dev_secret_file`` once it has started.
     secret_key_is_ephemeral: bool = False
+    dev_secret_file: Path | None = None  # None: GATEWAY_SECRET_KEY is set
+    # GATEWAY_PREVIOUS_SECRET_KEYS: older secrets whose signatures and tokens still verify.
+    previous_secret_keys: tuple[bytes, ...] = ()
     # Raw TOML tables of the protocol edges ([smpp], [smtp], [email], [api], ...): each edge
     # parses and validates its own table with ``section()`` at start-up.
     edges: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -150,11 +159,6 @@ def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
     return cls(**values)
 
 
-def _from_config(config: Path, value: str) -> Path:
-    """``value`` as a path: absolute as written, else relative to the config file's folder."""
-    return (config.parent / Path(value).expanduser()).resolve()
-
-
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     """Read ``path`` and the environment into ``Settings``; raise ``ConfigError`` naming the key."""
     env = os.environ if env is None else env
@@ -175,19 +179,23 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(top, Mapping):
         raise ConfigError(f"{path}: [gateway] must be a table")
     for key in top:
-        if key != "senders_dir":
+        if key not in ("senders_dir", "dev_secret_file"):
             raise ConfigError(f"{path}: gateway.{key}: unknown key")
     senders = top.get("senders_dir", "senders")
     if not isinstance(senders, str):
         raise ConfigError(f"{path}: gateway.senders_dir: expected a path")
+    dev_file = top.get("dev_secret_file", "var/secret_key")
+    if not isinstance(dev_file, str) or not dev_file:
+        raise ConfigError(f"{path}: gateway.dev_secret_file: expected a path")
     database = section(DatabaseSettings, raw.get("database"), "database", path)
     if not _SCHEMA_RE.match(database.schema):
         raise ConfigError(f"{path}: database.schema: not a plain lowercase identifier")
-    embedded = _from_config(path, database.embedded_data_dir)
+    embedded = _relative_to(path, database.embedded_data_dir)
     database = replace(database, embedded_data_dir=str(embedded))
 
     secret_text = env.get("GATEWAY_SECRET_KEY", "")
     redis_url = env.get("GATEWAY_REDIS_URL") or None
+    dev_path: Path | None = None
     if secret_text:
         secret = secret_text.encode()
         if len(secret) < _MIN_SECRET_BYTES:
@@ -198,7 +206,11 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         # signatures, so a per-process random key would be wrong there.
         raise ConfigError("GATEWAY_SECRET_KEY is required when GATEWAY_REDIS_URL is set")
     else:
-        secret, ephemeral = secrets.token_urlsafe(48).encode(), True
+        dev_path = _relative_to(path, dev_file)
+        read = read_dev_secret(dev_path)
+        ephemeral = read is None
+        secret = secrets.token_urlsafe(48).encode() if read is None else read
+    previous = _previous_secrets(env.get("GATEWAY_PREVIOUS_SECRET_KEYS", ""))
 
     return Settings(
         config_path=path,
@@ -213,6 +225,56 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         secret_key=secret,
         secret_key_is_ephemeral=ephemeral,
+        dev_secret_file=dev_path,
+        previous_secret_keys=tuple(p for p in previous if p != secret),
         edges={name: raw[name] for name in EDGE_SECTIONS if name in raw},
         env={k: v for k, v in env.items() if k.startswith("GATEWAY_")},
     )
+
+
+def _relative_to(config: Path, value: str) -> Path:
+    """``value`` as an absolute path; a relative one is taken from the config file's
+    directory, never the current one, as written (``..`` is not resolved through a symbolic
+    link, so a symlinked config folder finds the files beside the link)."""
+    given = Path(value).expanduser()
+    return given if given.is_absolute() else Path(os.path.abspath(config.parent / given))
+
+
+def read_dev_secret(path: Path) -> bytes | None:
+    """The development key in ``path``; None if there is none yet.
+
+    A file that exists but cannot be read, or holds fewer than 32 bytes, is a ConfigError:
+    starting with another key would turn every issued link into 403, every signed request
+    into 401, and stop the suppression list from matching.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: the development key cannot be read ({exc.strerror}); fix its permissions"
+            " or set GATEWAY_SECRET_KEY"
+        ) from exc
+    key = data.strip()
+    if len(key) < _MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{path}: the development key holds {len(key)} bytes, at least {_MIN_SECRET_BYTES}"
+            " are required; restore it, or set GATEWAY_SECRET_KEY"
+        )
+    return key
+
+
+def _previous_secrets(raw: str) -> list[bytes]:
+    """GATEWAY_PREVIOUS_SECRET_KEYS: comma-separated older secrets, newest first."""
+    found = []
+    for item in raw.split(","):
+        value = item.strip().encode()
+        if not value:
+            continue
+        if len(value) < _MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"GATEWAY_PREVIOUS_SECRET_KEYS: each secret needs {_MIN_SECRET_BYTES} bytes"
+            )
+        found.append(value)
+    return found

@@ -5,7 +5,8 @@ A token is ``<kid>.<base64url(tag || ciphertext)>``:
 - ``kid`` names the key that made it. Keys come from ``GATEWAY_TOKEN_KEYS`` as
   ``kid:secret,kid:secret`` (the first signs, every listed one verifies, so a rotation keeps
   old links working; removing a kid revokes every token it made). Without that variable one
-  key ``k0`` is derived from ``GATEWAY_SECRET_KEY``.
+  key ``k0`` is derived from ``GATEWAY_SECRET_KEY``; keys ``k0`` derived from each of
+  ``GATEWAY_PREVIOUS_SECRET_KEYS`` still verify, so rotating the secret keeps issued links.
 - ``tag`` is HMAC-SHA256 over the purpose, the kid, the expiry and the payload, truncated to
   96 bits, and compared with ``hmac.compare_digest`` (constant time).
 - The expiry and payload are encrypted with an HMAC-SHA256 keystream keyed by a second key
@@ -26,8 +27,8 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from gateway.edges.signing import derive_key
 from gateway.errors import BadInput, ConfigError
@@ -70,13 +71,21 @@ class TokenKeys:
 
     current: str
     keys: Mapping[str, bytes]
+    # Older secrets a kid had (the derived k0 of previous gateway secrets): verify only.
+    older: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], secret_key: bytes) -> TokenKeys:
-        """Parse ``GATEWAY_TOKEN_KEYS``; fall back to a key derived from the gateway secret."""
+    def from_env(
+        cls, env: Mapping[str, str], secret_key: bytes, previous: Sequence[bytes] = ()
+    ) -> TokenKeys:
+        """Parse ``GATEWAY_TOKEN_KEYS``; fall back to a key derived from the gateway secret
+        (and, verifying only, from each previous secret)."""
         raw = env.get("GATEWAY_TOKEN_KEYS", "").strip()
         if not raw:
-            return cls(DEFAULT_KID, {DEFAULT_KID: derive_key(secret_key, "tokens")})
+            older = tuple(derive_key(old, "tokens") for old in previous)
+            return cls(
+                DEFAULT_KID, {DEFAULT_KID: derive_key(secret_key, "tokens")}, {DEFAULT_KID: older}
+            )
         keys: dict[str, bytes] = {}
         for item in raw.split(","):
             kid, sep, secret = item.strip().partition(":")
@@ -110,6 +119,7 @@ class TokenCodec:
         self._keys = keys
         self._ttl = default_ttl_seconds
         self._derived: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._older: dict[tuple[str, str], tuple[tuple[bytes, bytes], ...]] = {}
 
     @property
     def current_kid(self) -> str:
@@ -126,6 +136,16 @@ class TokenCodec:
             )
             self._derived[(kid, purpose)] = pair
         return pair
+
+    def _older_pairs(self, kid: str, purpose: str) -> tuple[tuple[bytes, bytes], ...]:
+        pairs = self._older.get((kid, purpose))
+        if pairs is None:
+            pairs = tuple(
+                (derive_key(s, f"token-mac/{purpose}"), derive_key(s, f"token-enc/{purpose}"))
+                for s in self._keys.older.get(kid, ())
+            )
+            self._older[(kid, purpose)] = pairs
+        return pairs
 
     @staticmethod
     def _tag(mac_key: bytes, purpose: str, kid: str, plain: bytes) -> bytes:
@@ -180,10 +200,12 @@ class TokenCodec:
             raise MalformedToken("token too short")
         if kid not in self._keys.keys:
             raise ForgedToken("token signed with an unknown or revoked key")
-        mac_key, enc_key = self._pair(kid, purpose)
         tag = raw[:_TAG_BYTES]
-        plain = self._xor(enc_key, tag, raw[_TAG_BYTES:])
-        if not hmac.compare_digest(tag, self._tag(mac_key, purpose, kid, plain)):
+        for mac_key, enc_key in (self._pair(kid, purpose), *self._older_pairs(kid, purpose)):
+            plain = self._xor(enc_key, tag, raw[_TAG_BYTES:])
+            if hmac.compare_digest(tag, self._tag(mac_key, purpose, kid, plain)):
+                break
+        else:
             raise ForgedToken("token signature does not match")
         expires = int.from_bytes(plain[:_EXPIRY_BYTES], "big") * 60
         if (time.time() if now is None else now) >= expires:

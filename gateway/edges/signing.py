@@ -4,6 +4,9 @@ The header is ``X-Gateway-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` whe
 is over ``b"<t>." + body`` with a key derived from ``GATEWAY_SECRET_KEY`` for this one
 purpose. The timestamp bounds replay to the configured tolerance, and the comparison runs in
 constant time (``hmac.compare_digest``). ``gateway sign`` prints a header for a body.
+
+During a rotation the keys derived from ``GATEWAY_PREVIOUS_SECRET_KEYS`` verify too, so a
+peer still signing with the old secret is not refused (README "Keys and rotation").
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 HEADER = "X-Gateway-Signature"
 
@@ -31,8 +35,11 @@ def sign(key: bytes, body: bytes, timestamp: int | None = None) -> str:
     return f"t={ts},v1={mac}"
 
 
-def verify(key: bytes, header: str | None, body: bytes, *, tolerance: int, now: float) -> None:
-    """Raise ``SignatureError`` unless ``header`` signs ``body`` within ``tolerance`` seconds."""
+def verify(
+    keys: bytes | Sequence[bytes], header: str | None, body: bytes, *, tolerance: int, now: float
+) -> None:
+    """Raise ``SignatureError`` unless ``header`` signs ``body`` within ``tolerance`` seconds
+    with one of ``keys`` (the current key first)."""
     if not header:
         raise SignatureError(f"missing {HEADER} header")
     parts: dict[str, str] = {}
@@ -46,6 +53,9 @@ def verify(key: bytes, header: str | None, body: bytes, *, tolerance: int, now: 
         raise SignatureError("malformed signature header")
     if abs(now - int(stamp)) > tolerance:
         raise SignatureError("signature timestamp outside the allowed window")
-    expected = hmac.new(key, f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), given.encode()):
-        raise SignatureError("signature does not match")
+    signed = f"{stamp}.".encode() + body
+    for key in (keys,) if isinstance(keys, bytes) else keys:
+        expected = hmac.new(key, signed, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected.encode(), given.encode()):
+            return
+    raise SignatureError("signature does not match")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from gateway.addresses import normalize_email
+from gateway.addresses import parse_email
 from gateway.errors import ConfigError, UnknownSender
 from gateway.settings import Settings, section
 from gateway.tokens import MalformedToken, TokenCodec, TokenError, TokenKeys
@@ -166,7 +166,7 @@ class UnsubscribeLinks:
         """Build from the gateway settings (keys from the environment)."""
         parsed = email_settings(settings)
         codec = TokenCodec(
-            TokenKeys.from_env(settings.env, settings.secret_key),
+            TokenKeys.from_env(settings.env, settings.secret_key, settings.previous_secret_keys),
             default_ttl_seconds=parsed.token_ttl_days * 86_400,
         )
         return cls(codec, parsed, catalogs)
@@ -187,7 +187,7 @@ class UnsubscribeLinks:
             self._digest(target.list_id)
             + bytes([len(program)])
             + program
-            + normalize_email(target.address).encode()
+            + parse_email(target.address).send.encode()  # as issued; the key is derived
         )
         return self.codec.issue(payload, PURPOSE)
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.errors import TemporaryFailure
+from gateway.addresses import normalize_email
+from gateway.errors import InvalidAddress, TemporaryFailure
 
 if TYPE_CHECKING:
     from gateway.store.db import Connection
@@ -76,7 +77,14 @@ class EmailMarks:
     async def mark_undeliverable(
         self, address: str, list_id: str | None, status: str, diagnostic: str, dsn_key: str
     ) -> None:
-        """Record a permanent failure; the same DSN delivered twice counts once."""
+        """Record a permanent failure; the same DSN delivered twice counts once.
+
+        Keyed as contacts are (gateway/addresses.py), so export and erasure find it.
+        """
+        try:
+            address = normalize_email(address)
+        except InvalidAddress:
+            address = address.strip().lower()  # still recorded: a DSN may name odd addresses
         async with self._conn() as conn:
             await conn.execute(
                 "INSERT INTO undeliverable (address, list_id, status, diagnostic, dsn_key)"

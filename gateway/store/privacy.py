@@ -10,8 +10,6 @@ error when the cache cannot be told, so a stale entry can never allow a send.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,38 +22,13 @@ from gateway.store import email_reports
 from gateway.store.api_store import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
+from gateway.store.suppression import Suppression, add_entry
 from keywords.model import ConsentState
 
 if TYPE_CHECKING:
     from gateway.store.db import Connection
 
 _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-class Suppression:
-    """Keyed hashes of erased addresses, held in memory for the gate and reloaded on NOTIFY."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-        self._hashes: frozenset[bytes] = frozenset()
-
-    def digest(self, channel: str, address: str) -> bytes:
-        """HMAC-SHA256 of a normalized address: the list never holds the address itself."""
-        return hmac.new(self._key, f"{channel}:{address}".encode(), hashlib.sha256).digest()
-
-    def contains(self, channel: str, address: str) -> bool:
-        """True if ``address`` was erased (the gate's check; no I/O)."""
-        return bool(self._hashes) and self.digest(channel, address) in self._hashes
-
-    async def load(self, pool: asyncpg.Pool) -> None:
-        """Replace the in-memory set with the table's contents."""
-        async with pool.acquire() as conn:
-            rows = await conn.fetch("SELECT address_hmac FROM suppression")
-        self._hashes = frozenset(bytes(r["address_hmac"]) for r in rows)
-
-    def add(self, digest: bytes) -> None:
-        """Remember one more hash at once (this instance's own erasure)."""
-        self._hashes = self._hashes | {digest}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -117,13 +90,16 @@ class PrivacyStore:
             raise TemporaryFailure("consent store unavailable") from exc
         return {(r["sender"], r["program"]): r["state"] for r in rows}
 
-    async def is_suppressed(self, channel: str, address: str) -> bool:
-        """The table's answer (capture asks this; the gate uses the in-memory copy)."""
+    async def is_suppressed(self, channel: str, address: str, legacy: str | None = None) -> bool:
+        """The table's answer under every key held (rectify asks this; the gate uses the
+        in-memory copy, and capture is checked by the writer)."""
+        digests = [d for _, d in self.suppression.digests(channel, address, legacy)]
         async with self._pool.acquire() as conn:
             found = await conn.fetchval(
-                "SELECT 1 FROM suppression WHERE channel = $1 AND address_hmac = $2",
+                "SELECT 1 FROM suppression WHERE channel = $1 AND address_hmac = ANY($2::bytea[])"
+                " LIMIT 1",
                 channel,
-                self.suppression.digest(channel, address),
+                digests,
             )
         return found is not None
 
@@ -235,22 +211,40 @@ class PrivacyStore:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             cid = await self._contact(conn, channel, address, "UPDATE")
-            digests = [self.suppression.digest(channel, address)]
-            if cid is not None:
+            # Email contacts that differed from this one only by case (migration 011) are
+            # the same person: erased with it.
+            ids = [cid] if cid is not None else []
+            if channel == "email":
+                ids += [
+                    r["contact_id"]
+                    for r in await conn.fetch(
+                        "SELECT a.contact_id FROM contact_addresses a JOIN contacts c"
+                        " ON c.id = a.contact_id WHERE c.channel = 'email'"
+                        " AND c.address LIKE 'case-collision:%' AND lower(a.address) = $1"
+                        " ORDER BY 1 FOR UPDATE OF c",
+                        address,
+                    )
+                    if r["contact_id"] not in ids
+                ]
+            spellings = {address}
+            if ids:
                 previous = await conn.fetch(
-                    "SELECT address FROM contact_addresses WHERE contact_id = $1", cid
+                    "SELECT address FROM contact_addresses WHERE contact_id = ANY($1::bigint[])",
+                    ids,
                 )
-                digests += [self.suppression.digest(channel, r["address"]) for r in previous]
-            await conn.executemany(
-                "INSERT INTO suppression (channel, address_hmac, reason) VALUES ($1, $2, 'erasure')"
-                " ON CONFLICT DO NOTHING",
-                [(channel, d) for d in digests],
-            )
+                # Keyed as contacts are now (an old spelling's case folded, migration 011).
+                fold = str.lower if channel == "email" else str
+                spellings |= {fold(r["address"]) for r in previous}
+            added: list[bytes] = []
+            for spelling in sorted(spellings):
+                digests = self.suppression.digests(channel, spelling)
+                await add_entry(conn, channel, digests, "erasure")
+                added.extend(d for _, d in digests)
             await conn.execute("DELETE FROM undeliverable WHERE address = $1", address)
             await email_reports.erase_address(conn, address)
             if channel == "sms":  # parts of a long text still waiting for the rest
                 await conn.execute("DELETE FROM sms_part_sets WHERE source = $1", address)
-            if cid is not None:
+            for cid in ids:
                 await conn.execute(
                     "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid
                 )
@@ -270,24 +264,34 @@ class PrivacyStore:
                     " ELSE status END WHERE contact_id = $1",
                     cid,
                 )
-            target = f"contact:{cid}" if cid is not None else "unknown-contact"
-            await write_audit(conn, actor, "privacy.erase", target, {"channel": channel})
+            target = f"contact:{ids[0]}" if ids else "unknown-contact"
+            detail: dict[str, Any] = {"channel": channel}
+            if len(ids) > 1:
+                detail["case_collisions"] = [f"contact:{i}" for i in ids[1:]]
+            await write_audit(conn, actor, "privacy.erase", target, detail)
             await conn.execute("SELECT pg_notify($1, 'suppression')", self._channel)
-        for digest in digests:
-            self.suppression.add(digest)
-        return cid
+        self.suppression.add(added)
+        return ids[0] if ids else None
 
     async def queue_send(
-        self, channel: str, sender: str, program: str, address: str, body: str
+        self,
+        channel: str,
+        sender: str,
+        program: str,
+        address: str,
+        body: str,
+        *,
+        recipient: str | None = None,
     ) -> int | str:
         """Queue a message if, under the contact's lock, its consent is ``opted_in``.
 
-        Returns the outbox id, or the refusal reason (a ``GateReason`` value).
+        ``address`` is the contact key, ``recipient`` the address to send to (the key when
+        None). Returns the outbox id, or the refusal reason (a ``GateReason`` value).
 
         The contact row is locked ``FOR SHARE``: an opt-out for this person waits for this
         transaction and then cancels the queued row (writer.py), so no send follows an opt-out.
         """
-        if self.suppression.contains(channel, address):
+        if self.suppression.contains(channel, address, recipient):
             return "suppressed"
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -311,7 +315,7 @@ class PrivacyStore:
                     sender,
                     program,
                     cid,
-                    address,
+                    recipient or address,
                     body,
                 )
         except _DB_ERRORS as exc:
@@ -319,7 +323,14 @@ class PrivacyStore:
         return outbox_id
 
     async def queue_notice(
-        self, channel: str, sender: str, program: str, address: str, body: str
+        self,
+        channel: str,
+        sender: str,
+        program: str,
+        address: str,
+        body: str,
+        *,
+        recipient: str | None = None,
     ) -> int | None:
         """Queue a double opt-in link mail (kind ``pending``: an opt-out cancels it).
 
@@ -334,7 +345,7 @@ class PrivacyStore:
                     "WITH c AS (SELECT id FROM contacts WHERE channel = $1 AND address = $4"
                     " FOR SHARE)"
                     " INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
-                    " language, body) SELECT $1, $2, $3, c.id, $4, 'pending', '', $5 FROM c"
+                    " language, body) SELECT $1, $2, $3, c.id, $6, 'pending', '', $5 FROM c"
                     " JOIN consent s ON s.contact_id = c.id AND s.sender = $2"
                     " AND s.program = $3 AND s.channel = $1 WHERE s.state = 'pending'"
                     " RETURNING id",
@@ -343,6 +354,7 @@ class PrivacyStore:
                     program,
                     address,
                     body,
+                    recipient or address,
                 )
         except _DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc
@@ -372,3 +384,17 @@ _REFUSED: Mapping[str, str] = {
     "pending": "pending_confirmation",
     "opted_out": "opted_out",
 }
+
+
+async def case_collision_opt_outs(pool: asyncpg.Pool) -> list[tuple[int, str, str, str]]:
+    """Opt-outs of email contacts set aside by migration 011 as case collisions: (contact id,
+    the contact key they fold to, sender, program), to be carried over to the key."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.id, lower(a.address) AS key, s.sender, s.program FROM contacts c"
+            " JOIN contact_addresses a ON a.contact_id = c.id"
+            " JOIN consent s ON s.contact_id = c.id AND s.channel = c.channel"
+            " WHERE c.channel = 'email' AND c.address = 'case-collision:' || c.id"
+            " AND s.state = 'opted_out' ORDER BY c.id, s.sender, s.program"
+        )
+    return [(r["id"], r["key"], r["sender"], r["program"]) for r in rows]

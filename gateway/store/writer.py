@@ -24,6 +24,13 @@ Per batch, in one transaction:
    if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
 7. COMMIT, then the futures resolve, then the new states are written to the cache.
 
+An event that could give consent is checked against the suppression list after step 2,
+under the contact locks (an erasure of that contact waits for them, or has committed and
+is seen). Captured by someone else, it is refused (``Suppressed``): the batch is rolled
+back and committed again without it, so it writes nothing. The person's own opt-in
+(``InboundMessage.from_the_person``) lifts the suppression in the same transaction, with
+a ledger evidence field and an audit row, and a NOTIFY tells every instance.
+
 Knowing the head saves the round trip that locks and reads it, and keeps the row locked
 only from the statement that writes it to COMMIT: the second writer task chains its batch
 onto the first's while the first commits, and its head update waits inside Postgres for
@@ -70,21 +77,28 @@ if TYPE_CHECKING:
 
     from gateway.store.db import Connection
 
-from gateway.errors import TemporaryFailure
-from gateway.messages import InboundMessage, Outcome, OutcomeStatus
+from gateway.errors import Suppressed, TemporaryFailure
+from gateway.messages import InboundMessage, Method, Outcome, OutcomeStatus
 from gateway.metrics import Metrics
 from gateway.store import statements as sql
+from gateway.store import suppression as suppression_list
+from gateway.store.api_store import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
 from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
 from keywords.catalog import SenderCatalog
 from keywords.consent import decide
-from keywords.model import ConsentState, Decision, Intent, ReplyKind
+from keywords.model import ConsentState, Decision, Intent, IntentKind, ReplyKind
 
 log = logging.getLogger(__name__)
 
 _CANCELLABLE = frozenset(
     {ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value}
+)
+# Intents that can never give consent skip the suppression check; any other (a new kind
+# included) is checked.
+_NEVER_CONSENT = frozenset(
+    {IntentKind.OPT_OUT, IntentKind.OPT_OUT_ALL, IntentKind.HELP, IntentKind.UNKNOWN}
 )
 _ATTEMPTS = 3
 _MAX_FILLS = 8  # post-commit cache writes in flight before the writer waits for them
@@ -95,9 +109,10 @@ class PreparedEvent:
     """An inbound message, validated and classified, ready to be decided and written."""
 
     message: InboundMessage
-    address: str  # normalized contact address
+    address: str  # the contact key (gateway/addresses.py)
     catalog: SenderCatalog
     intent: Intent
+    send_to: str = ""  # where replies go: the validated address as written; "" = ``address``
 
 
 @dataclass(slots=True)
@@ -167,6 +182,38 @@ class _Applied:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     cache_entries: dict[ConsentKey, CachedConsent] = field(default_factory=dict)
     ledger_actions: list[str] = field(default_factory=list)
+    lifted: list[bytes] = field(default_factory=list)  # suppression hashes removed
+
+
+@dataclass(frozen=True, slots=True)
+class _Lift:
+    """The person's own opt-in on a suppressed address, to record after the ledger rows."""
+
+    inbound_id: int
+    contact_id: int
+    channel: str
+    sender: str
+    method: str
+    hashes: list[bytes]
+
+
+class SuppressedCapture(Exception):
+    """Events of this batch captured consent for suppressed addresses: roll back without."""
+
+    def __init__(self, keys: set[str]) -> None:
+        super().__init__(f"{len(keys)} capture(s) for suppressed addresses")
+        self.keys = keys
+
+
+def _refused_when_suppressed(decision: Decision, message: InboundMessage) -> bool:
+    """Others' capture for an erased address: refused if it would opt the person in, or
+    ask them to confirm through anything but a web form (README "Data-subject rights")."""
+    for tr in decision.transitions:
+        if tr.new is ConsentState.OPTED_IN:
+            return True
+        if tr.new is ConsentState.PENDING and message.method is not Method.WEB_FORM:
+            return True
+    return False
 
 
 _KeyState = sql.KeyState
@@ -183,12 +230,14 @@ class ConsentWriter:
         metrics: Metrics,
         *,
         max_batch: int,
+        suppression: suppression_list.Suppression | None = None,
     ) -> None:
         self._pool = pool
         self._cache = cache
         self._guard = guard
         self._metrics = metrics
         self._max_batch = max_batch
+        self._suppression = suppression
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._fills: set[asyncio.Task[None]] = set()
@@ -275,6 +324,18 @@ class ConsentWriter:
         started = time.perf_counter()
         try:
             applied = await self._apply_with_retry([p.event for p in batch], lease)
+        except SuppressedCapture as refused:
+            rest = []
+            for pending in batch:
+                if pending.event.message.dedupe_key not in refused.keys:
+                    rest.append(pending)
+                elif not pending.future.done():
+                    pending.future.set_exception(
+                        Suppressed("this person asked to be erased and is never messaged again")
+                    )
+            if rest:
+                await self._process(rest, lease)
+            return
         except Exception as exc:
             if len(batch) > 1 and not _is_connection_error(exc):
                 # One event may be at fault: give each its own transaction.
@@ -298,6 +359,8 @@ class ConsentWriter:
                     pending.future.set_exception(TemporaryFailure("could not commit"))
             self._fill_now()  # what earlier batches committed must not wait on this one
             return
+        if applied.lifted and self._suppression is not None:
+            self._suppression.discard(applied.lifted)  # the NOTIFY tells the other instances
         self._resolve(batch, applied)  # first: the edges may answer while we count
         self._metrics.batch_size.observe(len(batch))
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -385,6 +448,10 @@ class ConsentWriter:
             [_inbound_row(e) for e in unique.values()],
         )
         contact_ids, fresh, states = recorded.contact_ids, recorded.fresh, recorded.states
+        # After the contact locks, from a new snapshot: an erasure has committed or waits.
+        suppressed = await self._suppressed(conn, unique, fresh)
+        refused: set[str] = set()
+        lifts: list[_Lift] = []
         cancel: list[int] = []
         now = datetime.now(UTC)
         ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
@@ -407,9 +474,27 @@ class ConsentWriter:
             }
             decision = decide(event.intent, current, event.catalog)
             decisions[key] = decision
+            lifted: dict[str, str] = {}
+            floor = 0
+            hashes = suppressed.get(key)
+            if hashes is not None:
+                if not msg.from_the_person and _refused_when_suppressed(decision, msg):
+                    refused.add(key)
+                    continue
+                # The erased contact's cached states (the same address, with versions above
+                # this newer contact's) must not mask what is recorded now: start above them.
+                floor = int(now.timestamp() * 1000)
+                if msg.from_the_person and any(
+                    tr.new is ConsentState.OPTED_IN for tr in decision.transitions
+                ):
+                    # The person's own fresh opt-in: a new record starts here (the erased
+                    # contact stays pseudonymised; this one was created after it).
+                    lifted = {"suppression_lifted": "yes"}
+                    lifts.append(_Lift(inbound_id, cid, channel, sender, msg.method.value, hashes))
             evidence = evidence_json(
                 {
                     **msg.evidence,
+                    **lifted,
                     "text": msg.text,
                     "dedupe_key": msg.dedupe_key,
                     "intent": event.intent.kind.value,
@@ -425,6 +510,7 @@ class ConsentWriter:
                     cancel.extend(recorded.cancellable.pop((cid, sender, channel), []))
                 skey = (cid, sender, channel, tr.program)
                 _, version = states.get(skey, (ConsentState.NONE, 0))
+                version = max(version, floor)
                 states[skey] = (tr.new, version + 1)
                 consent_rows[skey] = (tr.new, version + 1, len(ledger))
                 ledger.append(
@@ -450,13 +536,16 @@ class ConsentWriter:
                 applied.ledger_actions.append(tr.action.value)
             for reply in () if msg.suppress_replies else decision.replies:
                 row: list[object] = [
-                    channel, sender, reply.program, cid, event.address, reply.kind.value,
+                    channel, sender, reply.program, cid, event.send_to or event.address,
+                    reply.kind.value,
                     reply.language, reply.text, inbound_id, "queued",
                 ]  # fmt: skip
                 outbox.append(row)
                 if reply.kind.value in _CANCELLABLE:
                     cancellable.setdefault((cid, sender, channel), []).append(row)
 
+        if refused:
+            raise SuppressedCapture(refused)  # before anything reached Redis
         address_of = {cid: addr for (_, addr), cid in contact_ids.items()}
         for skey, (state, version, _) in consent_rows.items():
             cid, sender, channel, program = skey
@@ -474,6 +563,8 @@ class ConsentWriter:
         seq_by_inbound: dict[int, list[int]] = {}
         for (ev, _), seq in zip(ledger, outbox_ids.seqs, strict=True):
             seq_by_inbound.setdefault(ev.inbound_id or 0, []).append(seq)
+        if lifts:
+            applied.lifted = await self._lift(conn, lifts, seq_by_inbound)
         duplicates = [k for k in unique if k not in fresh]
         earlier = await sql.existing_inbound(conn, duplicates) if duplicates else {}
         for key in unique:
@@ -538,6 +629,59 @@ class ConsentWriter:
         finally:
             if mine is not None:
                 mine.written.set_result(None)
+
+    async def _suppressed(
+        self, conn: Connection, unique: dict[str, PreparedEvent], fresh: dict[str, int]
+    ) -> dict[str, list[bytes]]:
+        """Events that could give consent to a suppressed address: their hashes, by key."""
+        if self._suppression is None:
+            return {}
+        probes: list[tuple[str, bytes, int]] = []
+        forms: list[tuple[str, list[bytes]]] = []
+        for key, event in unique.items():
+            if key not in fresh or event.intent.kind in _NEVER_CONSENT:
+                continue
+            channel = event.catalog.channel.value
+            # For email, the spelling as written is also the form keyed before migration 011.
+            digests = [
+                d
+                for _, d in self._suppression.digests(channel, event.address, event.send_to or None)
+            ]
+            probes.extend((channel, d, len(forms)) for d in digests)
+            forms.append((key, digests))
+        if not probes:
+            return {}
+        hit = await suppression_list.suppressed_among(conn, probes)
+        return {forms[i][0]: forms[i][1] for i in hit}
+
+    async def _lift(
+        self, conn: Connection, lifts: list[_Lift], seqs: dict[int, list[int]]
+    ) -> list[bytes]:
+        """Remove the suppression of each lift, audited, and tell every instance."""
+        assert self._suppression is not None
+        removed: list[bytes] = []
+        for lift in lifts:
+            gone = await suppression_list.lift(conn, lift.channel, lift.hashes)
+            removed.extend(gone)
+            await write_audit(
+                conn,
+                "subject",  # the person, from their own number or mailbox
+                "suppression.lift",
+                f"contact:{lift.contact_id}",
+                {
+                    "channel": lift.channel,
+                    "sender": lift.sender,
+                    "method": lift.method,
+                    "inbound_id": lift.inbound_id,
+                    "ledger_seqs": seqs.get(lift.inbound_id, []),
+                    "hashes_removed": len(gone),
+                },
+            )
+        if self._suppression.notify_channel:
+            await conn.execute(
+                "SELECT pg_notify($1, 'suppression')", self._suppression.notify_channel
+            )
+        return removed
 
     def _start_tombstones(self, applied: _Applied) -> asyncio.Task[None] | None:
         """Send the tombstones (new versions) to Redis, with the states earlier batches

@@ -119,4 +119,4 @@ def test_relative_paths_resolve_from_the_config_files_folder(tmp_path: Path) -> 
 
     settings = load_settings(path, {"GATEWAY_SECRET_KEY": SECRET})
 
-    assert str(tmp_path.resolve() / "data" / "pg") == settings.database.embedded_data_dir
+    assert str(tmp_path / "data" / "pg") == settings.database.embedded_data_dir

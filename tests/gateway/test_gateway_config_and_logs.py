@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from support import CONFIG, PG_URL, ROOT
 
 from gateway.__main__ import main
+from gateway.api_edge import build_suppression
 from gateway.errors import ConfigError
 from gateway.logs import _ADDRESS_RE, JsonFormatter, _masked, mask, mask_address
 from gateway.settings import load_settings
@@ -34,7 +36,8 @@ def test_example_config_loads_with_defaults_documented() -> None:
     settings = load_settings(CONFIG, {})
     assert settings.embedded_database
     assert settings.redis_url is None
-    assert settings.secret_key_is_ephemeral
+    assert ROOT / "var" / "secret_key" == settings.dev_secret_file
+    assert settings.dev_secret_file.exists() != settings.secret_key_is_ephemeral
     assert "12345" in {p.name.removesuffix(".toml") for p in settings.senders_dir.iterdir()}
 
 
@@ -67,6 +70,42 @@ def test_secrets_come_from_the_environment_only(tmp_path: Path) -> None:
         settings.secret_key,
         settings.database_url,
         settings.secret_key_is_ephemeral,
+    )
+
+
+def test_previous_and_suppression_secrets_are_checked(tmp_path: Path) -> None:
+    """GATEWAY_PREVIOUS_SECRET_KEYS takes long secrets only (the current one dropped from
+    it); GATEWAY_SUPPRESSION_KEYS is name:secret; a bad value stops the start."""
+    path = _write(tmp_path, "")
+    current = "c" * 40
+    with pytest.raises(ConfigError, match="GATEWAY_PREVIOUS_SECRET_KEYS"):
+        load_settings(path, {"GATEWAY_SECRET_KEY": current, "GATEWAY_PREVIOUS_SECRET_KEYS": "x"})
+    previous = f"{'o' * 40}, {current}"
+    settings = load_settings(
+        path, {"GATEWAY_SECRET_KEY": current, "GATEWAY_PREVIOUS_SECRET_KEYS": previous}
+    )
+    assert (b"o" * 40,) == settings.previous_secret_keys
+    assert 2 == len(build_suppression(settings).keys)
+    for bad in ("nocolon", f"a:{'s' * 40},a:{'t' * 40}", "a:short"):
+        env = {**settings.env, "GATEWAY_SUPPRESSION_KEYS": bad}
+        with pytest.raises(ConfigError, match="GATEWAY_SUPPRESSION_KEYS"):
+            build_suppression(dataclasses.replace(settings, env=env))
+
+
+def test_a_damaged_development_key_file_is_refused_not_replaced(tmp_path: Path) -> None:
+    """Without GATEWAY_SECRET_KEY the key file is read; a short one is an error naming it,
+    and loading never writes the file."""
+    path = _write(tmp_path, '[gateway]\ndev_secret_file = "keys/dev"\n')
+    assert load_settings(path, {}).secret_key_is_ephemeral
+    assert not (tmp_path / "keys").exists()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "dev").write_bytes(b"short")
+    with pytest.raises(ConfigError, match="keys/dev: the development key holds 5 bytes"):
+        load_settings(path, {})
+    (tmp_path / "keys" / "dev").write_bytes(b"d" * 48 + b"\n")
+    assert (b"d" * 48, False) == (
+        load_settings(path, {}).secret_key,
+        load_settings(path, {}).secret_key_is_ephemeral,
     )
 
 

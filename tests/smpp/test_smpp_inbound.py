@@ -174,3 +174,25 @@ async def test_delivery_receipt_is_matched_not_taken_for_a_text(
     assert row["id"] == receipt["outbox_id"]
     assert f"sim/{receipt['message_id']}" == row["provider_ref"]
     assert 1 == await db.fetchval("SELECT count(*) FROM inbound_events")
+
+
+async def test_start_from_an_erased_number_lifts_the_suppression(
+    smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """After an erasure, START delivered by the SMSC from that number is the person's own
+    opt-in: ESME_ROK, the suppression lifted (ledger evidence, audit log), and the opt-in
+    reply goes out by submit_sm."""
+    # This gateway serves no HTTP: the erasure is made as POST /v1/privacy/erase makes it.
+    await smpp_gateway.api.privacy.erase("sms", "+14155550123", "test")
+    assert 0 < await db.fetchval("SELECT count(*) FROM suppression")
+
+    assert 0 == await smsc.mo("START", source="14155550123")
+
+    assert 0 == await db.fetchval("SELECT count(*) FROM suppression")
+    evidence = await db.fetchval("SELECT evidence->>'suppression_lifted' FROM ledger")
+    assert "yes" == evidence
+    assert 1 == await db.fetchval(
+        "SELECT count(*) FROM admin_audit WHERE action = 'suppression.lift'"
+    )
+    state = await smsc.wait_for(lambda s: len(s["submits"]) >= 1)
+    assert "14155550123" == state["submits"][0]["dest"]

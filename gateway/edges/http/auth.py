@@ -54,7 +54,14 @@ class Privacy(Protocol):
     async def erase(self, channel: str, address: str, actor: str) -> int | None: ...
 
     async def queue_send(
-        self, channel: str, sender: str, program: str, address: str, body: str
+        self,
+        channel: str,
+        sender: str,
+        program: str,
+        address: str,
+        body: str,
+        *,
+        recipient: str | None = None,
     ) -> int | str: ...
 
     async def expired_pending(
@@ -62,7 +69,14 @@ class Privacy(Protocol):
     ) -> list[tuple[Any, ...]]: ...
 
     async def queue_notice(
-        self, channel: str, sender: str, program: str, address: str, body: str
+        self,
+        channel: str,
+        sender: str,
+        program: str,
+        address: str,
+        body: str,
+        *,
+        recipient: str | None = None,
     ) -> int | None: ...
 
 

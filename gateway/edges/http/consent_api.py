@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from gateway.addresses import normalize_address
+from gateway.addresses import key_and_send_address, normalize_address
 from gateway.edges.http.auth import API, ApiDeps, Privacy, require
 from gateway.edges.http.gate_api import parse_json, scope_of
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
@@ -127,13 +127,11 @@ async def capture(request: web.Request) -> web.Response:
     method, required = _METHODS[method_name]
     evidence = _evidence(data, required)
     key = string_field(data, "idempotency_key", max_len=128)
-    address = normalize_address(
+    address, send_to = key_and_send_address(
         channel, string_field(data, "contact", max_len=254), api.default_region
     )
-    if action == "opt_in" and await api.privacy.is_suppressed(channel.value, address):
-        raise BadInput(
-            "this person asked to be erased and is never messaged again", code="suppressed"
-        )
+    # An erased (suppressed) address is refused by the writer with code ``suppressed``,
+    # except a web form for a double opt-in program: pending until the person confirms.
     link_mail = (
         action == "opt_in" and channel is Channel.EMAIL and catalog.program(program).double_opt_in
     )
@@ -142,7 +140,7 @@ async def capture(request: web.Request) -> web.Response:
         InboundMessage.decided(
             channel=channel,
             sender=sender,
-            contact=address,
+            contact=send_to,
             method=method,
             dedupe_key=f"consent:{principal.id}:{key}",
             kind=kind,
@@ -158,14 +156,16 @@ async def capture(request: web.Request) -> web.Response:
     )
     if link_mail and pending and outcome.decision is not None:
         token = api.tokens.issue(
-            pack(channel.value, sender, program, address),
+            pack(channel.value, sender, program, send_to),
             CONFIRM_PURPOSE,
             ttl_seconds=api.confirm_ttl_seconds,
         )
         url = f"{api.public_base_url}/c/{token}"
         ask = next((r.text for r in outcome.decision.replies if r.kind is ReplyKind.PENDING), "")
         text = f"{ask}\n\nConfirm here: {url}\n"
-        queued = await api.privacy.queue_notice(channel.value, sender, program, address, text)
+        queued = await api.privacy.queue_notice(
+            channel.value, sender, program, address, text, recipient=send_to
+        )
         if queued is not None:  # None: the person opted out in the meantime
             body["outbox_ids"].append(queued)
             api.wake_outbox()
@@ -243,11 +243,13 @@ async def confirm(request: web.Request) -> web.Response:
                 "ip": request.remote or "",
                 "user_agent": request.headers.get("User-Agent", "")[:500],
             },
+            by_subject=True,  # the link went to this mailbox: the person's own opt-in
         )
     )
     if outcome.decision is not None and outcome.decision.transitions:
         return page("Subscribed", "<p>Thank you: your subscription is confirmed.</p>")
-    states = await api.privacy.consent_of(channel, address)
+    key = normalize_address(Channel(channel), address, api.default_region)
+    states = await api.privacy.consent_of(channel, key)
     if states.get((sender, program)) == "opted_in":
         return page("Already subscribed", "<p>Your subscription was already confirmed.</p>")
     return page(
@@ -266,12 +268,14 @@ async def send(request: web.Request) -> web.Response:
     catalog_for(api, sender, program, channel)
     text = string_field(data, "body", max_len=deps.max_body_bytes)
     try:
-        address = normalize_address(
+        address, send_to = key_and_send_address(
             channel, string_field(data, "to", max_len=254), api.default_region
         )
     except BadInput:
         return _refused("invalid_address")
-    queued = await api.privacy.queue_send(channel.value, sender, program, address, text)
+    queued = await api.privacy.queue_send(
+        channel.value, sender, program, address, text, recipient=send_to
+    )
     if isinstance(queued, str):
         return _refused(queued)
     api.wake_outbox()
@@ -317,7 +321,8 @@ async def preference_link(request: web.Request) -> web.Response:
         if channel.value in parts[0::2]:
             raise BadRequest("one contact per channel")
         raw_contact = string_field(entry, "contact", max_len=254)
-        parts += [channel.value, normalize_address(channel, raw_contact, api.default_region)]
+        # As issued: the page derives the contact key from it (gateway/addresses.py).
+        parts += [channel.value, key_and_send_address(channel, raw_contact, api.default_region)[1]]
     token = api.tokens.issue(pack(*parts), PREFERENCES_PURPOSE, ttl_seconds=api.link_ttl_seconds)
     return web.json_response({"url": f"{api.public_base_url}/p/{token}"})
 

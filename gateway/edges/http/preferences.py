@@ -19,9 +19,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from gateway.addresses import normalize_address
 from gateway.edges.http.auth import API
 from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, contact_pairs, page, token_page
 from gateway.edges.http.server import DEPS, BadRequest, read_body
+from gateway.errors import Suppressed
 from gateway.messages import InboundMessage, Method
 from gateway.tokens import TokenCodec, TokenError
 from keywords.model import Channel, IntentKind
@@ -72,7 +74,8 @@ async def show(request: web.Request) -> web.Response:
     nonce = secrets.token_urlsafe(12)
     sections = []
     for channel, address in pairs:
-        states = await api.privacy.consent_of(channel, address)
+        key = normalize_address(Channel(channel), address, api.default_region)
+        states = await api.privacy.consent_of(channel, key)
         sections.append(f"<h2>{_KIND.get(channel, channel)}</h2>")
         for sender, catalog in sorted(api.catalogs.items()):
             if catalog.channel.value != channel:
@@ -123,27 +126,28 @@ async def change(request: web.Request) -> web.StreamResponse:
         or not 0 < len(nonce) <= 64
     ):
         raise BadRequest("unknown program or action")
-    if action == "on" and await api.privacy.is_suppressed(channel, address):
+    kind = IntentKind.JOIN if action == "on" else IntentKind.OPT_OUT
+    try:
+        await deps.pipeline.handle(
+            InboundMessage.decided(
+                channel=Channel(channel),
+                sender=sender,
+                contact=address,
+                method=Method.PREFERENCE_PAGE,
+                dedupe_key=f"pref:{TokenCodec.fingerprint(token)}:{nonce}:{sender}:{program}:{action}",
+                kind=kind,
+                program=program,
+                evidence={
+                    "source": "preference_page",
+                    "ip": request.remote or "",
+                    "user_agent": request.headers.get("User-Agent", "")[:500],
+                },
+            )
+        )
+    except Suppressed:  # the writer refuses an opt-in for an erased address
         return page(
             "Not possible", "<p>You asked us to erase your data; we cannot message you.</p>"
         )
-    kind = IntentKind.JOIN if action == "on" else IntentKind.OPT_OUT
-    await deps.pipeline.handle(
-        InboundMessage.decided(
-            channel=Channel(channel),
-            sender=sender,
-            contact=address,
-            method=Method.PREFERENCE_PAGE,
-            dedupe_key=f"pref:{TokenCodec.fingerprint(token)}:{nonce}:{sender}:{program}:{action}",
-            kind=kind,
-            program=program,
-            evidence={
-                "source": "preference_page",
-                "ip": request.remote or "",
-                "user_agent": request.headers.get("User-Agent", "")[:500],
-            },
-        )
-    )
     raise web.HTTPSeeOther(location=request.path)
 
 

@@ -40,7 +40,8 @@ class HttpDeps:
     readiness: Readiness
     pool: asyncpg.Pool
     metrics: Metrics
-    webhook_key: bytes
+    webhook_key: bytes  # signs nothing here; verifies, with the previous secrets' keys
+    webhook_previous_keys: tuple[bytes, ...]
     max_body_bytes: int
     signature_tolerance: int
 
@@ -83,7 +84,7 @@ async def signed_json(request: web.Request, limit: int) -> Any:
     deps = request.app[DEPS]
     body = await read_body(request, limit)
     verify(
-        deps.webhook_key,
+        (deps.webhook_key, *deps.webhook_previous_keys),
         request.headers.get(HEADER),
         body,
         tolerance=deps.signature_tolerance,

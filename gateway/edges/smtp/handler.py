@@ -45,7 +45,7 @@ from gateway.edges.smtp import parse
 from gateway.edges.smtp.mailauth import AuthResults, MailAuthenticator
 from gateway.edges.smtp.provenance import Provenance, Tie, normal_address, same_address
 from gateway.edges.unsubscribe import Target, UnsubscribeLinks
-from gateway.errors import BadInput, GatewayError, InvalidAddress
+from gateway.errors import BadInput, GatewayError, InvalidAddress, Suppressed
 from gateway.logs import mask_address
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.storable import storable
@@ -211,11 +211,20 @@ class InboundMailHandler:
         if any(by_author for _, by_author in found.values()):
             # A change resting on who wrote the mail: record how far that author is proven.
             auth = (await self._authenticate(mail)).evidence()
+        recorded = 0
         for message, by_author in found.values():
             if by_author:
                 message = dataclasses.replace(message, evidence={**message.evidence, **auth})
-            await self._handle(message)
-        return "request", len(found)
+            try:
+                await self._handle(message)
+            except Suppressed:
+                # A mail asking to subscribe an erased address: nothing recorded, and the
+                # answer does not tell whoever wrote it (a From anyone can forge) that the
+                # address was erased. The person's own way back is a form's confirm link.
+                log.info("smtp opt-in refused", extra={"reason": Suppressed.code})
+                continue
+            recorded += 1
+        return "request", recorded
 
     def _is_token_address(self, rcpt: str) -> bool:
         base, plus, _ = rcpt.rpartition("@")[0].partition("+")

@@ -69,7 +69,7 @@ async def test_urlencoded_one_click_unsubscribes_with_ip_and_user_agent_in_the_l
         evidence["user_agent"],
         evidence["one_click_field"],
     )
-    assert "Ann.Reader@example.org" == await mdb.fetchval("SELECT address FROM contacts")
+    assert "ann.reader@example.org" == await mdb.fetchval("SELECT address FROM contacts")
     assert ["opt_out"] == [r["kind"] for r in await mdb.fetch("SELECT kind FROM outbox")]
 
 

@@ -8,6 +8,7 @@ import smtplib
 import ssl
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 import samples
@@ -59,7 +60,7 @@ async def test_apple_mail_unsubscribe_with_empty_subject_opts_out_the_tokens_rec
     )
     await send(mail_gateway, raw, [f"unsubscribe+{token}@{DOMAIN}"], "ann@icloud.example")
 
-    assert [("Ann.Reader@example.org", "opt_out", "mailto", "newsletter")] == await ledger(mdb)
+    assert [("ann.reader@example.org", "opt_out", "mailto", "newsletter")] == await ledger(mdb)
     evidence = json.loads(await mdb.fetchval("SELECT evidence FROM ledger"))
     assert "ann@icloud.example" == evidence["mail_from"]
 
@@ -81,6 +82,48 @@ async def test_replies_saying_unsubscribe_stop_or_remove_opt_out(
     await send(mail_gateway, samples.plain(subject, body, to=NEWS), [NEWS])
 
     assert [("ann.reader@example.org", "opt_out", "email_reply", "newsletter")] == await ledger(mdb)
+
+
+async def test_a_reply_from_a_case_variant_of_the_address_opts_out_the_same_contact(
+    mail_gateway: Gateway, mdb: asyncpg.Connection
+) -> None:
+    """carol@example.com signs up by mail; "unsubscribe" from Carol@Example.com opts out that
+    contact (local parts match case-insensitively), never a second one."""
+    signup = samples.plain("SUBSCRIBE NEWSLETTER", "", sender="carol@example.com", to=NEWS)
+    await send(mail_gateway, signup, [NEWS], "carol@example.com")
+    leave = samples.plain("Re: tips", "unsubscribe", sender="Carol <Carol@Example.com>", to=NEWS)
+    await send(mail_gateway, leave, [NEWS], "Carol@Example.com")
+
+    assert [
+        ("carol@example.com", "pending", "email_reply", "newsletter"),
+        ("carol@example.com", "opt_out", "email_reply", "newsletter"),
+    ] == await ledger(mdb)
+
+
+async def test_a_mail_asking_to_subscribe_an_erased_address_records_nothing(
+    mail_gateway: Gateway, mdb: asyncpg.Connection
+) -> None:
+    """After an erasure, "SUBSCRIBE NEWSLETTER" from that address (any case; a From anyone
+    can forge) is answered 250 like any mail, and nothing is recorded: the answer must not
+    tell the writer that the address was erased."""
+    signup = samples.plain("SUBSCRIBE NEWSLETTER", "", sender="carol@example.com", to=NEWS)
+    await send(mail_gateway, signup, [NEWS], "carol@example.com")
+    _, key = await mail_gateway.api.store.create_key("t", ["admin"], actor="test")
+    url = f"http://127.0.0.1:{mail_gateway.http_port}/v1/privacy/erase"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json={"channel": "email", "contact": "carol@example.com"},
+                     headers={"Authorization": f"Bearer {key}"}) as resp,
+    ):  # fmt: skip
+        assert 200 == resp.status
+    before = await mdb.fetchval("SELECT count(*) FROM inbound_events")
+
+    again = samples.plain("SUBSCRIBE NEWSLETTER", "", sender="Carol@Example.com", to=NEWS)
+    refused = await send(mail_gateway, again, [NEWS], "Carol@Example.com")
+
+    assert {} == refused  # accepted for every recipient
+    assert before == await mdb.fetchval("SELECT count(*) FROM inbound_events")
+    assert 0 == await mdb.fetchval("SELECT count(*) FROM contacts WHERE address LIKE '%@%'")
 
 
 async def test_quoted_text_is_ignored(mail_gateway: Gateway, mdb: asyncpg.Connection) -> None:
@@ -136,7 +179,7 @@ async def test_arf_complaint_with_our_token_opts_out_with_method_complaint(
         f"List-Unsubscribe: <https://unsubscribe.acme-health.example/u/{token}>",
         to="redacted@example.net"), headers_only=True)  # fmt: skip
     await send(mail_gateway, raw, [f"fbl@{DOMAIN}"], "feedback@fbl.example.net")
-    assert [("Ann.Reader@example.org", "opt_out", "complaint", "newsletter")] == await ledger(mdb)
+    assert [("ann.reader@example.org", "opt_out", "complaint", "newsletter")] == await ledger(mdb)
     assert 0 == await count_rows(mdb, "outbox")
     evidence = json.loads(await mdb.fetchval("SELECT evidence FROM ledger"))
     assert "token" == evidence["tied_by"]
@@ -226,7 +269,7 @@ async def test_swaks_delivers_an_unsubscribe_mail(
     )  # fmt: skip
     out, _ = await proc.communicate()
     assert 0 == proc.returncode, out.decode()[-500:]
-    assert [("Ann.Reader@example.org", "opt_out", "mailto", "newsletter")] == await ledger(mdb)
+    assert [("ann.reader@example.org", "opt_out", "mailto", "newsletter")] == await ledger(mdb)
 
 
 async def test_starttls_is_offered_and_works(
