@@ -171,7 +171,7 @@ async def test_a_bounce_to_our_verp_address_marks_the_messages_own_recipient(
             await send(gw, samples.dsn(redacted, failed=VICTIM, message_id="<d2@x>"), [forged], "")
 
             rows = await conn.fetch("SELECT address, list_id, status FROM undeliverable")
-            assert [("Ann.Reader@example.org", NEWS, "5.1.1")] == [tuple(r) for r in rows]
+            assert [("ann.reader@example.org", NEWS, "5.1.1")] == [tuple(r) for r in rows]
             assert [("bounce", [VICTIM], "none")] == await unverified(conn)
         finally:
             await conn.close()
