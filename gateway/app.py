@@ -70,6 +70,7 @@ class Gateway:
         senders: Mapping[str, OutboundSender] | None = None,
         serve_http: bool = True,
         supervision: SupervisorSettings | None = None,
+        write_dev_key: bool = False,
     ) -> None:
         self.settings = settings
         self.catalogs = (
@@ -80,6 +81,7 @@ class Gateway:
         self._serve_http = serve_http
         self._stack = AsyncExitStack()
         self.supervisor = Supervisor(self.metrics, supervision)
+        self._write_dev_key = write_dev_key
         self.http_port: int | None = None
 
     async def __aenter__(self) -> Gateway:
@@ -237,6 +239,10 @@ class Gateway:
             unbound_sms_senders=self._unbound_sms_senders,
             smtp_serving=self.email.smtp_serving,
         )
+        if self._write_dev_key:
+            # Everything that can fail on configuration has run: keep the key before the
+            # first link or signature made with it can reach anyone (HTTP starts next).
+            write_dev_secret(s)
         if self._serve_http:
             await self._start_http()
         # Pushed after the writer: on exit SMTP stops first, then the writer drains.
@@ -300,8 +306,9 @@ class Gateway:
 def write_dev_secret(settings: Settings) -> None:
     """Write the development key once, where a local operator can sign test requests.
 
-    Only ``serve`` calls this, and only after the gateway started: a start that failed
-    writes nothing. The file is created exclusively (``O_EXCL``, mode 0600) and never
+    Only ``serve`` calls this (through ``Gateway``), once the database, the cache and every
+    edge's configuration are up and before HTTP serves: a start that failed on its
+    configuration writes nothing. The file is created exclusively (``O_EXCL``, mode 0600) and never
     overwritten: every link, signature and suppression hash depends on this key.
     """
     path = settings.dev_secret_file
@@ -348,8 +355,7 @@ async def serve(settings: Settings, *, supervision: SupervisorSettings | None = 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tune_runtime()
-    async with Gateway(settings, supervision=supervision) as gateway:
-        write_dev_secret(settings)
+    async with Gateway(settings, supervision=supervision, write_dev_key=True) as gateway:
         log.info(
             "gateway ready",
             extra={"senders": sorted(gateway.catalogs), "port": gateway.http_port},
