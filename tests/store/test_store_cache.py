@@ -142,8 +142,13 @@ async def test_a_slow_reader_cannot_bring_back_consent_after_an_opt_out(
         gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics, default_region="US"
     )
     try:
+        # The gate writes what it read back only while the guard trusts Redis; on a loaded
+        # machine one slow ping can make it distrust Redis for a poll: wait for trust first.
+        async with asyncio.timeout(10):
+            while not gateway.guard.cache_reachable:  # noqa: ASYNC110 - no event to await
+                await asyncio.sleep(0.01)  # polling a condition with a deadline
         reader = asyncio.create_task(slow_gate.check("12345", "reminders", Channel.SMS, CONTACT))
-        await asyncio.wait_for(held.fill_started.wait(), 5)  # it has read 'opted_in v1'
+        await asyncio.wait_for(held.fill_started.wait(), 10)  # it has read 'opted_in v1'
         await gateway.pipeline.handle(sms("STOP"))  # commits v2 and acknowledges
         held.release.set()
         stale = await reader
