@@ -56,7 +56,15 @@ class Pipeline:
         if catalog.channel is not message.channel:
             raise UnknownSender(f"the sender does not take {message.channel.value} messages")
         if len(message.text) > self._max_text:
-            raise BadInput(f"text longer than {self._max_text} characters", code="text_too_long")
+            # Kept and read up to the limit, never refused: a refusal is final, and a long
+            # text that begins with STOP is still an opt-out (leading-word rule). What is cut
+            # is unknown, so the text counts as partial: never an opt-in.
+            message = dataclasses.replace(
+                message,
+                text=message.text[: self._max_text],
+                evidence={**message.evidence, "truncated_from": str(len(message.text))},
+                partial=True,
+            )
         if not message.dedupe_key or len(message.dedupe_key) > _MAX_DEDUPE_KEY:
             raise BadInput("message id missing or too long", code="bad_message_id")
         if not storable(message.dedupe_key):

@@ -66,7 +66,6 @@ async def test_repeated_webhook_is_a_duplicate(gateway: Gateway, db: asyncpg.Con
         (_mo(id=""), 400, "bad_request"),
         (_mo(text=7), 400, "bad_request"),
         (_mo(to="99999"), 422, "unknown_sender"),
-        (_mo(text="x" * 1601), 422, "text_too_long"),
         (_mo(**{"from": "12"}), 422, "invalid_address"),
         (_mo(timestamp="yesterday"), 400, "bad_request"),
         (_mo(text="STOP " + "x" * 70_000), 413, "body_too_large"),
@@ -81,6 +80,21 @@ async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
     assert "4155550123" not in json.dumps(got)
     for table in ("contacts", "inbound_events", "ledger", "outbox"):
         assert 0 == await count_rows(db, table), table
+
+
+async def test_a_text_over_the_limit_is_read_up_to_it_and_never_an_opt_in(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """A 2,000-character text that begins with STOP is an opt-out (it used to be refused for
+    good, the STOP lost); the evidence keeps its length; a long START is no opt-in."""
+    status, body = await _post(gateway, "/v1/inbound/sms", _mo(text="STOP " + "x" * 2000))
+    assert (200, "opt_out_all") == (status, body["intent"])
+    evidence = json.loads(await db.fetchval("SELECT evidence::text FROM inbound_events"))
+    assert "2005" == evidence["truncated_from"]
+    assert 1600 == len(await db.fetchval("SELECT body FROM inbound_events"))
+
+    status, body = await _post(gateway, "/v1/inbound/sms", _mo(id="SM2", text="START" * 400))
+    assert (200, "unknown") == (status, body["intent"])
 
 
 @pytest.mark.parametrize(
