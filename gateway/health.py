@@ -27,9 +27,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from gateway.store.db import DB_ERRORS
 from gateway.supervisor import Supervisor
-
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class OutboxAges(Protocol):
@@ -79,7 +78,7 @@ class Readiness:
             async with self._pool.acquire(timeout=2) as conn:
                 await conn.fetchval("SELECT 1", timeout=2)
             body["database"] = "ok"
-        except _DB_ERRORS:
+        except DB_ERRORS:
             body["database"] = "down"
             problems.append("database")
         body["writer"] = "ok" if self._writer_running() else "down"
@@ -101,7 +100,7 @@ class Readiness:
             if self._max_age > 0 and body["database"] == "ok":
                 try:
                     age = await self._outbox.oldest_opt_out_age()
-                except _DB_ERRORS:
+                except DB_ERRORS:
                     age = 0.0  # the database check above failed or will: already reported
                 body["oldest_opt_out_confirmation_seconds"] = round(age, 1)
                 if age > self._max_age:

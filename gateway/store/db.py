@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, TemporaryFailure
 from gateway.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 
     # What a function that runs queries accepts: a plain or a pooled connection.
     Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+# What a database call raises when PostgreSQL is down, slow or dropped the connection: the
+# callers turn these into ``TemporaryFailure`` (the peer retries) or retry themselves.
+DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A pooled connection; any database failure while it is held is ``TemporaryFailure``,
+    so an edge answers "retry" (ack after commit: nothing was acknowledged)."""
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except DB_ERRORS as exc:
+        raise TemporaryFailure("the database is unavailable") from exc
+
 
 # Any number: every gateway instance takes this advisory lock to migrate, one at a time.
 _MIGRATION_LOCK = 0x636F6E73

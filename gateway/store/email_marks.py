@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from gateway.addresses import normalize_email
 from gateway.errors import InvalidAddress, TemporaryFailure
+from gateway.store.db import connection
 
 if TYPE_CHECKING:
-    from gateway.store.db import Connection
-
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    pass
 
 
 class EmailMarks:
@@ -40,7 +37,7 @@ class EmailMarks:
 
     async def reload(self) -> None:
         """Load every revoked fingerprint (raises ``TemporaryFailure`` if Postgres is down)."""
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             rows = await conn.fetch("SELECT fingerprint FROM revoked_tokens")
         self._revoked = frozenset(r["fingerprint"] for r in rows)
 
@@ -51,21 +48,13 @@ class EmailMarks:
                 await self.reload()
             await asyncio.sleep(self._refresh)
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except _DB_ERRORS as exc:
-            raise TemporaryFailure("the database is unavailable") from exc
-
     async def is_revoked(self, fingerprint: str) -> bool:
         """True if this token was revoked on its own (from the in-memory set)."""
         return fingerprint in self._revoked
 
     async def revoke(self, fingerprint: str, reason: str) -> None:
         """Revoke one token (idempotent)."""
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "INSERT INTO revoked_tokens (fingerprint, reason) VALUES ($1, $2)"
                 " ON CONFLICT (fingerprint) DO NOTHING",
@@ -85,7 +74,7 @@ class EmailMarks:
             address = normalize_email(address)
         except InvalidAddress:
             address = address.strip().lower()  # still recorded: a DSN may name odd addresses
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "INSERT INTO undeliverable (address, list_id, status, diagnostic, dsn_key)"
                 " VALUES ($1, $2, $3, $4, $5)"
@@ -103,6 +92,6 @@ class EmailMarks:
 
     async def is_undeliverable(self, address: str) -> bool:
         """True if mail to ``address`` hard-bounced."""
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             found = await conn.fetchval("SELECT 1 FROM undeliverable WHERE address = $1", address)
         return found is not None

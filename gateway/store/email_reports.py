@@ -14,19 +14,16 @@ reporter retries, so no report is lost.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from gateway.errors import TemporaryFailure
+from gateway.store.db import connection
 
 if TYPE_CHECKING:
     from gateway.store.db import Connection
-
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +41,9 @@ class EmailReports:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except _DB_ERRORS as exc:
-            raise TemporaryFailure("the database is unavailable") from exc
-
     async def sent_mail(self, outbox_id: int) -> SentMail | None:
         """The email outbox row ``outbox_id`` once it was sent; None otherwise (or erased)."""
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 "SELECT sender, recipient, provider_ref FROM outbox WHERE id = $1"
                 " AND channel = 'email' AND provider_ref IS NOT NULL AND recipient <> 'erased'",
@@ -78,7 +67,7 @@ class EmailReports:
         reason: str,
     ) -> bool:
         """Keep one report for review; False if this report was kept already (redelivery)."""
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             inserted = await conn.fetchval(
                 "INSERT INTO unverified_reports (report_key, kind, peer_ip, helo, mail_from,"
                 " auth, detail, named, reason) VALUES ($1, $2, $3, $4, $5, $6::jsonb,"

@@ -25,13 +25,13 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from gateway.errors import ConfigError
+from gateway.store.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
 # The first key of the two-key advisory lock: any number no other part of the gateway uses
 # (the migration lock is a one-key lock, another key space).
 _LOCK_CLASS = 0x63670001
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class LockLost(Exception):
@@ -98,19 +98,19 @@ class InstanceLock:
                 if conn is not None and not conn.is_closed():
                     await conn.fetchval("SELECT 1", timeout=self._check)
                     continue
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 pass
             if conn is not None:
                 conn.terminate()
             self._conn = None
             try:
                 fresh = await self._connect()
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 log.warning("instance lock: database unavailable; retrying")
                 continue
             try:
                 taken = await self._take(fresh)
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 fresh.terminate()
                 continue
             if not taken:
@@ -123,5 +123,5 @@ class InstanceLock:
         """Close the lock's connection (PostgreSQL releases a session lock with it)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(*_DB_ERRORS):
+            with contextlib.suppress(*DB_ERRORS):
                 await conn.close()

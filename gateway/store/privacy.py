@@ -21,14 +21,13 @@ from gateway.errors import BadInput, TemporaryFailure
 from gateway.store import email_reports
 from gateway.store.api_store import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.store.db import DB_ERRORS
 from gateway.store.guard import CacheGuard
 from gateway.store.suppression import Suppression, add_entry
 from keywords.model import ConsentState
 
 if TYPE_CHECKING:
     from gateway.store.db import Connection
-
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -86,7 +85,7 @@ class PrivacyStore:
                     channel,
                     address,
                 )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc
         return {(r["sender"], r["program"]): r["state"] for r in rows}
 
@@ -318,7 +317,7 @@ class PrivacyStore:
                     recipient or address,
                     body,
                 )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc
         return outbox_id
 
@@ -356,7 +355,7 @@ class PrivacyStore:
                     body,
                     recipient or address,
                 )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc
         return outbox_id
 
@@ -374,7 +373,7 @@ class PrivacyStore:
                     float(older_than_seconds),
                     limit,
                 )
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc
         return [tuple(r) for r in rows]
 

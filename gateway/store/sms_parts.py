@@ -13,20 +13,17 @@ delivers the part again, which ``add`` takes as the redelivery it is.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gateway.errors import TemporaryFailure
 from gateway.messages import SmsPartSet
+from gateway.store.db import connection
 
 if TYPE_CHECKING:
-    from gateway.store.db import Connection
-
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+    pass
 
 
 class SmsPartStore:
@@ -34,14 +31,6 @@ class SmsPartStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except _DB_ERRORS as exc:
-            raise TemporaryFailure("the database is unavailable") from exc
 
     async def add(
         self,
@@ -60,7 +49,7 @@ class SmsPartStore:
         or it is a copy of a part whose set's hand-off has not been answered yet. Otherwise
         None: the part is committed and the set waits for the rest.
         """
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM sms_part_add($1, $2, $3, $4, $5, $6, $7, $8)",
                 smsc, source, destination, ref, total, seq, data_coding, body,
@@ -72,7 +61,7 @@ class SmsPartStore:
 
         Sets another instance is claiming are skipped, not waited for.
         """
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             rows = await conn.fetch(
                 "SELECT * FROM sms_part_claim_due($1, $2)",
                 timedelta(seconds=timeout_seconds),
@@ -86,7 +75,7 @@ class SmsPartStore:
         Only the claim it names: a set claimed again since (a part arrived after a hand-off
         at the timeout) stays due.
         """
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "UPDATE sms_part_sets SET handed_off = now()"
                 " WHERE id = $1 AND cardinality(claimed) = $2 AND handed_off IS NULL",
@@ -96,7 +85,7 @@ class SmsPartStore:
 
     async def purge(self, keep_seconds: float) -> int:
         """Forget sets handed off more than ``keep_seconds`` ago with nothing left to do."""
-        async with self._conn() as conn:
+        async with connection(self._pool) as conn:
             status = await conn.execute(
                 "DELETE FROM sms_part_sets WHERE handed_off < now() - $1::interval"
                 " AND cardinality(seqs) = cardinality(claimed)",
