@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from gateway.addresses import normalize_email
 from gateway.errors import InvalidAddress, TemporaryFailure
 from gateway.store.db import connection
-
-if TYPE_CHECKING:
-    pass
 
 
 class EmailMarks:

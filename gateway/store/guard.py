@@ -15,13 +15,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
-
-if TYPE_CHECKING:
-    pass
-
 
 from gateway.metrics import Metrics
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from gateway.messages import SmsPartSet
 from gateway.store.db import connection
-
-if TYPE_CHECKING:
-    pass
 
 
 class SmsPartStore:
