@@ -283,6 +283,7 @@ class Gateway:
             ),
             max_body_bytes=s.http.max_body_bytes,
             signature_tolerance=s.http.signature_tolerance_seconds,
+            body_timeout=s.http.body_timeout_seconds,
         )
         modules = [ops.register, inbound.register, *self.api.http_modules()]
         modules.append(self.email.http_module())

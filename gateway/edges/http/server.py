@@ -14,6 +14,7 @@ Malformed requests that never reach a route are answered in gateway/edges/http/p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -69,6 +70,7 @@ class HttpDeps:
     webhook_previous_keys: tuple[bytes, ...]
     max_body_bytes: int
     signature_tolerance: int
+    body_timeout: float = 60.0  # seconds for a whole request body (read_body)
 
 
 DEPS = web.AppKey("deps", HttpDeps)
@@ -76,6 +78,10 @@ DEPS = web.AppKey("deps", HttpDeps)
 
 class BadRequest(Exception):
     """The body is not what the endpoint takes (HTTP 400)."""
+
+
+class BodyTimeout(Exception):
+    """The body did not arrive within ``HttpDeps.body_timeout`` (HTTP 408, then close)."""
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -125,23 +131,29 @@ def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> s
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, refused with 413 past ``limit`` bytes without reading it all, and with
-    400 when it cannot be read (a broken chunked framing, a Content-Encoding that does not
-    decode: aiohttp raises ``RequestPayloadError`` for both)."""
+    """The raw body, refused with 413 past ``limit`` bytes without reading it all, with 400
+    when it cannot be read (a broken chunked framing, a Content-Encoding that does not
+    decode: aiohttp raises ``RequestPayloadError`` for both), and with 408 when it is not
+    all there within ``body_timeout``: a client trickling a body held its connection and
+    handler for as long as it liked (the head timeout ends once the headers are in)."""
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     # StreamReader.read(n) returns what has arrived, up to n: loop until EOF or past the limit.
     chunks: list[bytes] = []
     size = 0
-    while size <= limit:
-        try:
-            chunk = await request.content.read(limit + 1 - size)
-        except web.RequestPayloadError as exc:
-            raise BadRequest("the request body could not be read") from exc
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        async with asyncio.timeout(request.app[DEPS].body_timeout):
+            while size <= limit:
+                try:
+                    chunk = await request.content.read(limit + 1 - size)
+                except web.RequestPayloadError as exc:
+                    raise BadRequest("the request body could not be read") from exc
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError as exc:
+        raise BodyTimeout from exc
     body = b"".join(chunks)
     if len(body) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
@@ -201,6 +213,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(401, "bad_signature", str(exc))
     except BadRequest as exc:
         return error_response(400, "bad_request", str(exc))
+    except BodyTimeout:
+        # RFC 9110 section 15.5.9: 408, and close (the rest of the body may still come).
+        timed_out = http_error(408, **{hdrs.CONNECTION: "close"})
+        timed_out.force_close()
+        return timed_out
     except GatewayError as exc:
         if exc.temporary:
             return error_response(503, exc.code, exc.message, **{"Retry-After": "1"})
