@@ -10,41 +10,24 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from json_logs import JsonLines, captured
 from raw_http import RawResponse, exchange, request_bytes
 
 from gateway.app import Gateway
 from gateway.edges.http.consent_api import CONFIRM_PURPOSE, PREFERENCES_PURPOSE, pack
 from gateway.edges.unsubscribe import Target
 from gateway.health import Report
-from gateway.logs import JsonFormatter, LimitedLog
+from gateway.logs import LimitedLog
 
 NEWS = "news@lists.acme-health.example"
 MARK = "Zq7MarkerInLog"
 
 
-class JsonLines(logging.Handler):
-    """The gateway's JSON log lines, as ``gateway serve`` writes them to stderr."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture
 def log_lines() -> Iterator[list[str]]:
     """Every log line of every logger (aiohttp's included), at DEBUG, during the test."""
-    handler = JsonLines()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler.lines
-    root.removeHandler(handler)
-    root.setLevel(level)
+    with captured() as lines:
+        yield lines
 
 
 async def _send(gateway: Gateway, request: bytes) -> RawResponse | None:

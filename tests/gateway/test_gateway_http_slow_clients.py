@@ -1,10 +1,12 @@
-"""Slow request heads over real sockets: 200 connections trickling their headers are cut after
-``[http] header_timeout_seconds`` while a normal client is served."""
+"""Slow clients over real sockets: 200 connections trickling their headers are cut after
+``[http] header_timeout_seconds`` while a normal client is served, and a trickled body after
+``body_timeout_seconds``."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -21,8 +23,10 @@ SILENT = 20
 
 @pytest.fixture
 async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """A gateway whose request heads must be complete within ``TIMEOUT``."""
-    http = dataclasses.replace(settings.http, header_timeout_seconds=TIMEOUT)
+    """A gateway whose request heads and bodies must be complete within ``TIMEOUT``."""
+    http = dataclasses.replace(
+        settings.http, header_timeout_seconds=TIMEOUT, body_timeout_seconds=TIMEOUT
+    )
     async with Gateway(dataclasses.replace(settings, http=http)) as gw:
         yield gw
 
@@ -100,3 +104,34 @@ async def test_a_head_after_an_answer_is_timed_from_its_first_byte(gateway: Gate
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 10
     writer.close()
+
+
+async def test_a_trickled_body_gets_408(gateway: Gateway) -> None:
+    """Headers in time, then the body a byte at a time: the handler waited for it forever;
+    now 408 in the one error shape once ``body_timeout_seconds`` have passed (aiohttp then
+    discards what still comes for its lingering time, 10 s at most, and closes)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http_port)
+    writer.write(
+        b"POST /v1/inbound/sms HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n{"
+    )
+    started = time.monotonic()
+
+    async def trickle() -> None:
+        """A body byte every 0.2 s: the pace is the attack, not a wait."""
+        while not writer.is_closing():
+            writer.write(b" ")
+            await asyncio.sleep(0.2)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        async with asyncio.timeout(TIMEOUT + 10):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            body = await reader.readexactly(length)
+    finally:
+        trickling.cancel()
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"Connection: close\r\n" in head
+    assert "request_timeout" == json.loads(body)["error"]["code"]
+    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 10
