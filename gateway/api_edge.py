@@ -130,7 +130,8 @@ class CatalogAdmin:
                 code="invalid_sender",
             )
         try:
-            catalog = load_sender(definition, f"admin:{sender}")
+            # Named "admin", not after the URL's sender: an error never quotes the path back.
+            catalog = load_sender(definition, "admin")
         except CatalogError as exc:
             raise BadInput(str(exc), code="invalid_sender") from exc
         if catalog.sender != sender:

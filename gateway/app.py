@@ -29,6 +29,7 @@ from aiohttp import web
 
 from gateway.api_edge import ApiEdge, build_suppression
 from gateway.edges.http import inbound, ops
+from gateway.edges.http.protocol import GatewayRunner
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
@@ -288,10 +289,18 @@ class Gateway:
             ),
             max_body_bytes=s.http.max_body_bytes,
             signature_tolerance=s.http.signature_tolerance_seconds,
+            body_timeout=s.http.body_timeout_seconds,
         )
         modules = [ops.register, inbound.register, *self.api.http_modules()]
         modules.append(self.email.http_module())
-        runner = web.AppRunner(build_app(deps, modules), access_log=None, shutdown_timeout=10.0)
+        # GatewayRunner: malformed requests answered without echo, slow heads cut off
+        # (gateway/edges/http/protocol.py).
+        runner = GatewayRunner(
+            build_app(deps, modules),
+            header_timeout=s.http.header_timeout_seconds,
+            access_log=None,
+            shutdown_timeout=10.0,
+        )
         await runner.setup()
         # Pushed after the writer: on exit HTTP stops first, then the writer drains.
         self._stack.push_async_callback(runner.cleanup)

@@ -1,8 +1,13 @@
 """Structured logs (I/O layer): JSON lines with phone numbers and addresses masked, never bodies.
 
-DESIGN.md invariant 8: a log line may carry a masked address (``+1*******23``,
-``j***@example.org``) and ids, never a message body. ``mask()`` is applied to the fields we
-pass and, as a second line of defence, to the rendered message text.
+A log line may carry a masked address (``+1*******23``, ``j***@example.org``) and ids, never a
+message body (README "No PII in logs"). ``mask()`` is applied to the fields we pass and, as a
+second line of defence, to the rendered message text.
+
+Nobody outside may flood them either: ``RateLimit`` bounds repeated lines per key, and the
+formatter writes a traceback in full only the first time in ``traceback_every`` seconds that
+the same logger raised the same exception type at the same line; the repeats are one short
+line each (``"traceback": "repeated"``), and the next full one counts them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ import logging
 import re
 import sys
 import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -69,13 +78,76 @@ def mask_address(address: str) -> str:
     return mask_email(address) if "@" in address else mask_phone(address)
 
 
+# A record logged with ``extra={HIDE_EXC_MESSAGE: True}`` gets its traceback without the
+# exception's message: a message can quote the input that caused it (``int('²')``, a request
+# line), and the frames and type are what an operator needs. Leading "_": never a field.
+HIDE_EXC_MESSAGE = "_hide_exc_message"
+
+
+class RateLimit:
+    """At most ``burst`` events per key in each ``per_seconds`` window; the rest are counted.
+
+    At most ``max_keys`` keys are remembered (the least recently started window is forgotten
+    first), so keys an outsider can vary cost bounded memory.
+    """
+
+    def __init__(
+        self,
+        per_seconds: float,
+        *,
+        burst: int = 1,
+        max_keys: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per = per_seconds
+        self._burst = burst
+        self._max_keys = max_keys
+        self._clock = clock
+        # key -> [window start, events allowed in it, events refused since the last allowed]
+        self._windows: OrderedDict[Hashable, list[float]] = OrderedDict()
+
+    def allow(self, key: Hashable) -> int | None:
+        """None if this event is over the limit (it is counted); otherwise how many events of
+        this key were refused since the last one allowed."""
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self._per:
+            refused = 0 if window is None else int(window[2])
+            self._windows[key] = [now, 1, 0]
+            self._windows.move_to_end(key)
+            while len(self._windows) > self._max_keys:
+                self._windows.popitem(last=False)
+            return refused
+        if window[1] < self._burst:
+            window[1] += 1
+            return int(window[2])
+        window[2] += 1
+        return None
+
+
+def _raised_at(tb: TracebackType | None) -> str:
+    """``file:line`` of the innermost frame: where the exception was raised."""
+    where = "?"
+    for frame, line in traceback.walk_tb(tb):
+        where = f"{frame.f_code.co_filename}:{line}"
+    return where
+
+
+def _frames_only(exc_type: type[BaseException], tb: TracebackType | None) -> str:
+    """A traceback's frames and the exception's type, without its message."""
+    frames = "".join(traceback.format_list(traceback.extract_tb(tb)))
+    name = f"{exc_type.__module__}.{exc_type.__qualname__}"
+    return f"Traceback (most recent call last):\n{frames}{name} (message not logged)"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; extra fields passed with ``extra=`` are included, masked."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, traceback_every: float = 60.0) -> None:
         super().__init__()
         self._second = -1
         self._second_text = ""
+        self._tracebacks = RateLimit(traceback_every)
 
     def _timestamp(self, created: float) -> str:
         """RFC 3339 UTC with milliseconds; the part up to the second is formatted once a second."""
@@ -98,11 +170,58 @@ class JsonFormatter(logging.Formatter):
             if not key.startswith("_"):
                 entry[key] = mask(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exc"] = mask(self.formatException(record.exc_info))
+            entry.update(self._exception(record))
         try:
             return orjson.dumps(entry, default=str).decode()
         except orjson.JSONEncodeError:
             return _FALLBACK.encode(entry)
+
+    def _exception(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The ``exc`` field, or a short stand-in when the same traceback was written lately."""
+        exc_info = record.exc_info
+        assert exc_info is not None
+        exc_type, _, tb = exc_info
+        if exc_type is None:  # exc_info=True outside an except block
+            return {"exc": self.formatException(exc_info)}
+        where = _raised_at(tb)
+        repeats = self._tracebacks.allow((record.name, exc_type, where))
+        if repeats is None:
+            return {"exc_type": exc_type.__name__, "exc_at": where, "traceback": "repeated"}
+        if record.__dict__.get(HIDE_EXC_MESSAGE):
+            text = _frames_only(exc_type, tb)
+        else:
+            text = self.formatException(exc_info)
+        fields: dict[str, Any] = {"exc": mask(text)}
+        if repeats:
+            fields["tracebacks_repeated"] = repeats
+        return fields
+
+
+class LimitedLog:
+    """Log lines an outsider can cause (a malformed request, a timeout), at most ``burst`` per
+    key in ``per_seconds``; the next line written for a key says how many were left out."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        per_seconds: float = 60.0,
+        burst: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._limit = RateLimit(per_seconds, burst=burst, clock=clock)
+
+    def log(self, level: int, msg: str, *, key: Hashable, **fields: Any) -> None:
+        """``logger.log(level, msg)`` with ``fields`` as extras, unless ``key`` is over."""
+        if not self._logger.isEnabledFor(level):
+            return
+        left_out = self._limit.allow(key)
+        if left_out is None:
+            return
+        if left_out:
+            fields["left_out"] = left_out
+        self._logger.log(level, msg, extra=fields)
 
 
 def configure(level: str) -> None:

@@ -37,6 +37,11 @@ class HttpSettings:
     max_body_bytes: int = 64 * 1024
     # Signed requests older or newer than this are refused (replay protection).
     signature_tolerance_seconds: int = 300
+    # A request's line and headers must arrive within this (from the connection's start, or
+    # from the first byte of a later request on it); else 408 and the connection is closed.
+    header_timeout_seconds: float = 10.0
+    # A request body must arrive whole within this once its headers are in; else 408.
+    body_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

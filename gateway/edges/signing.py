@@ -5,6 +5,11 @@ is over ``b"<t>." + body`` with a key derived from ``GATEWAY_SECRET_KEY`` for th
 purpose. The timestamp bounds replay to the configured tolerance, and the comparison runs in
 constant time (``hmac.compare_digest``). ``gateway sign`` prints a header for a body.
 
+The parser is total: the header arrives as text in which non-UTF-8 bytes are surrogate
+escapes, and anything but ASCII digits for ``t`` (at most 12: "²" passes ``str.isdigit()``
+and fails ``int()``, 5,000 digits fail it too) and 64 hex digits for ``v1`` is "malformed",
+a 401 like every other refusal here.
+
 During a rotation the keys derived from ``GATEWAY_PREVIOUS_SECRET_KEYS`` verify too, so a
 peer still signing with the old secret is not refused (README "Keys and rotation").
 """
@@ -13,10 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Sequence
 
 HEADER = "X-Gateway-Signature"
+_MAX_HEADER = 256  # "t=" 12 digits ",v1=" 64 hex digits, with room for spaces and a v0
+_STAMP = re.compile(r"[0-9]{1,12}")
+_MAC = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SignatureError(Exception):
@@ -42,20 +51,22 @@ def verify(
     with one of ``keys`` (the current key first)."""
     if not header:
         raise SignatureError(f"missing {HEADER} header")
+    if len(header) > _MAX_HEADER:
+        raise SignatureError("malformed signature header")
     parts: dict[str, str] = {}
     for item in header.split(","):
-        name, sep, value = item.strip().partition("=")
-        if not sep:
+        name, sep, value = item.strip(" \t").partition("=")
+        if not sep or name in parts:  # a second "t" or "v1" is ambiguous: which one counts?
             raise SignatureError("malformed signature header")
         parts[name] = value
     stamp, given = parts.get("t", ""), parts.get("v1", "")
-    if not stamp.isdigit() or not given:
+    if not _STAMP.fullmatch(stamp) or not _MAC.fullmatch(given):
         raise SignatureError("malformed signature header")
     if abs(now - int(stamp)) > tolerance:
         raise SignatureError("signature timestamp outside the allowed window")
     signed = f"{stamp}.".encode() + body
+    given_mac = bytes.fromhex(given)  # hex digits only: checked above
     for key in (keys,) if isinstance(keys, bytes) else keys:
-        expected = hmac.new(key, signed, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected.encode(), given.encode()):
+        if hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), given_mac):
             return
     raise SignatureError("signature does not match")

@@ -8,7 +8,7 @@
   restart (see gateway/api_edge.py).
 - ``GET /v1/admin/senders``: what each instance serves now.
 - ``GET /v1/admin/audit?limit=``: the newest audit records (key changes, sender changes,
-  data-subject requests).
+  data-subject requests); ``limit`` is 1..1000 in ASCII digits (default 100), else 400.
 
 All need scope ``admin``.
 """
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway.edges.http.auth import API, require
 from gateway.edges.http.gate_api import parse_json
-from gateway.edges.http.server import BadRequest, read_body
+from gateway.edges.http.server import BadRequest, query_int, read_body
 
 _MAX_DEFINITION = 256 * 1024
 
@@ -67,10 +67,8 @@ async def list_senders(request: web.Request) -> web.Response:
 async def audit_log(request: web.Request) -> web.Response:
     """The newest audit records first."""
     await require(request, "admin")
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1_000:
-        raise BadRequest("limit must be 1..1000")
-    return web.json_response({"records": await request.app[API].admin.audit_log(int(raw))})
+    limit = query_int(request, "limit", default=100, low=1, high=1_000)
+    return web.json_response({"records": await request.app[API].admin.audit_log(limit)})
 
 
 def register(app: web.Application) -> None:

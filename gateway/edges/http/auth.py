@@ -1,14 +1,18 @@
 """API access (I/O layer): what the API routes need, and scoped API keys on every request.
 
-Keys are sent as ``Authorization: Bearer <key>``. Scopes: ``read`` (gate checks), ``write``
-(record consent, issue preference links), ``send`` (send-through), ``admin`` (programs and
-keywords, data-subject requests, the audit log); ``admin`` implies every other scope. Only the
-provider webhooks, the one-click URL and the preference page go without a key: each carries
-its own signature. The key itself is never logged; log lines name its public id.
+Keys are sent as ``Authorization: Bearer <key>``; a value that is not the RFC 6750 section
+2.1 form (ASCII ``b64token``, at most 256 characters) is refused with 401 before any lookup,
+so no other header bytes (non-UTF-8 ones arrive as surrogate escapes) reach the key store.
+Scopes: ``read`` (gate checks), ``write`` (record consent, issue preference links), ``send``
+(send-through), ``admin`` (programs and keywords, data-subject requests, the audit log);
+``admin`` implies every other scope. Only the provider webhooks, the one-click URL and the
+preference page go without a key: each carries its own signature. The key itself is never
+logged; log lines name its public id.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +24,8 @@ from gateway.tokens import TokenCodec
 from keywords.catalog import SenderCatalog
 
 SCOPES = ("read", "write", "send", "admin")
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,256}=*")
 
 
 class Principal(Protocol):
@@ -124,10 +130,12 @@ def has_scope(principal: Principal, scope: str) -> bool:
 async def require(request: web.Request, scope: str) -> Principal:
     """The request's key if it is live and holds ``scope``; raise otherwise."""
     header = request.headers.get("Authorization", "")
-    kind, _, key = header.partition(" ")
-    if kind.lower() != "bearer" or not key.strip():
+    scheme, _, key = header.partition(" ")
+    key = key.strip(" ")
+    # The scheme is case-insensitive (RFC 9110 section 11.1), compared in ASCII only.
+    if not (scheme.isascii() and scheme.lower() == "bearer") or not _B64TOKEN.fullmatch(key):
         raise web.HTTPUnauthorized
-    principal = await request.app[API].keys.authenticate(key.strip())
+    principal = await request.app[API].keys.authenticate(key)
     if principal is None:
         raise web.HTTPUnauthorized
     if not has_scope(principal, scope):

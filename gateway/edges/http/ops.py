@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.edges.http.server import DEPS
+from gateway.edges.http.server import DEPS, query_choice
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -15,8 +15,9 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness (gateway/health.py): 200 when every promise holds, else 503 naming what
-    does not; ``?scope=intake`` checks only what recording an opt-out needs."""
-    intake = request.query.get("scope") == "intake"
+    does not; ``?scope=intake`` checks only what recording an opt-out needs, and any other
+    ``scope`` is a 400 (a typo must not quietly run the other check)."""
+    intake = query_choice(request, "scope", ("intake",)) == "intake"
     report = await request.app[DEPS].readiness.check(intake_only=intake)
     return web.json_response(report.body, status=200 if report.ready else 503)
 

@@ -5,7 +5,9 @@ Twilio posts ``application/x-www-form-urlencoded`` fields (``MessageSid``, ``Fro
 account's auth token, over the full URL as Twilio called it followed by every POST field,
 sorted by name, as name + value with no separators (Twilio docs, "Webhooks security").
 Behind a proxy the URL we see differs from Twilio's, so the signed URL is rebuilt from
-``[providers.twilio] public_url`` plus the request's path and query.
+``[providers.twilio] public_url`` plus the request's path and query. A signature that is not
+28 characters of base64 (an HMAC-SHA1 is 20 bytes), or arrives when no auth token is
+configured, is refused like a wrong one: 401 with the same fixed text, whatever bytes came.
 
 We answer 200 with an empty TwiML ``<Response/>`` only after the commit; replies leave
 through the outbox (after the commit, retried), never inline in TwiML. With Advanced
@@ -19,6 +21,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
@@ -28,11 +32,14 @@ from aiohttp import web
 from gateway.edges.http.auth import API
 from gateway.edges.http.server import DEPS, BadRequest, read_body
 from gateway.edges.signing import SignatureError
+from gateway.logs import LimitedLog
 from gateway.messages import InboundMessage, Method
 from gateway.storable import storable
 from keywords.model import Channel, Intent, IntentKind, MatchKind
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{27}=")  # base64 of the 20 bytes of an HMAC-SHA1
+_unconfigured = LimitedLog(logging.getLogger(__name__), burst=1)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 _OPT_OUT_TYPES = {
     "STOP": IntentKind.OPT_OUT_ALL,
@@ -64,12 +71,20 @@ async def twilio_sms(request: web.Request) -> web.Response:
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("body is not a URL-encoded form") from exc
     if api.twilio_auth_token is None:
-        raise SignatureError("no Twilio auth token configured (GATEWAY_TWILIO_AUTH_TOKEN)")
+        # The operator's problem, not the caller's: the caller learns nothing of our set-up.
+        _unconfigured.log(
+            logging.WARNING,
+            "Twilio webhook called but GATEWAY_TWILIO_AUTH_TOKEN is unset",
+            key="no_token",
+        )
+        raise SignatureError(f"{SIGNATURE_HEADER} does not match")
     given = request.headers.get(SIGNATURE_HEADER, "")
+    if not _SIGNATURE.fullmatch(given):
+        raise SignatureError(f"{SIGNATURE_HEADER} does not match")
     expected = twilio_signature(
         api.twilio_auth_token, api.twilio_public_url + request.path_qs, pairs
     )
-    if not hmac.compare_digest(expected.encode(), given.encode()):
+    if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii")):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match")
     params = dict(pairs)
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
