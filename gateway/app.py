@@ -29,6 +29,7 @@ from aiohttp import web
 
 from gateway.api_edge import ApiEdge, build_suppression
 from gateway.edges.http import inbound, ops
+from gateway.edges.http.client_address import parse_networks, register_trusted
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
@@ -283,7 +284,8 @@ class Gateway:
             max_body_bytes=s.http.max_body_bytes,
             signature_tolerance=s.http.signature_tolerance_seconds,
         )
-        modules = [ops.register, inbound.register, *self.api.http_modules()]
+        trusted = register_trusted(parse_networks(s.http.trusted_proxies))
+        modules = [trusted, ops.register, inbound.register, *self.api.http_modules()]
         modules.append(self.email.http_module())
         runner = web.AppRunner(build_app(deps, modules), access_log=None, shutdown_timeout=10.0)
         await runner.setup()

@@ -11,6 +11,7 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -37,6 +38,9 @@ class HttpSettings:
     max_body_bytes: int = 64 * 1024
     # Signed requests older or newer than this are refused (replay protection).
     signature_tolerance_seconds: int = 300
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); evidence
+    # records the client they name (gateway/edges/http/client_address.py). Empty: none.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,10 @@ def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
         expected = type(default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is tuple:  # a TOML array of strings, kept immutable
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: {name}.{key}: expected an array of strings")
+            value = tuple(value)
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
             raise ConfigError(
                 f"{source}: {name}.{key}: expected {expected.__name__}, got {type(value).__name__}"
@@ -212,10 +220,19 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         secret = secrets.token_urlsafe(48).encode() if read is None else read
     previous = _previous_secrets(env.get("GATEWAY_PREVIOUS_SECRET_KEYS", ""))
 
+    http = section(HttpSettings, raw.get("http"), "http", path)
+    for entry in http.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{path}: http.trusted_proxies: {entry!r} is not an IP address or network"
+            ) from exc
+
     return Settings(
         config_path=path,
         senders_dir=(path.parent / senders).resolve(),
-        http=section(HttpSettings, raw.get("http"), "http", path),
+        http=http,
         database=database,
         cache=section(CacheSettings, raw.get("cache"), "cache", path),
         pipeline=section(PipelineSettings, raw.get("pipeline"), "pipeline", path),
