@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.edges.http.server import DEPS
+from gateway.edges.http.server import DEPS, error_response
+
+SCOPES = ("intake",)  # /readyz?scope=...; absent: every check
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -15,9 +17,12 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness (gateway/health.py): 200 when every promise holds, else 503 naming what
-    does not; ``?scope=intake`` checks only what recording an opt-out needs."""
-    intake = request.query.get("scope") == "intake"
-    report = await request.app[DEPS].readiness.check(intake_only=intake)
+    does not; ``?scope=intake`` checks only what recording an opt-out needs. Any other
+    scope is 400: a probe with a typo would otherwise get the full check it did not ask for."""
+    scope = request.query.get("scope")
+    if scope is not None and scope not in SCOPES:
+        return error_response(400, "bad_request", "scope must be 'intake' or absent")
+    report = await request.app[DEPS].readiness.check(intake_only=scope == "intake")
     return web.json_response(report.body, status=200 if report.ready else 503)
 
 
