@@ -156,7 +156,7 @@ def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if expected is tuple:  # a TOML array of strings, kept immutable
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{source}: {name}.{key}: expected an array of strings")
             value = tuple(value)
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
