@@ -105,6 +105,7 @@ class Gateway:
         self._stack.push_async_callback(self.supervisor.stop)
         dsn = s.database_url
         if dsn is None:
+            s.require_embedded_allowed()
             data_dir = Path(s.database.embedded_data_dir)
             dsn = await self._stack.enter_async_context(embedded_postgres(data_dir))
             log.info("embedded PostgreSQL started", extra={"data_dir": str(data_dir)})

@@ -72,5 +72,6 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.database_url is not None:
         return await with_dsn(settings.database_url)
+    settings.require_embedded_allowed()
     async with embedded_postgres(Path(settings.database.embedded_data_dir)) as dsn:
         return await with_dsn(dsn)

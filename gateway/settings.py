@@ -136,6 +136,24 @@ class Settings:
         """True when no database URL was given and the gateway runs its own PostgreSQL."""
         return self.database_url is None
 
+    def require_embedded_allowed(self) -> None:
+        """Refuse the embedded PostgreSQL where ``GATEWAY_ALLOW_EMBEDDED_DATABASE=0``.
+
+        The container image sets it: there the embedded cluster would live in the
+        container's own file system, and the ledger would be lost when the container is
+        recreated. ``1`` (or unset, outside the image) allows it.
+        """
+        value = self.env.get("GATEWAY_ALLOW_EMBEDDED_DATABASE", "1")
+        if value not in ("0", "1"):
+            raise ConfigError("GATEWAY_ALLOW_EMBEDDED_DATABASE: expected 0 or 1")
+        if value == "0":
+            raise ConfigError(
+                "GATEWAY_DATABASE_URL is not set and the embedded PostgreSQL is refused here"
+                " (GATEWAY_ALLOW_EMBEDDED_DATABASE=0, as in the container image): its data"
+                " would be lost with the container. Set GATEWAY_DATABASE_URL, or"
+                " GATEWAY_ALLOW_EMBEDDED_DATABASE=1 with embedded_data_dir on a volume"
+            )
+
 
 _T = TypeVar("_T")
 
