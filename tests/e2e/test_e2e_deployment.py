@@ -7,13 +7,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from support import CONFIG, ROOT
+from processes import GatewayProcess
+from support import CONFIG, PG_URL, ROOT
 
 from gateway.settings import load_settings
 
@@ -160,3 +162,30 @@ def test_the_compose_configuration_trusts_the_proxy_alone() -> None:
     assert ("172.28.0.10/32",) == settings.http.trusted_proxies
     assert "ipv4_address: 172.28.0.10" in COMPOSE.read_text()
     assert 2525 == settings.edges["smtp"]["port"]
+
+
+def test_healthcheck_asks_the_port_the_configuration_names(
+    tmp_path: Path, schema: str, redis_prefix: str
+) -> None:
+    """`gateway healthcheck` (the image's HEALTHCHECK) exits 0 while the gateway on the
+    configured port can record an opt-out, and 1 once it is gone."""
+    gw = GatewayProcess(
+        tmp_path, schema=schema, redis_prefix=redis_prefix, env={"GATEWAY_DATABASE_URL": PG_URL}
+    )
+
+    def healthcheck() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(gw.config), "healthcheck"],
+            capture_output=True, text=True, env=gw.env, timeout=30, check=False,
+        )  # fmt: skip
+
+    try:
+        gw.start()
+        up = healthcheck()
+    finally:
+        gw.stop(signal.SIGTERM)
+    down = healthcheck()
+
+    expected = f"http://127.0.0.1:{gw.port}/readyz?scope=intake: 200"
+    assert (0, True) == (up.returncode, up.stdout.strip().endswith(expected))
+    assert 1 == down.returncode

@@ -20,7 +20,9 @@ from faults import RedisProcess
 from support import ROOT, make_settings, sms
 
 from gateway.app import Gateway
+from gateway.store.cache import LocalConsentCache
 from gateway.store.near import NearCache
+from keywords.model import Channel
 
 SCOPE = {"sender": "12345", "program": "reminders", "channel": "sms"}
 COUNT = 200_000
@@ -119,3 +121,28 @@ async def test_batches_of_unknown_numbers_leave_redis_as_it_was(
         reasons = await _batch(b, key, numbers)
         assert "opted_in" == reasons[123_456]
         assert [joiner] == [n for n, r in zip(numbers, reasons, strict=True) if r != "no_consent"]
+
+
+async def test_without_redis_negative_answers_are_bounded_and_an_opt_in_replaces_one(
+    schema: str, redis_prefix: str
+) -> None:
+    """A single instance without Redis answers a repeated batch of unknown numbers from
+    memory, keeps no more negative answers than its bound, and allows one of them at once
+    after an opt-in."""
+    settings = make_settings(schema, redis_prefix, redis_url=None)
+    numbers = [f"+1628{n:07d}" for n in range(3_000)]
+    async with Gateway(settings, serve_http=False) as gw:
+        cache = gw.cache
+        assert isinstance(cache, LocalConsentCache)
+        cache._max_absent = 1_000
+        await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers[:1_000])
+        before = _from_cache(gw)
+        answers = await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers[:1_000])
+        assert (1_000, {"no_consent"}) == (_from_cache(gw) - before, {a.reason for a in answers})
+
+        await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers)
+        assert len(cache._absent) <= 1_000
+
+        await gw.pipeline.handle(sms("START", contact=numbers[7]))
+        answer = await gw.gate.check("12345", "reminders", Channel.SMS, numbers[7])
+        assert (True, "opted_in") == (answer.allowed, answer.reason)
