@@ -168,7 +168,11 @@ class _Lease:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if not conn.is_closed() and conn.is_in_transaction():
+        try:
+            open_transaction = not conn.is_closed() and conn.is_in_transaction()
+        except asyncpg.InterfaceError:
+            open_transaction = False  # the server closed it: asyncpg gave it back already
+        if open_transaction:
             try:
                 await conn.execute("ROLLBACK")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
