@@ -1,4 +1,5 @@
-"""Command line (I/O layer): serve, migrate, check-config, classify, audit verify, sign."""
+"""Command line (I/O layer): serve, migrate, check-config, classify, audit verify, sign, keys,
+healthcheck."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import dataclasses
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -46,7 +49,34 @@ def _parser() -> argparse.ArgumentParser:
     sign_cmd = sub.add_parser("sign", help="print an X-Gateway-Signature header for a body")
     sign_cmd.add_argument("body", help="the exact request body")
     keys_cli.add_parser(sub)
+    sub.add_parser(
+        "healthcheck",
+        help="exit 0 if this host's gateway can record an opt-out (/readyz?scope=intake on"
+        " the configured [http] port), else 1",
+    )
     return parser
+
+
+def _healthcheck(settings: Settings) -> int:
+    """The container's HEALTHCHECK: the port comes from the configuration, not the image."""
+    host = settings.http.host
+    if host in ("", "0.0.0.0"):  # noqa: S104 - a wildcard listener is asked on loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.http.port}/readyz?scope=intake"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:
+        print(f"gateway: healthcheck: {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(f"gateway: healthcheck: {url}: {status}")
+    return 0 if status == 200 else 1
 
 
 async def _migrate(settings: Settings) -> int:
@@ -58,6 +88,7 @@ async def _migrate(settings: Settings) -> int:
 
     if settings.database_url is not None:
         return await run(settings.database_url)
+    settings.require_embedded_allowed()
     async with embedded_postgres(Path(settings.database.embedded_data_dir)) as dsn:
         return await run(dsn)
 
@@ -96,6 +127,7 @@ async def _audit_verify(settings: Settings) -> int:
 
     if settings.database_url is not None:
         return await run(settings.database_url)
+    settings.require_embedded_allowed()
     data_dir = Path(settings.database.embedded_data_dir)
     async with embedded_postgres(data_dir, create=False) as dsn:
         return await run(dsn)
@@ -148,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_audit_verify(settings))
         if args.command == "keys":
             return asyncio.run(keys_cli.run(settings, args))
+        if args.command == "healthcheck":
+            return _healthcheck(settings)
         if args.command == "check-config":
             return _check_config(settings)
         if args.command == "classify":

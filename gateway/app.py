@@ -30,6 +30,7 @@ from aiohttp import web
 from gateway.api_edge import ApiEdge, build_suppression
 from gateway.edges.http import inbound, ops
 from gateway.edges.http.protocol import GatewayRunner
+from gateway.edges.http.client_address import parse_networks, register_trusted
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
@@ -107,6 +108,7 @@ class Gateway:
         self._stack.push_async_callback(self.supervisor.stop)
         dsn = s.database_url
         if dsn is None:
+            s.require_embedded_allowed()
             data_dir = Path(s.database.embedded_data_dir)
             dsn = await self._stack.enter_async_context(embedded_postgres(data_dir))
             log.info("embedded PostgreSQL started", extra={"data_dir": str(data_dir)})
@@ -291,7 +293,8 @@ class Gateway:
             signature_tolerance=s.http.signature_tolerance_seconds,
             body_timeout=s.http.body_timeout_seconds,
         )
-        modules = [ops.register, inbound.register, *self.api.http_modules()]
+        trusted = register_trusted(parse_networks(s.http.trusted_proxies))
+        modules = [trusted, ops.register, inbound.register, *self.api.http_modules()]
         modules.append(self.email.http_module())
         # GatewayRunner: malformed requests answered without echo, slow heads cut off
         # (gateway/edges/http/protocol.py).

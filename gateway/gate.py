@@ -2,8 +2,10 @@
 
 Only ``opted_in`` allows a send. The cache answers while the guard trusts it; a miss, a
 tombstone, or an untrusted cache sends the question to Postgres, whose answer is written
-back with compare-and-set by version. A Postgres failure refuses the whole request with a
-temporary error: the gate fails closed (DESIGN.md invariant 2).
+back with compare-and-set by version. "No consent row" is not written back to Redis: the
+cache keeps it in this process only (store/cache.py), so a batch of numbers nobody has heard
+of costs Redis nothing. A Postgres failure refuses the whole request with a temporary
+error: the gate fails closed (README, "How the invariants are kept").
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import asyncpg
 from gateway.addresses import E164_RE, legacy_email_key, normalize_address
 from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
 from gateway.metrics import Metrics
-from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.store.cache import (
+    NO_CONSENT,
+    CachedConsent,
+    CacheUnavailable,
+    ConsentCache,
+    ConsentKey,
+)
 from gateway.store.guard import CacheGuard
 from keywords.catalog import SenderCatalog
 from keywords.model import Channel, ConsentState
@@ -196,14 +204,17 @@ class SendGate:
             )
             for r in rows
         }
-        none = CachedConsent(ConsentState.NONE, 0, None)
-        result = {a: found.get(a, none) for a in addresses}
+        result = {a: found.get(a, NO_CONSENT) for a in addresses}
         if self._guard.cache_reachable:
-            entries = [
-                (ConsentKey(channel.value, sender, program, a), e) for a, e in result.items()
-            ]
-            try:
-                await self._cache.put_many(entries)
-            except CacheUnavailable:
-                self._guard.report_failure("fill")
+            if len(found) < len(addresses):
+                absent = [a for a, e in result.items() if e is NO_CONSENT]
+                self._cache.remember_absent(channel.value, sender, program, absent)
+            if found:
+                entries = [
+                    (ConsentKey(channel.value, sender, program, a), e) for a, e in found.items()
+                ]
+                try:
+                    await self._cache.put_many(entries)
+                except CacheUnavailable:
+                    self._guard.report_failure("fill")
         return result

@@ -1,7 +1,9 @@
 """``gateway keys`` (I/O layer): create, list and revoke API keys from the command line.
 
-``create`` prints the key once (only its SHA-256 is stored); ``revoke`` takes effect on every
-instance at once (NOTIFY) and at the latest after the short verification cache expires.
+``create`` prints the key once (only its SHA-256 is stored) and warns on stderr when a live
+key already has the name; ``list`` shows each key's last use, to the minute; ``revoke`` takes
+effect on every instance at once (NOTIFY) and at the latest after the short verification
+cache expires.
 Every action is recorded in the audit log with the actor ``cli``.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from gateway.settings import Settings
@@ -39,11 +42,21 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             store = ApiStore(pool, channel=f"{settings.database.schema}_api")
             if args.keys_command == "create":
                 scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+                same_name = await store.live_keys_named(args.name)
                 try:
                     key_id, key = await store.create_key(args.name, scopes, actor="cli")
                 except ValueError as exc:
                     print(f"gateway: {exc}")
                     return 2
+                if same_name:
+                    # Created all the same (a rotation makes the new key before revoking the
+                    # old), but on stderr, so the JSON on stdout stays one object.
+                    print(
+                        f"gateway: warning: {len(same_name)} other live key(s) named"
+                        f" {args.name!r}: {', '.join(same_name)}; revoke the old one once"
+                        " its users have the new key (`gateway keys revoke ID`)",
+                        file=sys.stderr,
+                    )
                 print(json.dumps({"id": key_id, "key": key, "scopes": sorted(set(scopes))}))
                 return 0
             if args.keys_command == "list":
@@ -59,5 +72,6 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.database_url is not None:
         return await with_dsn(settings.database_url)
+    settings.require_embedded_allowed()
     async with embedded_postgres(Path(settings.database.embedded_data_dir)) as dsn:
         return await with_dsn(dsn)

@@ -11,6 +11,7 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -42,6 +43,9 @@ class HttpSettings:
     header_timeout_seconds: float = 10.0
     # A request body must arrive whole within this once its headers are in; else 408.
     body_timeout_seconds: float = 60.0
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); evidence
+    # records the client they name (gateway/edges/http/client_address.py). Empty: none.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,24 @@ class Settings:
         """True when no database URL was given and the gateway runs its own PostgreSQL."""
         return self.database_url is None
 
+    def require_embedded_allowed(self) -> None:
+        """Refuse the embedded PostgreSQL where ``GATEWAY_ALLOW_EMBEDDED_DATABASE=0``.
+
+        The container image sets it: there the embedded cluster would live in the
+        container's own file system, and the ledger would be lost when the container is
+        recreated. ``1`` (or unset, outside the image) allows it.
+        """
+        value = self.env.get("GATEWAY_ALLOW_EMBEDDED_DATABASE", "1")
+        if value not in ("0", "1"):
+            raise ConfigError("GATEWAY_ALLOW_EMBEDDED_DATABASE: expected 0 or 1")
+        if value == "0":
+            raise ConfigError(
+                "GATEWAY_DATABASE_URL is not set and the embedded PostgreSQL is refused here"
+                " (GATEWAY_ALLOW_EMBEDDED_DATABASE=0, as in the container image): its data"
+                " would be lost with the container. Set GATEWAY_DATABASE_URL, or"
+                " GATEWAY_ALLOW_EMBEDDED_DATABASE=1 with embedded_data_dir on a volume"
+            )
+
 
 _T = TypeVar("_T")
 
@@ -156,6 +178,10 @@ def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
         expected = type(default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is tuple:  # a TOML array of strings, kept immutable
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: {name}.{key}: expected an array of strings")
+            value = tuple(value)
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
             raise ConfigError(
                 f"{source}: {name}.{key}: expected {expected.__name__}, got {type(value).__name__}"
@@ -217,10 +243,19 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         secret = secrets.token_urlsafe(48).encode() if read is None else read
     previous = _previous_secrets(env.get("GATEWAY_PREVIOUS_SECRET_KEYS", ""))
 
+    http = section(HttpSettings, raw.get("http"), "http", path)
+    for entry in http.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{path}: http.trusted_proxies: {entry!r} is not an IP address or network"
+            ) from exc
+
     return Settings(
         config_path=path,
         senders_dir=(path.parent / senders).resolve(),
-        http=section(HttpSettings, raw.get("http"), "http", path),
+        http=http,
         database=database,
         cache=section(CacheSettings, raw.get("cache"), "cache", path),
         pipeline=section(PipelineSettings, raw.get("pipeline"), "pipeline", path),

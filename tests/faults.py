@@ -84,8 +84,9 @@ def free_port() -> int:
 class RedisProcess:
     """A private redis-server on 127.0.0.1, which a test may stop and start again."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Path | None = None) -> None:
         self.port = free_port()
+        self._config = config  # a redis.conf read first (deploy/redis.conf); flags win
         self._dir = Path(tempfile.mkdtemp(prefix="gw-redis-"))
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -97,8 +98,9 @@ class RedisProcess:
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        config = [] if self._config is None else [str(self._config)]
         self._proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [binary, *config, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self._dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

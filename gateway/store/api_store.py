@@ -104,11 +104,22 @@ class ApiStore:
         self.forget_keys()
         return True
 
-    async def list_keys(self) -> list[dict[str, Any]]:
-        """Every key's public fields."""
+    async def live_keys_named(self, name: str) -> list[str]:
+        """Ids of the keys not revoked that carry ``name``, oldest first."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, name, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at"
+                "SELECT id FROM api_keys WHERE name = $1 AND revoked_at IS NULL"
+                " ORDER BY created_at",
+                name,
+            )
+        return [r["id"] for r in rows]
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        """Every key's public fields, with its last use (to the minute; None: never used)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, name, scopes, created_at, revoked_at, last_used_at FROM api_keys"
+                " ORDER BY created_at"
             )
         return [
             {
@@ -117,6 +128,7 @@ class ApiStore:
                 "scopes": list(r["scopes"]),
                 "created_at": r["created_at"].isoformat(),
                 "revoked_at": r["revoked_at"].isoformat() if r["revoked_at"] else None,
+                "last_used_at": r["last_used_at"].isoformat() if r["last_used_at"] else None,
             }
             for r in rows
         ]
@@ -156,9 +168,17 @@ class ApiStore:
     async def _lookup(self, digest: bytes) -> ApiKey | None:
         try:
             async with self._pool.acquire() as conn:
+                # The use is recorded in the same round trip (migration 017), and written
+                # only when the recorded one is over a minute old, whichever instance wrote
+                # it: `keys list` shows the last use to the minute, for at most one write
+                # a minute per key rather than one per request.
                 row = await conn.fetchrow(
-                    "SELECT id, name, scopes FROM api_keys WHERE key_sha256 = $1"
-                    " AND revoked_at IS NULL",
+                    "WITH k AS (SELECT id, name, scopes, last_used_at FROM api_keys"
+                    "  WHERE key_sha256 = $1 AND revoked_at IS NULL),"
+                    " used AS (UPDATE api_keys a SET last_used_at = now() FROM k"
+                    "  WHERE a.id = k.id AND (k.last_used_at IS NULL"
+                    "   OR k.last_used_at < now() - interval '1 minute'))"
+                    " SELECT id, name, scopes FROM k",
                     digest,
                 )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -10,7 +10,14 @@ the same version replacing that version's tombstone. Hence:
 * after the commit, the writer stores the new state with the same version (carried by the
   next batch's tombstone call when one follows at once, see ``tombstone_many``);
 * a failure anywhere leaves a tombstone or nothing, and both mean "ask Postgres": the
-  cache can only ever err toward reading the truth (DESIGN.md invariant 2).
+  cache can only ever err toward reading the truth (README, "How the invariants are kept").
+
+Negative answers (no consent row: ``NO_CONSENT``, version 0) are never written to Redis.
+A batch of a million numbers nobody has heard of would otherwise leave a million keys for
+a day; instead each process may keep them in memory (``remember_absent``): the near cache
+under the rule in near.py, the in-process cache bounded. Redis then holds one key per
+consent row that was read or changed, which is what ``maxmemory`` is sized for (README,
+"Deployment").
 
 Keys hold a keyed BLAKE2b digest of the address, never the address itself.
 """
@@ -98,6 +105,11 @@ class CachedConsent:
     since: float | None = None
 
 
+# Postgres has no consent row for the key: nothing to send on. One object for every such
+# answer, so caches and the gate's memo hold a single instance.
+NO_CONSENT = CachedConsent(ConsentState.NONE, 0, None)
+
+
 class ConsentCache(Protocol):
     """What the writer and the gate need from a cache."""
 
@@ -108,6 +120,12 @@ class ConsentCache(Protocol):
 
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         """Store states, each only if no newer version is cached."""
+
+    def remember_absent(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> None:
+        """Postgres found no consent row for ``addresses`` after ``get_scope`` missed them:
+        keep that in this process where it is safe to, never in Redis."""
 
     async def tombstone_many(
         self,
@@ -135,7 +153,8 @@ def _encode(entry: CachedConsent) -> str:
     return f"{_STATE_CODE[entry.state]}|{entry.version}|{since}"
 
 
-def _decode(raw: bytes | str) -> CachedConsent | None:
+def decode(raw: bytes | str) -> CachedConsent | None:
+    """A stored value; ``None`` for a tombstone (ask Postgres)."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     code = text[0]
     if code == _TOMBSTONE:
@@ -191,16 +210,20 @@ class RedisConsentCache:
         key, blake = self._key, hashlib.blake2b
         return [head + blake(a.encode(), key=key, digest_size=16).hexdigest() for a in addresses]
 
-    async def mget_keys(self, keys: Sequence[str]) -> list[CachedConsent | None]:
-        """MGET in chunks; raise ``CacheUnavailable`` on any Redis error."""
-        out: list[CachedConsent | None] = []
+    async def mget_raw(self, keys: Sequence[str]) -> list[bytes | str | None]:
+        """MGET in chunks, undecoded (``None``: no such key; see ``decode``); raise
+        ``CacheUnavailable`` on any Redis error."""
+        out: list[bytes | str | None] = []
         try:
             for start in range(0, len(keys), _MGET_CHUNK):
-                raw = await self._redis.mget(keys[start : start + _MGET_CHUNK])
-                out.extend(None if value is None else _decode(value) for value in raw)
+                out.extend(await self._redis.mget(keys[start : start + _MGET_CHUNK]))
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
         return out
+
+    async def mget_keys(self, keys: Sequence[str]) -> list[CachedConsent | None]:
+        """MGET in chunks, decoded: ``None`` for a missing key and for a tombstone."""
+        return [None if raw is None else decode(raw) for raw in await self.mget_raw(keys)]
 
     async def get_scope(
         self, channel: str, sender: str, program: str, addresses: Sequence[str]
@@ -223,6 +246,11 @@ class RedisConsentCache:
         """Compare-and-set each entry by version."""
         keys = [self.redis_key(k) for k, _ in entries]
         await self._write(keys, [_encode(v) for _, v in entries], announce=False)
+
+    def remember_absent(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> None:
+        """Nothing: a negative answer never takes a Redis key (see the module docstring)."""
 
     async def tombstone_many(
         self,
@@ -258,11 +286,18 @@ class RedisConsentCache:
 
 
 class LocalConsentCache:
-    """In-process cache for a single instance run without Redis; same versioning rules."""
+    """In-process cache for a single instance run without Redis; same versioning rules.
 
-    def __init__(self, *, entry_ttl: int) -> None:
+    Negative answers are kept apart, at most ``max_absent`` of them (emptied when full):
+    dropping one loses nothing a compare-and-set needs, since version 0 is below every
+    real one, whereas the states and tombstones are kept for their versions.
+    """
+
+    def __init__(self, *, entry_ttl: int, max_absent: int = 500_000) -> None:
         self._entries: dict[ConsentKey, tuple[CachedConsent | None, int, float]] = {}
+        self._absent: dict[ConsentKey, float] = {}  # key -> expiry
         self._ttl = entry_ttl
+        self._max_absent = max_absent
 
     async def get_scope(
         self, channel: str, sender: str, program: str, addresses: Sequence[str]
@@ -271,11 +306,35 @@ class LocalConsentCache:
         now = time.monotonic()
         out: list[CachedConsent | None] = []
         for address in addresses:
-            found = self._entries.get(ConsentKey(channel, sender, program, address))
-            out.append(found[0] if found is not None and found[2] > now else None)
+            key = ConsentKey(channel, sender, program, address)
+            found = self._entries.get(key)
+            if found is not None:
+                out.append(found[0] if found[2] > now else None)
+                continue
+            expiry = self._absent.get(key)
+            out.append(NO_CONSENT if expiry is not None and expiry > now else None)
         return out
 
+    def remember_absent(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> None:
+        """Keep the negative answers of keys that no state or tombstone was ever stored for.
+
+        Every change in this process tombstones its key here before it commits, so a key
+        with no entry had no change since this process started, and Postgres's answer for
+        it is still the truth; a key with one is left to its versions.
+        """
+        if len(self._absent) + len(addresses) > self._max_absent:
+            self._absent.clear()
+        expiry = time.monotonic() + self._ttl
+        entries, absent = self._entries, self._absent
+        for address in addresses[: self._max_absent]:
+            key = ConsentKey(channel, sender, program, address)
+            if key not in entries:
+                absent[key] = expiry
+
     def _cas(self, key: ConsentKey, entry: CachedConsent | None, version: int) -> None:
+        self._absent.pop(key, None)
         current = self._entries.get(key)
         if current is not None:
             if current[1] > version:

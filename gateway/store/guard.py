@@ -48,6 +48,7 @@ class CacheGuard:
         self._interval = interval
         self._metrics = metrics
         self._cache_ok = False  # proven by the first poll, not assumed
+        self._seen_down = False  # a failure since the cache last answered: worth a line
         self._backlog = True
         self._wake = asyncio.Event()
 
@@ -66,6 +67,7 @@ class CacheGuard:
         self._metrics.cache_failures.labels(operation).inc()
         if self._cache_ok:
             log.warning("cache unavailable; the gate reads Postgres", extra={"op": operation})
+        self._seen_down = True
         self._cache_ok = False
         self._cache.forget_local()
         self._metrics.cache_usable.set(0)
@@ -93,8 +95,13 @@ class CacheGuard:
         except CacheUnavailable:
             cache_ok = False
         backlog = await self._repair() if cache_ok else True
-        if cache_ok and not self._cache_ok:
+        if not cache_ok:
+            self._seen_down = True
+        elif self._seen_down:
+            # Only after a failure: not at start, and never for the in-process cache, whose
+            # ping cannot fail (no Redis, nothing was ever unreachable).
             log.info("cache reachable again")
+            self._seen_down = False
         self._cache_ok, self._backlog = cache_ok, backlog
         self._metrics.cache_usable.set(1 if self.usable else 0)
         return self.usable

@@ -15,6 +15,15 @@ safe only because of three rules:
 3. Only values read from Redis are kept, and only when no announcement arrived during the
    read. Values read from Postgres never enter the near cache: a read that began before a
    commit could bring back the state the commit replaced.
+4. The one exception is "no consent row" (``NO_CONSENT``), which Redis never stores
+   (cache.py): a key that Redis reported *missing* (no state, no tombstone), with no
+   announcement applied during that read, gets a placeholder (``_PROBE``, answered as a
+   miss); Postgres's "no row" replaces the placeholder only if it is still there. A change
+   whose tombstone Redis held before that read would have been seen, not missing; one
+   tombstoned after it is announced after it, and its announcement either removes the
+   placeholder (so nothing is kept) or arrives later and removes the kept answer. Either
+   way the near cache never keeps "no row" past a change, and a later opt-in is allowed
+   at once.
 
 Whenever the guard stops trusting the cache, it calls ``forget_local`` and this copy is
 emptied; it refills from Redis once the guard trusts it again.
@@ -30,12 +39,23 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
-from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentKey, RedisConsentCache
+from gateway.store.cache import (
+    NO_CONSENT,
+    CachedConsent,
+    CacheUnavailable,
+    ConsentKey,
+    RedisConsentCache,
+    decode,
+)
 from gateway.waiting import wait_event
+from keywords.model import ConsentState
 
 log = logging.getLogger(__name__)
 
 _Scope = tuple[str, str, str]  # channel, sender, program
+# Rule 4's placeholder: Redis had nothing for the key and Postgres is being asked. Never
+# returned; a version no consent row has.
+_PROBE = CachedConsent(ConsentState.NONE, -1, None)
 
 
 class NearCache:
@@ -145,20 +165,40 @@ class NearCache:
             table = self._entries[scope] = {}
         get = table.get
         out = [get(a) for a in addresses]
-        missing = [i for i, entry in enumerate(out) if entry is None]
+        probe = _PROBE
+        missing = [i for i, entry in enumerate(out) if entry is None or entry is probe]
         if not missing:
             return out
         wanted = [addresses[i] for i in missing]
         keys = self._redis.keys_for(channel, sender, program, wanted)
         epoch = self._epoch
-        values = await self._redis.mget_keys(keys)
+        raws = await self._redis.mget_raw(keys)
         keep = epoch == self._epoch and len(self._where) + len(keys) <= self._max_entries
-        for i, address, key, value in zip(missing, wanted, keys, values, strict=True):
-            out[i] = value
+        where = self._where
+        for i, address, key, raw in zip(missing, wanted, keys, raws, strict=True):
+            if raw is None:
+                out[i] = None
+                if keep:  # rule 4: missing in Redis, nothing announced meanwhile
+                    table[address] = probe
+                    where[key] = (scope, address)
+                continue
+            value = out[i] = decode(raw)
             if keep and value is not None:
                 table[address] = value
-                self._where[key] = (scope, address)
+                where[key] = (scope, address)
         return out
+
+    def remember_absent(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> None:
+        """Keep "no consent row" where rule 4's placeholder is still in place."""
+        table = self._entries.get((channel, sender, program))
+        if table is None:
+            return
+        probe, get = _PROBE, table.get
+        for address in addresses:
+            if get(address) is probe:
+                table[address] = NO_CONSENT
 
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         """Write through to Redis; the near cache fills only from reads."""

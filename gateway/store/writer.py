@@ -159,12 +159,27 @@ class _Lease:
             await self.release()
 
     async def release(self) -> None:
-        """Give the connection back (the pool closes it if it is broken)."""
+        """Give the connection back (the pool closes it if it is broken).
+
+        Between batches it sits in the transaction the last ``COMMIT; BEGIN`` opened, which
+        has run nothing; it is ended here, so the pool's reset finds none (asyncpg logs
+        "Resetting connection with an active transaction" at ERROR for one it finds).
+        """
         conn, self._conn = self._conn, None
-        if conn is not None:
-            # One the server closed is already back in the pool (asyncpg detaches it).
-            with contextlib.suppress(asyncpg.InterfaceError):
-                await self._pool.release(conn)
+        if conn is None:
+            return
+        try:
+            open_transaction = not conn.is_closed() and conn.is_in_transaction()
+        except asyncpg.InterfaceError:
+            open_transaction = False  # the server closed it: asyncpg gave it back already
+        if open_transaction:
+            try:
+                await conn.execute("ROLLBACK")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn.terminate()  # the pool replaces it
+        # One the server closed is already back in the pool (asyncpg detaches it).
+        with contextlib.suppress(asyncpg.InterfaceError):
+            await self._pool.release(conn)
 
     async def discard(self) -> None:
         """Close a broken connection so the pool opens a new one in its place."""

@@ -96,6 +96,11 @@ class _Passthrough:
     async def put_many(self, entries: Sequence[tuple[ConsentKey, CachedConsent]]) -> None:
         await self._inner.put_many(entries)
 
+    def remember_absent(
+        self, channel: str, sender: str, program: str, addresses: Sequence[str]
+    ) -> None:
+        self._inner.remember_absent(channel, sender, program, addresses)
+
     async def tombstone_many(
         self,
         entries: Sequence[tuple[ConsentKey, int]],

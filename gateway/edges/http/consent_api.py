@@ -29,6 +29,7 @@ from aiohttp import web
 
 from gateway.addresses import key_and_send_address, normalize_address
 from gateway.edges.http.auth import API, ApiDeps, Privacy, require
+from gateway.edges.http.client_address import client_address
 from gateway.edges.http.gate_api import parse_json, scope_of
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
 from gateway.errors import BadInput, UnknownSender
@@ -240,7 +241,7 @@ async def confirm(request: web.Request) -> web.Response:
             evidence={
                 "source": "confirm_link",
                 "token": TokenCodec.fingerprint(token),
-                "ip": request.remote or "",
+                "ip": client_address(request),
                 "user_agent": request.headers.get("User-Agent", "")[:500],
             },
             by_subject=True,  # the link went to this mailbox: the person's own opt-in

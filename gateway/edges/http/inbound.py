@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gateway.edges.http.client_address import client_address
 from gateway.edges.http.server import DEPS, BadRequest, signed_json, string_field
 from gateway.messages import InboundMessage, Method
 from keywords.model import Channel
@@ -49,7 +50,7 @@ async def inbound_sms(request: web.Request) -> web.Response:
         dedupe_key=f"http:{message_id}",
         received_at=datetime.now(UTC),
         carrier_time=_timestamp(data.get("timestamp")),
-        evidence={"message_id": message_id, "source": "http", "remote": request.remote or ""},
+        evidence={"message_id": message_id, "source": "http", "remote": client_address(request)},
     )
     outcome = await deps.pipeline.handle(message)
     intent = outcome.intent

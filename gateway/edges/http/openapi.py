@@ -52,6 +52,31 @@ SCHEMAS: dict[str, Any] = {
             "since": {"type": ["string", "null"], "format": "date-time"},
         }
     ),
+    "Readiness": {
+        **_obj(
+            {
+                "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                "problems": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "each failed check: database, writer, task:NAME, "
+                    "smpp:SENDER, smtp, opt_out_confirmations_late",
+                },
+                "database": {"type": "string", "enum": ["ok", "down"]},
+                "writer": {"type": "string", "enum": ["ok", "down"]},
+                "cache": {"type": "string", "enum": ["ok", "bypassed"]},
+            },
+            {
+                "tasks_down": {"type": "array", "items": {"type": "string"}},
+                "smpp_unbound_senders": {"type": "array", "items": {"type": "string"}},
+                "smtp": {"type": "string", "enum": ["ok", "down"]},
+                "oldest_opt_out_confirmation_seconds": {"type": "number", "minimum": 0},
+            },
+        ),
+        "additionalProperties": False,
+        "description": "`cache: bypassed` is no problem: the gate then reads PostgreSQL. "
+        "The intake scope carries only status, problems, database, writer and cache.",
+    },
     "GateCheck": _obj({"sender": _STR, "program": _STR, "channel": _CHANNEL, "to": _STR}),
     "GateBatch": _obj(
         {
@@ -207,6 +232,30 @@ def _html() -> dict[str, Any]:
     return {"text/html": {"schema": {"type": "string"}}}
 
 
+def _readyz() -> dict[str, Any]:
+    """``GET /readyz``: 200 and 503 carry the same body, naming every failed check."""
+    op = _op(
+        "Readiness: 200 when every promise holds, else 503 naming what does not",
+        None,
+        ("200", _JSON_OK, "Readiness"),
+        params=[
+            {
+                "name": "scope",
+                "in": "query",
+                "required": False,
+                "description": "`intake`: only what recording an opt-out needs (PostgreSQL "
+                "and the writer); point a load balancer here and alert on the full check",
+                "schema": {"type": "string", "enum": ["intake"]},
+            }
+        ],
+    )
+    op["responses"]["503"] = {
+        "description": "not ready: `problems` names each failed check",
+        "content": _json("Readiness"),
+    }
+    return op
+
+
 _TOKEN = [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}]
 _SENDER = [{"name": "sender", "in": "path", "required": True, "schema": {"type": "string"}}]
 _TWILIO = [{"name": "X-Twilio-Signature", "in": "header", "required": True,
@@ -342,7 +391,15 @@ PATHS: dict[str, Any] = {
             "RFC 8058 one-click unsubscribe (no redirect)", None, _PAGE, params=_TOKEN, form=True
         ),
     },
-    "/healthz": {"get": _op("Liveness", None, ("200", _JSON_OK, "Object"))},
+    "/healthz": {"get": _op("Liveness: the event loop answers", None, ("200", _JSON_OK, "Object"))},
+    "/readyz": {"get": _readyz()},
+    "/metrics": {
+        "get": _op(
+            "Prometheus metrics, text exposition format (README, Operations)",
+            None,
+            ("200", "text/plain", "text"),
+        )
+    },
     "/p/{token}": {
         "get": _op("The preference page (changes nothing)", None, _PAGE, params=_TOKEN),
         "post": _op(

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway.addresses import normalize_address
 from gateway.edges.http.auth import API
+from gateway.edges.http.client_address import client_address
 from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, contact_pairs, page, token_page
 from gateway.edges.http.server import DEPS, BadRequest, read_body
 from gateway.errors import Suppressed
@@ -139,7 +140,7 @@ async def change(request: web.Request) -> web.StreamResponse:
                 program=program,
                 evidence={
                     "source": "preference_page",
-                    "ip": request.remote or "",
+                    "ip": client_address(request),
                     "user_agent": request.headers.get("User-Agent", "")[:500],
                 },
             )

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from gateway.edges.http.client_address import client_address
 from gateway.edges.http.server import (
     DEPS,
     BadRequest,
@@ -170,7 +171,7 @@ async def one_click(request: web.Request) -> web.Response:
     raw = await read_body(request, request.app[DEPS].max_body_bytes)
     evidence = {
         "source": "confirm_page" if b"confirm_page" in raw else "rfc8058",
-        "ip": request.remote or "",
+        "ip": client_address(request),
         "user_agent": request.headers.get("User-Agent", "")[:512],
         "content_type": request.headers.get("Content-Type", "")[:200],
         "one_click_field": "present" if b"One-Click" in raw else "absent",

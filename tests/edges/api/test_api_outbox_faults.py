@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -14,6 +16,7 @@ from api_helpers import TWILIO_SID, TWILIO_TOKEN, with_edges
 from support import sms
 
 from gateway.app import Gateway
+from gateway.logs import JsonFormatter
 from gateway.outbox import OutboxRow
 from gateway.settings import OutboxSettings, Settings
 
@@ -141,3 +144,63 @@ async def test_an_unexpected_error_in_a_sender_retries_that_row_only(
 def dataclass_outbox(settings: Settings) -> Settings:
     """``settings`` with a fast-polling outbox whose retries wait long (out of the test)."""
     return dataclasses.replace(settings, outbox=FAST_OUTBOX)
+
+
+@pytest.fixture
+async def refusing_provider() -> AsyncIterator[str]:
+    """A Twilio-compatible Messages.json that refuses every message as Twilio refuses an
+    unsubscribed recipient (400, code 21610, the number in its message); yields its URL."""
+
+    async def messages(request: web.Request) -> web.Response:
+        form = await request.post()
+        text = f"Attempt to send to unsubscribed recipient {form.get('To')!s}"
+        return web.json_response({"code": 21610, "message": text, "status": 400}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def test_a_failed_send_is_logged_with_its_reason_and_a_masked_recipient(
+    settings: Settings,
+    refusing_provider: str,
+    db: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The provider refuses the confirmation for good: the row fails, and its one "outbox
+    send failed" line says why (status and code) and names the recipient only masked."""
+    configured = with_edges(
+        settings,
+        env={"GATEWAY_TWILIO_AUTH_TOKEN": TWILIO_TOKEN},
+        providers={
+            "twilio": {
+                "base_url": refusing_provider,
+                "account_sid": TWILIO_SID,
+                "senders": ["12345"],
+            }
+        },
+    )
+    caplog.set_level(logging.WARNING, logger="gateway.outbox")
+    async with Gateway(dataclass_outbox(configured)) as gw:
+        await gw.pipeline.handle(sms("STOP", contact="+14155550123"))
+        gw.outbox.wake()
+        async with asyncio.timeout(10):
+            while True:  # a log record has no event to await: poll with a deadline
+                if [r for r in caplog.records if r.getMessage() == "outbox send failed"]:
+                    break
+                await asyncio.sleep(0.02)
+
+    [record] = [r for r in caplog.records if r.getMessage() == "outbox send failed"]
+    line = json.loads(JsonFormatter().format(record))
+    assert ("provider refused: 400 code 21610", "+1********23", True) == (
+        line["reason"],
+        line["recipient"],
+        line["final"],
+    )
+    assert "4155550123" not in json.dumps(line)
+    assert [("failed", None)] == await _statuses(db)
