@@ -29,8 +29,8 @@ from aiohttp import web
 
 from gateway.api_edge import ApiEdge, build_suppression
 from gateway.edges.http import inbound, ops
-from gateway.edges.http.protocol import GatewayRunner
 from gateway.edges.http.client_address import parse_networks, register_trusted
+from gateway.edges.http.protocol import GatewayRunner
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
 from gateway.edges.smpp.config import parse_smpp
