@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess
-from support import ROOT, make_settings, sms
+from support import PG_URL, ROOT, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.store.cache import LocalConsentCache
@@ -70,6 +71,25 @@ async def _in_step(gw: Gateway) -> None:
     while not (gw.guard.usable and await near._in_step()):
         assert time.monotonic() < deadline, "near cache never caught up"
         await asyncio.sleep(0.01)  # polled with a deadline
+
+
+async def _guard_listening(gw: Gateway, schema: str) -> None:
+    """Wait until the cache guard LISTENs and has polled since: on subscribing it distrusts
+    the cache once (whatever was announced while nobody listened), and a batch answered in
+    that moment reads Postgres."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        async with asyncio.timeout(10):
+            while True:  # polled with a deadline: Postgres has no event to await
+                listening = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
+                    f'LISTEN "{schema}_cache_repair"',
+                )
+                if listening and gw.guard.usable:
+                    return
+                await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
 
 
 def _from_cache(gw: Gateway) -> float:
@@ -135,6 +155,7 @@ async def test_without_redis_negative_answers_are_bounded_and_an_opt_in_replaces
         cache = gw.cache
         assert isinstance(cache, LocalConsentCache)
         cache._max_absent = 1_000
+        await _guard_listening(gw, schema)
         await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers[:1_000])
         before = _from_cache(gw)
         answers = await gw.gate.check_many("12345", "reminders", Channel.SMS, numbers[:1_000])
