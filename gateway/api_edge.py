@@ -309,6 +309,8 @@ class ApiEdge:
             twilio_auth_token=self.settings.env.get("GATEWAY_TWILIO_AUTH_TOKEN"),
             twilio_public_url=self.twilio.public_url,
             twilio_senders=self.twilio.senders,
+            max_send_segments=self.api_settings.max_send_segments,
+            max_send_email_chars=self.api_settings.max_send_email_chars,
         )
 
         def register(app: Any) -> None:
