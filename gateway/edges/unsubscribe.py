@@ -242,7 +242,7 @@ class UnsubscribeLinks:
     def bounce_address(self, outbox_id: int) -> str:
         """The envelope sender for outbox row ``outbox_id`` ('' without a bounce address).
 
-        With ``bounce_verp`` it is ``local+TOKEN@domain``, TOKEN naming the row (about 35
+        With ``bounce_verp`` it is ``local+TOKEN@domain``, TOKEN naming the row (41
         characters, inside the 64 of RFC 5321 section 4.5.3.1.1): a DSN comes back to the
         address of the one message and recipient it is about, whatever it says inside.
         """
