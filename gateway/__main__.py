@@ -18,6 +18,7 @@ import asyncpg
 
 from gateway import keys_cli, logs
 from gateway.app import WEBHOOK_PURPOSE, serve
+from gateway.config_check import check_settings
 from gateway.edges.signing import derive_key, sign
 from gateway.errors import ConfigError
 from gateway.settings import Settings, load_settings
@@ -39,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway until SIGTERM")
     sub.add_parser("migrate", help="apply database migrations and exit")
-    sub.add_parser("check-config", help="load every sender and list what a carrier audit flags")
+    sub.add_parser(
+        "check-config",
+        help="check every setting as serve reads it, load every sender, list audit findings",
+    )
     classify_cmd = sub.add_parser("classify", help="print the intent of a text as JSON")
     classify_cmd.add_argument("--to", required=True, help="the sender (short code, list)")
     classify_cmd.add_argument("text")
@@ -134,6 +138,7 @@ async def _audit_verify(settings: Settings) -> int:
 
 
 def _check_config(settings: Settings) -> int:
+    check_settings(settings)  # every table as `serve` reads it; a ConfigError exits 2
     catalogs = load_catalogs(settings.senders_dir)
     findings = [f for catalog in catalogs.values() for f in audit(catalog)]
     for finding in findings:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import asyncpg
 
+from gateway.config_rules import positive, ranged
 from gateway.edges.http import (
     admin,
     auth,
@@ -68,9 +69,16 @@ class ApiSettings:
 
     # Root of preference-page and confirmation links, as people reach this gateway.
     public_base_url: str = "http://127.0.0.1:8080"
-    preference_link_ttl_days: int = 90
+    # At most ten years: a token's expiry is three bytes of hours (gateway/tokens.py).
+    preference_link_ttl_days: int = ranged(90, ge=1, le=3_650)
     # Double opt-in: an unconfirmed email link stops working after this (pending expires).
-    confirm_ttl_hours: int = 72
+    confirm_ttl_hours: int = ranged(72, ge=1, le=87_600)
+    # POST /v1/send: an SMS body longer than this many parts (GSM 03.38 or UCS-2, as
+    # keywords/segments.py counts them) is refused; a concatenated SMS has at most 255 parts
+    # (3GPP TS 23.040 section 9.2.3.24.1: the part count is one octet).
+    max_send_segments: int = ranged(10, ge=1, le=255, why="3GPP TS 23.040: 255 parts at most")
+    # POST /v1/send: the longest email body, in characters.
+    max_send_email_chars: int = ranged(32_768, ge=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +91,7 @@ class TwilioSettings:
     public_url: str = "http://127.0.0.1:8080"
     # SMS replies from these senders leave through this provider instead of SMPP.
     senders: tuple[str, ...] = ()
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = positive(10.0)
 
 
 def _tuples(raw: object) -> object:
@@ -302,6 +310,8 @@ class ApiEdge:
             twilio_auth_token=self.settings.env.get("GATEWAY_TWILIO_AUTH_TOKEN"),
             twilio_public_url=self.twilio.public_url,
             twilio_senders=self.twilio.senders,
+            max_send_segments=self.api_settings.max_send_segments,
+            max_send_email_chars=self.api_settings.max_send_email_chars,
         )
 
         def register(app: Any) -> None:

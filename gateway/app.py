@@ -28,12 +28,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.api_edge import ApiEdge, build_suppression
+from gateway.config_check import check_settings
 from gateway.edges.http import inbound, ops
 from gateway.edges.http.client_address import parse_networks, register_trusted
 from gateway.edges.http.protocol import GatewayRunner
 from gateway.edges.http.server import HttpDeps, build_app
 from gateway.edges.signing import derive_key
-from gateway.edges.smpp.config import parse_smpp
 from gateway.edges.smpp.edge import SmppEdge
 from gateway.email_edge import EmailEdge
 from gateway.errors import ConfigError
@@ -75,6 +75,8 @@ class Gateway:
         write_dev_key: bool = False,
     ) -> None:
         self.settings = settings
+        # Every table checked before anything starts: a bad value is one line, exit 2.
+        self.edge_settings = check_settings(settings)
         self.catalogs = (
             dict(catalogs) if catalogs is not None else load_catalogs(settings.senders_dir)
         )
@@ -201,10 +203,9 @@ class Gateway:
         self.email = EmailEdge(s, self.catalogs, self.pool)
         self._senders.update(self.email.senders(self._senders))
         self.smpp: SmppEdge | None = None
-        if "smpp" in s.edges:
-            smpp_settings = parse_smpp(s.edges["smpp"], s.env, s.config_path)
+        if self.edge_settings.smpp is not None:
             self.smpp = SmppEdge(
-                smpp_settings,
+                self.edge_settings.smpp,
                 self.pipeline,
                 ReceiptStore(self.pool),
                 SmsPartStore(self.pool),

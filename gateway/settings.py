@@ -19,8 +19,21 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+import phonenumbers
+
+from gateway.config_rules import (
+    DERIVED,
+    Relations,
+    at_most,
+    listen_port,
+    one_of,
+    positive,
+    problems,
+    ranged,
+    text,
+)
 from gateway.errors import ConfigError
 
 # Tables owned by protocol edges; each edge parses its own (see ``section``).
@@ -30,19 +43,30 @@ _MIN_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayTable:
+    """``[gateway]``: where the sender files and the development key are."""
+
+    # Both relative to the configuration file's directory (load_settings).
+    senders_dir: str = text("senders", min_len=1)
+    dev_secret_file: str = text("var/secret_key", min_len=1)
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The HTTP listener."""
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 64 * 1024
+    host: str = text("127.0.0.1", min_len=1)
+    port: int = listen_port(8080)
+    # The batch gate reads up to 16 MiB (edges/http/server.py MAX_SIGNED_BODY), the most the
+    # application accepts; an inbound webhook of one 1,600-character text needs a few KiB.
+    max_body_bytes: int = ranged(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # Signed requests older or newer than this are refused (replay protection).
-    signature_tolerance_seconds: int = 300
+    signature_tolerance_seconds: int = ranged(300, ge=1, le=86_400)
     # A request's line and headers must arrive within this (from the connection's start, or
     # from the first byte of a later request on it); else 408 and the connection is closed.
-    header_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = positive(10.0)
     # A request body must arrive whole within this once its headers are in; else 408.
-    body_timeout_seconds: float = 60.0
+    body_timeout_seconds: float = positive(60.0)
     # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); evidence
     # records the client they name (gateway/edges/http/client_address.py). Empty: none.
     trusted_proxies: tuple[str, ...] = ()
@@ -53,59 +77,68 @@ class DatabaseSettings:
     """PostgreSQL: the source of truth."""
 
     schema: str = "consent"
-    pool_min: int = 2
-    pool_max: int = 10
+    pool_min: int = ranged(2, ge=0)
+    # The two consent-writer tasks keep a connection each (store/writer.py): with fewer than
+    # three, nothing else (outbox, gate, API) could ever get one.
+    pool_max: int = ranged(10, ge=3, why="two are kept by the consent writer")
     # Used only when GATEWAY_DATABASE_URL is unset: an embedded PostgreSQL (pgserver). A
     # relative path is resolved from the configuration file's directory, never from the
     # current one (load_settings), so every command finds the same cluster.
-    embedded_data_dir: str = "var/pg"
-    command_timeout_seconds: float = 10.0
+    embedded_data_dir: str = text("var/pg", min_len=1)
+    command_timeout_seconds: float = positive(10.0)
+    RELATIONS: ClassVar[Relations] = (at_most("pool_min", "pool_max"),)
 
 
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     """The consent cache: Redis when GATEWAY_REDIS_URL is set, else in-process."""
 
-    key_prefix: str = "cg"
-    entry_ttl_seconds: int = 86_400
+    key_prefix: str = text("cg", min_len=1)
+    entry_ttl_seconds: int = ranged(86_400, ge=1)
     # A tombstone written before a commit lives this long at most (see store/cache.py).
-    tombstone_ttl_seconds: int = 3_600
-    operation_timeout_seconds: float = 0.5
-    health_interval_seconds: float = 0.1
+    tombstone_ttl_seconds: int = ranged(3_600, ge=1)
+    operation_timeout_seconds: float = positive(0.5)
+    health_interval_seconds: float = positive(0.1)
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
     """Inbound events: limits and group commit."""
 
-    max_text_chars: int = 1_600
-    max_batch: int = 256
-    default_region: str = "US"
+    max_text_chars: int = ranged(1_600, ge=1)
+    max_batch: int = ranged(256, ge=1)
+    default_region: str = one_of(
+        "US",
+        tuple(sorted(phonenumbers.SUPPORTED_REGIONS)),
+        why="a region code phonenumbers knows, such as US or GB",
+        listed=False,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:
     """The transactional outbox worker."""
 
-    poll_interval_seconds: float = 0.5
-    batch_size: int = 100
-    max_attempts: int = 12
-    backoff_base_seconds: float = 2.0
-    backoff_max_seconds: float = 300.0
+    poll_interval_seconds: float = positive(0.5)
+    batch_size: int = ranged(100, ge=1)
+    max_attempts: int = ranged(12, ge=1)
+    backoff_base_seconds: float = positive(2.0)
+    backoff_max_seconds: float = positive(300.0)
     # A row claimed by an instance that died mid-send is claimed again after this long.
-    lease_seconds: float = 60.0
+    lease_seconds: float = positive(60.0)
     # /readyz is not ready while an opt-out confirmation has waited longer than this
     # (FCC: one confirmation, presumed reasonable within five minutes); 0: not checked.
-    max_opt_out_age_seconds: float = 120.0
+    max_opt_out_age_seconds: float = ranged(120.0, ge=0)
     # How often the backlog is sampled for gateway_outbox_backlog / _oldest_seconds.
-    monitor_interval_seconds: float = 5.0
+    monitor_interval_seconds: float = positive(5.0)
+    RELATIONS: ClassVar[Relations] = (at_most("backoff_base_seconds", "backoff_max_seconds"),)
 
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """Structured JSON logs on stderr."""
 
-    level: str = "INFO"
+    level: str = one_of("INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,30 +197,42 @@ _T = TypeVar("_T")
 
 
 def section(cls: type[_T], raw: object, name: str, source: Path) -> _T:
-    """Build one frozen section from its TOML table, refusing unknown keys and wrong types."""
+    """Build one frozen section from its TOML table, refusing unknown keys, wrong types and
+    values outside the ranges and relations the section declares (gateway/config_rules.py);
+    the error names the file and every key at fault."""
     if raw is None:
-        return cls()
-    if not isinstance(raw, Mapping):
+        built = cls()
+    elif not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: [{name}] must be a table")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{source}: {name}.{key}: unknown key")
-        default = getattr(cls(), key)
-        expected = type(default)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if expected is tuple:  # a TOML array of strings, kept immutable
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{source}: {name}.{key}: expected an array of strings")
-            value = tuple(value)
-        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
-            raise ConfigError(
-                f"{source}: {name}.{key}: expected {expected.__name__}, got {type(value).__name__}"
-            )
-        values[key] = value
-    return cls(**values)
+    else:
+        known = {f.name for f in fields(cls) if not f.metadata.get(DERIVED, False)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known:
+                raise ConfigError(f"{source}: {name}.{key}: unknown key")
+            default = getattr(cls(), key)
+            expected = type(default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if expected is tuple:  # a TOML array of strings, kept immutable
+                if not isinstance(value, list | tuple) or not all(
+                    isinstance(v, str) for v in value
+                ):
+                    raise ConfigError(f"{source}: {name}.{key}: expected an array of strings")
+                value = tuple(value)
+            if not isinstance(value, expected) or isinstance(value, bool) != isinstance(
+                default, bool
+            ):
+                raise ConfigError(
+                    f"{source}: {name}.{key}: expected {expected.__name__},"
+                    f" got {type(value).__name__}"
+                )
+            values[key] = value
+        built = cls(**values)
+    found = problems(cls, built, name)
+    if found:
+        raise ConfigError(f"{source}: " + "; ".join(found))
+    return built
 
 
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
@@ -206,18 +251,8 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{path}: [{key}]: unknown section")
         if key in EDGE_SECTIONS and not isinstance(raw[key], Mapping):
             raise ConfigError(f"{path}: [{key}] must be a table")
-    top = raw.get("gateway", {})
-    if not isinstance(top, Mapping):
-        raise ConfigError(f"{path}: [gateway] must be a table")
-    for key in top:
-        if key not in ("senders_dir", "dev_secret_file"):
-            raise ConfigError(f"{path}: gateway.{key}: unknown key")
-    senders = top.get("senders_dir", "senders")
-    if not isinstance(senders, str):
-        raise ConfigError(f"{path}: gateway.senders_dir: expected a path")
-    dev_file = top.get("dev_secret_file", "var/secret_key")
-    if not isinstance(dev_file, str) or not dev_file:
-        raise ConfigError(f"{path}: gateway.dev_secret_file: expected a path")
+    top = section(GatewayTable, raw.get("gateway"), "gateway", path)
+    senders, dev_file = top.senders_dir, top.dev_secret_file
     database = section(DatabaseSettings, raw.get("database"), "database", path)
     if not _SCHEMA_RE.match(database.schema):
         raise ConfigError(f"{path}: database.schema: not a plain lowercase identifier")

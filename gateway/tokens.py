@@ -1,22 +1,30 @@
-"""Signed, opaque tokens (I/O layer helper, no I/O): unsubscribe links, preference-page links.
+"""Signed, opaque tokens (I/O layer helper, no I/O): unsubscribe, preference, confirm links.
 
-A token is ``<kid>.<base64url(tag || ciphertext)>``:
+A token is ``<kid>.<base64url(version || SIV || ciphertext)>`` (format 2):
 
 - ``kid`` names the key that made it. Keys come from ``GATEWAY_TOKEN_KEYS`` as
   ``kid:secret,kid:secret`` (the first signs, every listed one verifies, so a rotation keeps
   old links working; removing a kid revokes every token it made). Without that variable one
   key ``k0`` is derived from ``GATEWAY_SECRET_KEY``; keys ``k0`` derived from each of
   ``GATEWAY_PREVIOUS_SECRET_KEYS`` still verify, so rotating the secret keeps issued links.
-- ``tag`` is HMAC-SHA256 over the purpose, the kid, the expiry and the payload, truncated to
-  96 bits, and compared with ``hmac.compare_digest`` (constant time).
-- The expiry and payload are encrypted with an HMAC-SHA256 keystream keyed by a second key
-  and seeded with the tag (a synthetic-IV construction): the link carries the recipient, but
-  nobody can read the address out of a URL (RFC 8058 section 3.1 asks the URI to identify the
-  recipient and list; CAN-SPAM and GDPR make us keep the address out of logs and referrers).
+- ``version`` is one byte, ``2``.
+- ``SIV || ciphertext`` is AES-SIV (RFC 5297, ``cryptography``'s ``AESSIV`` with a 512-bit
+  key: AES-256) over the expiry (3 bytes, unix hours) and the payload, with the version, the
+  kid and the purpose as associated data. AES-SIV is a deterministic AEAD: the same payload
+  and expiry hour give the same token, so the same link is issued all hour and repeated
+  header requests stay cacheable; it needs no nonce, and its 128-bit SIV authenticates the
+  whole (RFC 5297 section 1.3.2: no confidentiality is lost beyond whether two plain texts
+  are equal). The link names the recipient, yet nobody can read the address out of a URL
+  (RFC 8058 section 3.1; CAN-SPAM and GDPR keep addresses out of logs and referrers).
+- The key is HKDF-SHA256 (RFC 5869) of the kid's secret, with the purpose and the version in
+  ``info``: a token made for one purpose (``unsubscribe``) never opens for another
+  (``preferences``).
 
-The purpose is bound into both keys, so a token made for one purpose (``unsubscribe``) never
-verifies for another (``preferences``). Tokens are deterministic for a given payload and
-expiry hour, which keeps repeated header requests cacheable.
+A token is 20 bytes longer than its payload before base64url: 4 more than format 1 (a 96-bit
+HMAC tag and 4 bytes of expiry), which ``gateway/legacy_tokens.py`` still verifies until the
+last of those links expires. A body that starts with the version byte is tried as format 2
+first; any other, or one that does not open, as format 1 (whose first byte is a random tag
+byte, so 1 in 256 of them starts with ``2`` too).
 """
 
 from __future__ import annotations
@@ -24,18 +32,29 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from gateway.edges.signing import derive_key
 from gateway.errors import BadInput, ConfigError
+from gateway.legacy_tokens import MIN_BYTES as LEGACY_MIN_BYTES
+from gateway.legacy_tokens import LegacyKeys, open_legacy
 
-_TAG_BYTES = 12
-_EXPIRY_BYTES = 4  # unix minutes: good until the year 10136
+VERSION = 2
+_VERSION_BYTE = bytes([VERSION])
+_SIV_BYTES = 16
+_EXPIRY_BYTES = 3  # unix hours: good until the year 3884
+_MIN_BYTES = 1 + _SIV_BYTES + _EXPIRY_BYTES
+_AD_LABEL = b"consent-gateway/token"
 _KID_RE = re.compile(r"^[A-Za-z0-9]{1,8}$")
+_BODY_RE = re.compile(r"[A-Za-z0-9_\-]+")
 _MIN_SECRET = 32
 _MAX_TOKEN = 512
 DEFAULT_KID = "k0"
@@ -110,6 +129,20 @@ def _b64d(text: str) -> bytes:
         raise MalformedToken("token is not base64url") from exc
 
 
+def _siv_key(secret: bytes, purpose: str) -> bytes:
+    """The AES-SIV key of one secret for one purpose (HKDF-SHA256, RFC 5869)."""
+    info = b"consent-gateway/token/v%d/" % VERSION + purpose.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=info).derive(secret)
+
+
+@dataclass(frozen=True, slots=True)
+class _Opener:
+    """Everything that opens tokens of one kid and purpose: the kid's current secret first."""
+
+    sivs: tuple[AESSIV, ...]
+    legacy: tuple[LegacyKeys, ...]
+
+
 class TokenCodec:
     """Issues and verifies tokens for any purpose with one key set."""
 
@@ -118,54 +151,27 @@ class TokenCodec:
             raise ConfigError("token keys: the current key id has no secret")
         self._keys = keys
         self._ttl = default_ttl_seconds
-        self._derived: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self._older: dict[tuple[str, str], tuple[tuple[bytes, bytes], ...]] = {}
+        self._openers: dict[tuple[str, str], _Opener] = {}
 
     @property
     def current_kid(self) -> str:
         """The key id new tokens are signed with."""
         return self._keys.current
 
-    def _pair(self, kid: str, purpose: str) -> tuple[bytes, bytes]:
-        pair = self._derived.get((kid, purpose))
-        if pair is None:
-            secret = self._keys.keys[kid]
-            pair = (
-                derive_key(secret, f"token-mac/{purpose}"),
-                derive_key(secret, f"token-enc/{purpose}"),
+    def _opener(self, kid: str, purpose: str) -> _Opener:
+        opener = self._openers.get((kid, purpose))
+        if opener is None:
+            secrets = (self._keys.keys[kid], *self._keys.older.get(kid, ()))
+            opener = _Opener(
+                tuple(AESSIV(_siv_key(s, purpose)) for s in secrets),
+                tuple(LegacyKeys(s, purpose) for s in secrets),
             )
-            self._derived[(kid, purpose)] = pair
-        return pair
-
-    def _older_pairs(self, kid: str, purpose: str) -> tuple[tuple[bytes, bytes], ...]:
-        pairs = self._older.get((kid, purpose))
-        if pairs is None:
-            pairs = tuple(
-                (derive_key(s, f"token-mac/{purpose}"), derive_key(s, f"token-enc/{purpose}"))
-                for s in self._keys.older.get(kid, ())
-            )
-            self._older[(kid, purpose)] = pairs
-        return pairs
+            self._openers[(kid, purpose)] = opener
+        return opener
 
     @staticmethod
-    def _tag(mac_key: bytes, purpose: str, kid: str, plain: bytes) -> bytes:
-        head = b"cgtok1\0" + purpose.encode() + b"\0" + kid.encode() + b"\0"
-        # hmac.digest is the one-shot OpenSSL HMAC: several times cheaper than hmac.new,
-        # which matters on a link every one-click POST and unsubscribe mail verifies.
-        return hmac.digest(mac_key, head + plain, "sha256")[:_TAG_BYTES]
-
-    @staticmethod
-    def _xor(enc_key: bytes, tag: bytes, data: bytes) -> bytes:
-        stream = bytearray()
-        counter = 0
-        while len(stream) < len(data):
-            block = tag + counter.to_bytes(4, "big")
-            stream += hmac.digest(enc_key, block, "sha256")
-            counter += 1
-        # XOR as two big integers: one C-level operation instead of a loop over bytes.
-        size = len(data)
-        mixed = int.from_bytes(data, "big") ^ int.from_bytes(bytes(stream[:size]), "big")
-        return mixed.to_bytes(size, "big")
+    def _associated(kid: str, purpose: str) -> list[bytes]:
+        return [_AD_LABEL, _VERSION_BYTE, kid.encode(), purpose.encode()]
 
     def issue(
         self,
@@ -179,38 +185,51 @@ class TokenCodec:
         ttl = self._ttl if ttl_seconds is None else ttl_seconds
         moment = time.time() if now is None else now
         # Rounded up to the hour so the same link is issued all hour long.
-        expires_minute = (int(moment + ttl) // 3600 + 1) * 60
-        plain = expires_minute.to_bytes(_EXPIRY_BYTES, "big") + payload
+        expires_hour = int(moment + ttl) // 3600 + 1
+        plain = expires_hour.to_bytes(_EXPIRY_BYTES, "big") + payload
         kid = self._keys.current
-        mac_key, enc_key = self._pair(kid, purpose)
-        tag = self._tag(mac_key, purpose, kid, plain)
-        return f"{kid}.{_b64e(tag + self._xor(enc_key, tag, plain))}"
+        sealed = self._opener(kid, purpose).sivs[0].encrypt(plain, self._associated(kid, purpose))
+        return f"{kid}.{_b64e(_VERSION_BYTE + sealed)}"
 
     def verify(self, token: str, purpose: str, *, now: float | None = None) -> bytes:
         """The payload of a valid token; raise a ``TokenError`` subclass otherwise."""
         if not token or len(token) > _MAX_TOKEN or not token.isascii():
             raise MalformedToken("token missing, too long or not ASCII")
         kid, sep, body = token.partition(".")
-        if not sep or not _KID_RE.match(kid) or not re.fullmatch(r"[A-Za-z0-9_\-]+", body):
+        if not sep or not _KID_RE.match(kid) or not _BODY_RE.fullmatch(body):
             raise MalformedToken("token is not <kid>.<base64url>")
         raw = _b64d(body)
         if _b64e(raw) != body:  # only the canonical encoding: one token, one spelling
             raise MalformedToken("token is not canonical base64url")
-        if len(raw) < _TAG_BYTES + _EXPIRY_BYTES:
+        if len(raw) < min(_MIN_BYTES, LEGACY_MIN_BYTES):
             raise MalformedToken("token too short")
         if kid not in self._keys.keys:
             raise ForgedToken("token signed with an unknown or revoked key")
-        tag = raw[:_TAG_BYTES]
-        for mac_key, enc_key in (self._pair(kid, purpose), *self._older_pairs(kid, purpose)):
-            plain = self._xor(enc_key, tag, raw[_TAG_BYTES:])
-            if hmac.compare_digest(tag, self._tag(mac_key, purpose, kid, plain)):
-                break
-        else:
+        opener = self._opener(kid, purpose)
+        opened = self._open(raw, kid, purpose, opener)
+        if opened is None:
+            opened = open_legacy(raw, kid, purpose, opener.legacy)
+        if opened is None:
             raise ForgedToken("token signature does not match")
-        expires = int.from_bytes(plain[:_EXPIRY_BYTES], "big") * 60
+        expires, payload = opened
         if (time.time() if now is None else now) >= expires:
             raise ExpiredToken("token expired")
-        return plain[_EXPIRY_BYTES:]
+        return payload
+
+    def _open(
+        self, raw: bytes, kid: str, purpose: str, opener: _Opener
+    ) -> tuple[int, bytes] | None:
+        """``(expires at, payload)`` of a format-2 token, or None."""
+        if raw[:1] != _VERSION_BYTE or len(raw) < _MIN_BYTES:
+            return None
+        associated = self._associated(kid, purpose)
+        for siv in opener.sivs:
+            try:
+                plain = siv.decrypt(raw[1:], associated)
+            except InvalidTag:
+                continue
+            return int.from_bytes(plain[:_EXPIRY_BYTES], "big") * 3600, plain[_EXPIRY_BYTES:]
+        return None
 
     @staticmethod
     def fingerprint(token: str) -> str:

@@ -4,11 +4,27 @@ Top-level keys: sender, kind, channel, brand, default_language, [programs.<name>
 [keywords.<language>] (opt_out, opt_in, confirm, help: words *added* to the reserved ones)
 and [templates.<language>] (help, opt_in, opt_out, pending, already_opted_in).
 Every error is a ``CatalogError(source, dotted key, message)``.
+
+Limits (2026-12-02). A definition also comes from the admin API (PUT /v1/admin/senders), so
+nothing in it is trusted to be small or printable:
+
+- lengths in characters: brand 64, title 100, frequency 100, description 300, help contact
+  254 (an address, RFC 5321 section 4.5.3.1.3), URLs 2,048, keywords 40, templates 1,600 (ten
+  SMS segments of 160, the longest text the pipeline takes), an email list address 254;
+- counts: 50 programs, 20 languages per table, 100 keywords per list (every keyword is
+  checked against every opt-out, and each of its spans against the reserved words);
+- no control characters: C0 and C1 controls, DEL, line and paragraph separators and the bidi
+  controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069, which reorder what a
+  reader sees: CVE-2021-42574) are refused everywhere. The brand goes into the From header and
+  the title into the Subject of confirmation mail, where CR or LF would start another header
+  (RFC 5322 section 2.2). A template may hold line feeds (U+000A, GSM 03.38 has one, and a mail
+  body takes them), nothing else; no current template uses one.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from keywords.catalog import Keyword, Program, ProgramText, SenderCatalog, Template
@@ -47,6 +63,38 @@ _SLUG = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})?")
 _FAMILY_OF = {kind: family for family, kind in FAMILIES.items()} | {IntentKind.JOIN: "join"}
 
+MAX_CHARS = {
+    "kind": 32,
+    "channel": 32,
+    "default_language": 16,
+    "sender": 254,
+    "brand": 64,
+    "title": 100,
+    "frequency": 100,
+    "description": 300,
+    "help_contact": 254,
+    "privacy_url": 2_048,
+    "terms_url": 2_048,
+}
+MAX_KEYWORD = 40
+MAX_TEMPLATE = 1_600
+MAX_PROGRAMS = 50
+MAX_LANGUAGES = 20
+MAX_WORDS = 100
+# Bidi controls (Unicode 15.1, UAX #9 section 2): marks and embeddings, overrides, isolates.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def bad_character(text: str, *, newlines: bool = False) -> str | None:
+    """The first control character of ``text`` as ``U+XXXX``, or None (LF too if allowed)."""
+    for ch in text:
+        if ch == "\n" and newlines:
+            continue
+        if ch in _BIDI or unicodedata.category(ch) in _UNPRINTABLE:
+            return f"U+{ord(ch):04X}"
+    return None
+
 
 class _Parser:
     """One pass over one file's data; ``fail`` raises with the file name attached."""
@@ -70,7 +118,14 @@ class _Parser:
         return value
 
     def text(
-        self, data: Mapping[str, object], key: str, name: str, *, required: bool = True
+        self,
+        data: Mapping[str, object],
+        key: str,
+        name: str,
+        *,
+        required: bool = True,
+        max_len: int | None = None,
+        newlines: bool = False,
     ) -> str:
         value = data.get(name)
         if value is None and not required:
@@ -79,7 +134,23 @@ class _Parser:
             raise self.fail(_join(key, name), "is required")
         if not isinstance(value, str) or not value.strip():
             raise self.fail(_join(key, name), "must be a non-empty string")
-        return value.strip()
+        return self.bounded(_join(key, name), value.strip(), max_len or MAX_CHARS[name], newlines)
+
+    def bounded(self, key: str, value: str, max_len: int, newlines: bool = False) -> str:
+        """``value`` if it is short enough and holds no control character."""
+        if len(value) > max_len:
+            raise self.fail(key, f"must be at most {max_len} characters, got {len(value)}")
+        bad = bad_character(value, newlines=newlines)
+        if bad is not None:
+            allowed = "line feeds only" if newlines else "no control or bidi characters"
+            raise self.fail(key, f"holds {bad} ({allowed})")
+        return value
+
+    def languages(self, data: Mapping[str, object], key: str) -> Mapping[str, object]:
+        """A table keyed by language, of at most ``MAX_LANGUAGES`` entries."""
+        if len(data) > MAX_LANGUAGES:
+            raise self.fail(key, f"at most {MAX_LANGUAGES} languages")
+        return data
 
     def flag(self, data: Mapping[str, object], key: str, name: str) -> bool:
         value = data.get(name, False)
@@ -91,7 +162,9 @@ class _Parser:
         value = data.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(_join(key, name), "must be a list of strings")
-        return tuple(str(v) for v in value)
+        if len(value) > MAX_WORDS:
+            raise self.fail(_join(key, name), f"at most {MAX_WORDS} keywords")
+        return tuple(self.bounded(_join(key, name), str(v), MAX_KEYWORD) for v in value)
 
     def language(self, key: str, value: str) -> str:
         if not _LANGUAGE.fullmatch(value):
@@ -192,6 +265,8 @@ def parse_sender(data: Mapping[str, object], source: str) -> SenderCatalog:
 
 def _programs(p: _Parser, table: Mapping[str, object], channel: Channel) -> tuple[Program, ...]:
     programs: list[Program] = []
+    if len(table) > MAX_PROGRAMS:
+        raise p.fail("programs", f"at most {MAX_PROGRAMS} programs")
     for name in table:
         key = f"programs.{name}"
         if not _SLUG.fullmatch(name):
@@ -199,7 +274,7 @@ def _programs(p: _Parser, table: Mapping[str, object], channel: Channel) -> tupl
         body = p.sub(table, "programs", name)
         p.table(body, key, _PROGRAM)
         translations = []
-        for lang, tr in p.sub(body, key, "translations").items():
+        for lang, tr in p.languages(p.sub(body, key, "translations"), key).items():
             tkey = f"{key}.translations.{lang}"
             if not isinstance(tr, Mapping):
                 raise p.fail(tkey, "must be a table")
@@ -240,7 +315,7 @@ def _keywords(
 ) -> tuple[Keyword, ...]:
     found: list[Keyword] = []
     operator: list[tuple[str, str, str, str]] = []  # (word, family, language, key)
-    for lang, body in table.items():
+    for lang, body in p.languages(table, "keywords").items():
         key = f"keywords.{lang}"
         p.language(key, lang)
         if not isinstance(body, Mapping):
@@ -281,14 +356,14 @@ def _templates(
 ) -> tuple[Template, ...]:
     templates: list[Template] = []
     kinds = frozenset(k.value for k in ReplyKind)
-    for lang, body in table.items():
+    for lang, body in p.languages(table, "templates").items():
         key = f"templates.{lang}"
         p.language(key, lang)
         if not isinstance(body, Mapping):
             raise p.fail(key, "must be a table")
         p.table(body, key, kinds)
         for name in body:
-            text = p.text(body, key, name)
+            text = p.text(body, key, name, max_len=MAX_TEMPLATE, newlines=True)
             try:
                 placeholders(text)
             except ValueError as exc:

@@ -16,9 +16,11 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote
 
 from gateway.addresses import parse_email
+from gateway.config_rules import Relations, at_most, listen_port, peer_port, positive, ranged, text
 from gateway.errors import ConfigError, UnknownSender
 from gateway.settings import Settings, section
 from gateway.tokens import MalformedToken, TokenCodec, TokenError, TokenKeys
@@ -46,12 +48,13 @@ class EmailSettings:
     # VERP: each confirmation's envelope sender is bounce_address with a signed outbox id in
     # its local part (bounces+TOKEN@domain), so a DSN names the message it is about.
     bounce_verp: bool = True
-    # CAN-SPAM (16 CFR 316.5) wants the mechanism to work 30 days after sending at least.
-    token_ttl_days: int = 60
+    # CAN-SPAM (15 U.S.C. 7704(a)(3)) wants the mechanism to work 30 days after sending at
+    # least; ten years is the most a link may live (its expiry is three bytes of hours).
+    token_ttl_days: int = ranged(60, ge=30, le=3_650, why="CAN-SPAM: 30 days at least")
     relay_host: str = ""  # empty: confirmation mail stays queued in the outbox
-    relay_port: int = 25
+    relay_port: int = peer_port(25)
     relay_starttls: bool = False
-    relay_timeout_seconds: float = 30.0
+    relay_timeout_seconds: float = positive(30.0)
     relay_username: str = ""  # the password comes from GATEWAY_RELAY_PASSWORD
     dkim_domain: str = ""  # with dkim_selector: sign with GATEWAY_DKIM_PRIVATE_KEY(_FILE)
     dkim_selector: str = ""
@@ -62,22 +65,26 @@ class EmailSettings:
 class SmtpSettings:
     """``[smtp]``: the inbound SMTP server (unsubscribe mail, replies, ARF, DSNs)."""
 
-    host: str = "127.0.0.1"
-    port: int = 2525
+    host: str = text("127.0.0.1", min_len=1)
+    port: int = listen_port(2525)
     hostname: str = ""  # the name in the banner and EHLO answer; empty: the machine's FQDN
     domains: tuple[str, ...] = ()  # mail for any other domain gets 550 at RCPT
-    max_message_bytes: int = 1_048_576  # SIZE; bigger messages get 552 (RFC 5321 4.5.3.1.7)
-    max_connections: int = 200
-    max_recipients: int = 50  # RFC 5321 4.5.3.1.8 asks servers to take 100 at least per mail
+    # SIZE; bigger messages get 552 (RFC 5321 4.5.3.1.7), which must leave room for a report.
+    max_message_bytes: int = ranged(1_048_576, ge=1024)
+    max_connections: int = ranged(200, ge=1)
+    max_recipients: int = ranged(50, ge=1)  # RFC 5321 4.5.3.1.8 asks for 100 at least per mail
     tls_cert_file: str = ""  # with tls_key_file: offer STARTTLS (RFC 3207)
     tls_key_file: str = ""
     # Reporters whose complaints and bounces are believed without a token of ours, when the
     # report authenticates as theirs (DKIM pass with that d=, or SPF pass for the envelope).
     feedback_loops: tuple[str, ...] = ()
     dns_servers: tuple[str, ...] = ()  # for SPF, DKIM and DMARC; empty: /etc/resolv.conf
-    dns_port: int = 53
-    dns_timeout_seconds: float = 5.0  # one lookup
-    auth_timeout_seconds: float = 10.0  # the whole authentication of one mail
+    dns_port: int = peer_port(53)
+    dns_timeout_seconds: float = positive(5.0)  # one lookup
+    auth_timeout_seconds: float = positive(10.0)  # the whole authentication of one mail
+    RELATIONS: ClassVar[Relations] = (
+        at_most("dns_timeout_seconds", "auth_timeout_seconds", why="one lookup is part of it"),
+    )
 
 
 def _with_tuples(raw: object) -> object:
@@ -89,8 +96,6 @@ def _with_tuples(raw: object) -> object:
 def email_settings(settings: Settings) -> EmailSettings:
     """Parse and check ``[email]`` (defaults when absent)."""
     parsed = section(EmailSettings, settings.edges.get("email"), "email", settings.config_path)
-    if parsed.token_ttl_days < 30:
-        raise ConfigError(f"{settings.config_path}: email.token_ttl_days: at least 30 (CAN-SPAM)")
     if not parsed.public_base_url.startswith(("https://", "http://")):
         raise ConfigError(f"{settings.config_path}: email.public_base_url: not an http(s) URL")
     for key in ("public_base_url", "unsubscribe_domain", "unsubscribe_local", "bounce_address"):
@@ -130,10 +135,6 @@ def smtp_settings(settings: Settings) -> SmtpSettings | None:
             raise ConfigError(
                 f"{settings.config_path}: smtp.dns_servers: {address}: not an IP address"
             ) from None
-    if not 0 < parsed.dns_port < 65536:
-        raise ConfigError(f"{settings.config_path}: smtp.dns_port: not a port")
-    if parsed.dns_timeout_seconds <= 0 or parsed.auth_timeout_seconds <= 0:
-        raise ConfigError(f"{settings.config_path}: smtp: DNS and authentication timeouts > 0")
     return dataclasses.replace(
         parsed, feedback_loops=tuple(d.lower().rstrip(".") for d in parsed.feedback_loops)
     )
@@ -241,7 +242,7 @@ class UnsubscribeLinks:
     def bounce_address(self, outbox_id: int) -> str:
         """The envelope sender for outbox row ``outbox_id`` ('' without a bounce address).
 
-        With ``bounce_verp`` it is ``local+TOKEN@domain``, TOKEN naming the row (about 35
+        With ``bounce_verp`` it is ``local+TOKEN@domain``, TOKEN naming the row (41
         characters, inside the 64 of RFC 5321 section 4.5.3.1.1): a DSN comes back to the
         address of the one message and recipient it is about, whatever it says inside.
         """

@@ -113,6 +113,8 @@ class ApiDeps:
     twilio_auth_token: str | None
     twilio_public_url: str  # the URL Twilio signs (ours as Twilio sees it)
     twilio_senders: Sequence[str] = ()
+    max_send_segments: int = 10  # POST /v1/send: [api] max_send_segments
+    max_send_email_chars: int = 32_768  # POST /v1/send: [api] max_send_email_chars
 
 
 API = web.AppKey("api", ApiDeps)

@@ -12,7 +12,9 @@
   decides what a POST does (``IntentKind.CONFIRM_LINK``): only a pending sign-up is confirmed,
   and the page says which of "confirmed", "already confirmed" and "no longer applies" it was.
 - ``POST /v1/send`` (scope ``send``): queue an SMS or email only if the recipient opted in;
-  otherwise 422 ``send_refused`` with the gate's reason (as Twilio refuses with 21610).
+  otherwise 422 ``send_refused`` with the gate's reason (as Twilio refuses with 21610). A body
+  over the segment or character cap is 422 ``body_too_long``, one with a control character
+  422 ``invalid_body`` (gateway/send_limits.py), whoever the recipient.
 - ``POST /v1/preferences/links`` (scope ``write``): a signed preference-page link.
 """
 
@@ -34,6 +36,7 @@ from gateway.edges.http.gate_api import parse_json, scope_of
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
 from gateway.errors import BadInput, UnknownSender
 from gateway.messages import InboundMessage, Method, Outcome
+from gateway.send_limits import check_body
 from gateway.tokens import TokenCodec, TokenError
 from keywords.catalog import SenderCatalog
 from keywords.model import Action, Channel, IntentKind, ReplyKind
@@ -268,6 +271,12 @@ async def send(request: web.Request) -> web.Response:
     sender, program, channel = scope_of(data)
     catalog_for(api, sender, program, channel)
     text = string_field(data, "body", max_len=deps.max_body_bytes)
+    check_body(
+        channel,
+        text,
+        max_segments=api.max_send_segments,
+        max_email_chars=api.max_send_email_chars,
+    )
     try:
         address, send_to = key_and_send_address(
             channel, string_field(data, "to", max_len=254), api.default_region

@@ -171,7 +171,8 @@ _ERRORS = {
     "403": "forbidden: the key lacks the scope",
     "413": "body_too_large",
     "422": "a refusal with a stable code: unknown_sender, unknown_program, invalid_address, "
-    "suppressed, send_refused (with reason), invalid_sender, unknown_contact, ...",
+    "suppressed, send_refused (with reason), invalid_sender, unknown_contact, body_too_long,"
+    " invalid_body, ...",
     "503": "temporarily_unavailable: nothing was done; retry (Retry-After)",
 }
 
@@ -291,7 +292,9 @@ PATHS: dict[str, Any] = {
     "/v1/send": {
         "post": _op(
             "Send through the gateway: queued only with consent, else 422 "
-            "send_refused with the gate's reason",
+            "send_refused with the gate's reason; 422 body_too_long past [api] "
+            "max_send_segments (SMS) or max_send_email_chars, 422 invalid_body for a "
+            "control character",
             "send",
             ("202", _JSON_OK, "Queued"),
             "Send",

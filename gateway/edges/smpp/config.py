@@ -23,64 +23,84 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from gateway.config_rules import (
+    DERIVED,
+    Relations,
+    at_most,
+    derived,
+    one_of,
+    peer_port,
+    positive,
+    ranged,
+    text,
+)
 from gateway.errors import ConfigError
 from gateway.settings import section
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 BIND_MODES = ("transceiver", "receiver_transmitter")
 ALPHABETS = ("gsm0338", "latin1", "ascii")
+NPI_VALUES = (0, 1, 3, 4, 6, 8, 9, 10, 14, 18)  # SMPP 3.4 section 5.2.6
 
 
 @dataclass(frozen=True, slots=True)
 class SmscSettings:
     """One SMSC account (an ESME bind, or a receiver and a transmitter bind)."""
 
-    host: str = "127.0.0.1"
-    port: int = 2775
-    system_id: str = ""
-    system_type: str = ""
-    bind: str = "transceiver"
+    host: str = text("127.0.0.1", min_len=1)
+    port: int = peer_port(2775)
+    # SMPP 3.4 section 4.1.1: system_id is a C-Octet String of at most 16 octets and
+    # system_type of at most 13, the terminating NUL included.
+    system_id: str = text("", min_len=1, max_len=15, why="SMPP 3.4 section 4.1.1")
+    system_type: str = text("", max_len=12, why="SMPP 3.4 section 4.1.1")
+    bind: str = one_of("transceiver", BIND_MODES)
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str = ""
     # SMPP 3.4 §4.11: enquire_link keeps the bind alive and detects a dead peer: a request
     # unanswered for response_timeout_seconds drops the connection.
-    enquire_link_seconds: float = 30.0
-    response_timeout_seconds: float = 10.0
+    enquire_link_seconds: float = positive(30.0)
+    response_timeout_seconds: float = positive(10.0)
     # Outstanding requests we send before waiting for responses (SMPP 3.4 §2.7 "windowing").
-    window: int = 10
-    submit_rate: float = 100.0  # submit_sm per second per bind (most SMSCs allow 100-150)
-    throttle_backoff_seconds: float = 0.5  # first pause after ESME_RTHROTTLED / RMSGQFUL
-    throttle_backoff_max_seconds: float = 30.0
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 60.0
+    window: int = ranged(10, ge=1, le=1_000)
+    submit_rate: float = positive(100.0)  # submit_sm per second per bind (most allow 100-150)
+    throttle_backoff_seconds: float = positive(0.5)  # first pause after ESME_RTHROTTLED / RMSGQFUL
+    throttle_backoff_max_seconds: float = positive(30.0)
+    reconnect_min_seconds: float = positive(1.0)
+    reconnect_max_seconds: float = positive(60.0)
     registered_delivery: bool = True  # ask for delivery receipts (SMPP 3.4 §5.2.17)
-    source_ton: int = 3  # short code: network specific (SMPP 3.4 §5.2.5)
-    source_npi: int = 0
-    dest_ton: int = 1  # international
-    dest_npi: int = 1  # E.164
+    # SMPP 3.4 §5.2.5 (type of number, 0-6) and §5.2.6 (numbering plan indicator).
+    source_ton: int = ranged(3, ge=0, le=6, why="SMPP 3.4 section 5.2.5")  # network specific
+    source_npi: int = one_of(0, NPI_VALUES, why="SMPP 3.4 section 5.2.6")
+    dest_ton: int = ranged(1, ge=0, le=6, why="SMPP 3.4 section 5.2.5")  # international
+    dest_npi: int = one_of(1, NPI_VALUES, why="SMPP 3.4 section 5.2.6")  # E.164
     # Name and secret, filled from the section name and the environment, not from the file.
-    name: str = ""
-    password: str = ""
+    name: str = derived("")
+    password: str = derived("")
+    RELATIONS: ClassVar[Relations] = (
+        at_most("throttle_backoff_seconds", "throttle_backoff_max_seconds"),
+        at_most("reconnect_min_seconds", "reconnect_max_seconds"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class SmppSettings:
     """The SMPP edge."""
 
-    default_alphabet: str = "gsm0338"
+    default_alphabet: str = one_of("gsm0338", ALPHABETS)
     # A long text none of whose parts arrived for this long is taken with the parts it has
     # (gateway/edges/smpp/reassembly.py); after a restart, the sweep's first pass waits as long.
-    reassembly_timeout_seconds: float = 60.0
+    reassembly_timeout_seconds: float = positive(60.0)
     # Redeliveries carry no SMSC message id (deliver_sm has none in 3.4), so a redelivered
     # text is recognised by source, destination and body within this window (README,
     # "Exactly once"); a long text's parts are remembered as long after it was taken.
-    dedupe_window_seconds: float = 600.0
-    shutdown_timeout_seconds: float = 5.0
-    smscs: tuple[SmscSettings, ...] = ()
-    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dedupe_window_seconds: float = positive(600.0)
+    shutdown_timeout_seconds: float = positive(5.0)
+    # Filled from [smpp.smsc.<name>] and [smpp.senders], not keys of [smpp] itself.
+    smscs: tuple[SmscSettings, ...] = derived(())
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict, metadata={DERIVED: True})
 
 
 def password_variable(name: str) -> str:
@@ -95,24 +115,15 @@ def parse_smpp(raw: Mapping[str, Any], env: Mapping[str, str], source: Path) -> 
     route_table = table.pop("senders", {})
     if not isinstance(smsc_tables, Mapping) or not isinstance(route_table, Mapping):
         raise ConfigError(f"{source}: [smpp.smsc] and [smpp.senders] must be tables")
-    for key in ("smscs", "routes"):  # filled from [smpp.smsc.*] and [smpp.senders] only
-        if key in table:
-            raise ConfigError(f"{source}: smpp.{key}: unknown key")
     top = section(SmppSettings, table, "smpp", source)
-    if top.default_alphabet not in ALPHABETS:
-        raise ConfigError(f"{source}: smpp.default_alphabet: one of {', '.join(ALPHABETS)}")
     smscs = []
     for name, values in smsc_tables.items():
         where = f"smpp.smsc.{name}"
         if not _NAME_RE.match(name):
             raise ConfigError(f"{source}: [{where}]: names are lowercase letters, digits, _")
-        if not isinstance(values, Mapping) or {"name", "password"} & set(values):
-            raise ConfigError(f"{source}: [{where}]: a table without name/password keys")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{where}] must be a table")
         smsc = section(SmscSettings, values, where, source)
-        if smsc.bind not in BIND_MODES:
-            raise ConfigError(f"{source}: {where}.bind: one of {', '.join(BIND_MODES)}")
-        if not smsc.system_id or smsc.window < 1 or smsc.submit_rate <= 0:
-            raise ConfigError(f"{source}: [{where}]: system_id, window >= 1, submit_rate > 0")
         password = env.get(password_variable(name))
         if password is None:
             raise ConfigError(f"{password_variable(name)}: the password of SMSC {name!r}")
