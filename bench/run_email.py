@@ -82,7 +82,8 @@ def _settings(schema: str, prefix: str) -> Any:
             **base.edges,
             "email": {"public_base_url": "https://u.example", "unsubscribe_domain": DOMAIN},
             "smtp": {"host": "127.0.0.1", "port": 0, "hostname": "mx.bench", "domains": [DOMAIN],
-                     "max_connections": 500},
+                     # every bench client dials from 127.0.0.1
+                     "max_connections": 500, "max_connections_per_client": 500},
         },
     )  # fmt: skip
 

@@ -72,6 +72,14 @@ class SmtpSettings:
     # SIZE; bigger messages get 552 (RFC 5321 4.5.3.1.7), which must leave room for a report.
     max_message_bytes: int = ranged(1_048_576, ge=1024)
     max_connections: int = ranged(200, ge=1)
+    # One address may hold this many of them; more get 421 (Postfix caps a client at 50 of
+    # its 100 processes): one client's idle sockets cannot lock every other client out.
+    max_connections_per_client: int = ranged(20, ge=1)
+    # A silent client is told 421 4.4.2 and closed after this long: RFC 5321 section
+    # 4.5.3.2.7 asks a server to wait 5 minutes for a command, but before MAIL nothing of
+    # the client's is at stake, so a socket that only holds a slot is cut sooner.
+    idle_seconds: float = positive(300.0)
+    idle_before_mail_seconds: float = positive(30.0)
     max_recipients: int = ranged(50, ge=1)  # RFC 5321 4.5.3.1.8 asks for 100 at least per mail
     tls_cert_file: str = ""  # with tls_key_file: offer STARTTLS (RFC 3207)
     tls_key_file: str = ""
@@ -84,6 +92,7 @@ class SmtpSettings:
     auth_timeout_seconds: float = positive(10.0)  # the whole authentication of one mail
     RELATIONS: ClassVar[Relations] = (
         at_most("dns_timeout_seconds", "auth_timeout_seconds", why="one lookup is part of it"),
+        at_most("idle_before_mail_seconds", "idle_seconds"),
     )
 
 

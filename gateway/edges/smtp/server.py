@@ -2,9 +2,12 @@
 
 The server runs on the gateway's own event loop (as aiosmtpd's ``main.py`` does), not in the
 threaded ``Controller``, so the handler awaits the pipeline directly. aiosmtpd caps neither
-connections nor recipients (FACTS.md): connections past ``max_connections`` get ``421 4.7.0``
-and are closed (RFC 5321 section 3.8 lets a server refuse service this way), recipients are
-capped in the handler. STARTTLS (RFC 3207) is offered when a certificate is configured.
+connections nor recipients: connections past ``max_connections``, or past
+``max_connections_per_client`` from one address, get ``421 4.7.0`` and are closed (RFC 5321
+section 3.8 lets a server refuse service this way); recipients are capped in the handler.
+A client silent for ``idle_before_mail_seconds`` before MAIL (``idle_seconds`` after it) is
+told ``421 4.4.2`` and closed. The banner names the host and ``ESMTP``, no software or
+version. STARTTLS (RFC 3207) is offered when a certificate is configured.
 """
 
 from __future__ import annotations
@@ -25,12 +28,37 @@ log = logging.getLogger(__name__)
 
 
 class _Slots:
-    """Connections in use, shared by every protocol instance of one server."""
+    """Connections in use, in all and by client address, shared by every protocol instance
+    of one server."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client: int) -> None:
         self.limit = limit
+        self.per_client = per_client
         self.used = 0
+        self.by_client: dict[str, int] = {}
         self.live: set[asyncio.BaseTransport] = set()
+
+    def refusal(self, client: str) -> bytes | None:
+        """The 421 line for a connection past a limit, or None to take a slot."""
+        if self.used >= self.limit:
+            return b"421 4.7.0 Too many connections, try again later\r\n"
+        if self.by_client.get(client, 0) >= self.per_client:
+            return b"421 4.7.0 Too many connections from your address\r\n"
+        return None
+
+    def take(self, client: str, transport: asyncio.BaseTransport) -> None:
+        self.used += 1
+        self.by_client[client] = self.by_client.get(client, 0) + 1
+        self.live.add(transport)
+
+    def give_back(self, client: str, transport: asyncio.BaseTransport) -> None:
+        self.used -= 1
+        left = self.by_client.get(client, 1) - 1
+        if left:
+            self.by_client[client] = left
+        else:
+            self.by_client.pop(client, None)  # the map holds only addresses connected now
+        self.live.discard(transport)
 
 
 # ``<local@domain>`` of RFC 5321 section 4.1.2 in its everyday form: a dot-atom on each side,
@@ -40,29 +68,68 @@ _PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*)>"
 
 
 class _LimitedSMTP(SMTP):
-    """aiosmtpd's SMTP with a connection cap and a fast path for plain addresses."""
+    """aiosmtpd's SMTP with connection caps, two idle timeouts and a fast path for plain
+    addresses."""
 
-    def __init__(self, handler: InboundMailHandler, slots: _Slots, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: InboundMailHandler,
+        slots: _Slots,
+        *,
+        idle_before_mail: float,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(handler, **kwargs)
+        self._handler = handler
         self._slots = slots
         self._holds_slot = False
+        self._client = ""
+        self._idle_before_mail = idle_before_mail
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         starttls = self._original_transport is not None  # the TLS layer re-enters here
         super().connection_made(transport)
         if starttls:
             return
-        if self._slots.used >= self._slots.limit:
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        refusal = self._slots.refusal(self._client)
+        if refusal is not None:
             if self._handler_coroutine is not None:
                 self._handler_coroutine.cancel()
             assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+            transport.write(refusal)
             transport.close()
             return
-        self._slots.used += 1
-        self._slots.live.add(transport)
+        self._slots.take(self._client, transport)
         self._transport_held: asyncio.BaseTransport = transport
         self._holds_slot = True
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A command raised: the handler logs it and gives the answer, naming nothing."""
+        return await self._handler.command_failed(error, self._client)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd restarts one timer on each command; before MAIL (``envelope.mail_from``
+        unset, also again after each mail) it runs the shorter ``idle_before_mail``."""
+        if duration is None:
+            envelope = getattr(self, "envelope", None)
+            if envelope is None or envelope.mail_from is None:
+                duration = self._idle_before_mail
+        super()._reset_timeout(duration)
+
+    async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method
+        """MAIL as aiosmtpd runs it; a MAIL it accepted then starts the longer timer."""
+        await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        """Say why before closing (RFC 5321 section 3.8: 421 and close), not a bare close."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(b"421 4.4.2 Idle too long, closing connection\r\n")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it untyped
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The path of a MAIL or RCPT command and what follows it, as aiosmtpd returns them.
@@ -91,8 +158,7 @@ class _LimitedSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._holds_slot:
             self._holds_slot = False
-            self._slots.used -= 1
-            self._slots.live.discard(self._transport_held)
+            self._slots.give_back(self._client, self._transport_held)
         super().connection_lost(error)
 
 
@@ -135,10 +201,12 @@ class RunningSmtp:
 
 async def start_smtp(settings: SmtpSettings, handler: InboundMailHandler) -> RunningSmtp:
     """Listen on ``settings.host:port`` and serve ``handler``; the caller closes it."""
-    # aiosmtpd logs every recipient at INFO; addresses stay out of our logs (invariant 8).
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # aiosmtpd logs every command line at INFO and unknown commands at WARNING, verbatim
+    # (addresses, tokens, whatever a client types): none of it reaches our logs. Its ERROR
+    # lines are its own failures; ours are written by the handler (handler.handle_exception).
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     loop = asyncio.get_running_loop()
-    slots = _Slots(settings.max_connections)
+    slots = _Slots(settings.max_connections, settings.max_connections_per_client)
     context = tls_context(settings)
     hostname = settings.hostname or socket.getfqdn()
 
@@ -150,7 +218,9 @@ async def start_smtp(settings: SmtpSettings, handler: InboundMailHandler) -> Run
             data_size_limit=settings.max_message_bytes,
             enable_SMTPUTF8=True,
             tls_context=context,
-            timeout=300,
+            timeout=settings.idle_seconds,
+            idle_before_mail=settings.idle_before_mail_seconds,
+            ident="ESMTP",  # the banner is "220 <hostname> ESMTP": no software, no version
             loop=loop,
         )
 

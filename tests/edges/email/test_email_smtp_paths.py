@@ -38,7 +38,7 @@ def paths(draw: st.DrawFn) -> str:
 def server() -> Iterator[_LimitedSMTP]:
     loop = asyncio.new_event_loop()
     try:
-        yield _LimitedSMTP(None, _Slots(1), loop=loop)  # type: ignore[arg-type]
+        yield _LimitedSMTP(None, _Slots(1, 1), idle_before_mail=30.0, loop=loop)  # type: ignore[arg-type]
     finally:
         loop.close()
 
