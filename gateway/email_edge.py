@@ -46,6 +46,7 @@ class EmailEdge:
         self.reports = EmailReports(pool)
         self.smtp = smtp_settings(settings)
         self.smtp_port: int | None = None
+        self.smtp_handler: InboundMailHandler | None = None
         https = self.links.settings.public_base_url.startswith("https://")
         if "email" in settings.edges and not https:
             # RFC 8058 section 3.1: the one-click URI must be HTTPS; mailbox providers ignore
@@ -112,6 +113,7 @@ class EmailEdge:
             domains=self.smtp.domains,
             max_recipients=self.smtp.max_recipients,
         )
+        self.smtp_handler = handler
         server = await start_smtp(self.smtp, handler)
         stack.push_async_callback(server.close)
         self.server = server

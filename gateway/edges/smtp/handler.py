@@ -24,7 +24,12 @@ the real owner of the address, should the mail have been forged, that it happene
 to rejoin. Mail of kind 4 is not authenticated: the token decides, not the author.
 
 250 is answered only after every resulting change is committed; ``TemporaryFailure`` -> 451
-4.3.0 (the client retries, RFC 5321 section 4.2.5) and a refused message -> 550.
+4.3.0 (the client retries, RFC 5321 section 4.2.5) and a refused message -> 550. A mail whose
+MIME parts nest deeper than ``MAX_MIME_DEPTH`` is refused for good with 554 5.6.0 before
+anything reads it (RFC 3463: X.6.0, a media error; the email package parses and walks the
+tree recursively, and 1,000 levels raised RecursionError). No reply names an exception or
+quotes what the client sent; log lines carry enumerated values, masked addresses and a
+bounded Message-ID, never a token, a subject or a header's free text.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from gateway.edges.smtp.mailauth import AuthResults, MailAuthenticator
 from gateway.edges.smtp.provenance import Provenance, Tie, normal_address, same_address
 from gateway.edges.unsubscribe import Target, UnsubscribeLinks
 from gateway.errors import BadInput, GatewayError, InvalidAddress, Suppressed
-from gateway.logs import mask_address
+from gateway.logs import HIDE_EXC_MESSAGE, LimitedLog, mask_address
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.storable import storable
 from gateway.tokens import TokenError
@@ -58,6 +63,11 @@ log = logging.getLogger(__name__)
 _PARSE_IN_THREAD_BYTES = 64 * 1024  # bigger mail is parsed off the event loop
 _MAX_EVIDENCE_TEXT = 1_000
 _MAX_NAMED = 20  # addresses kept from one unverified report
+# A DSN returning an ARF report of a multipart mail nests five or six deep; nothing a person
+# or a reporter sends comes near this.
+MAX_MIME_DEPTH = 20
+_TOO_DEEP = "554 5.6.0 Message structure too deeply nested"
+_TEMPORARY = "451 4.3.0 Temporary failure: please try again later"
 
 Handle = Callable[[InboundMessage], Awaitable[Outcome]]
 
@@ -129,6 +139,27 @@ class InboundMailHandler:
         for list_id in links.lists:
             self._by_domain.setdefault(list_id.rpartition("@")[2].lower(), []).append(list_id)
         self._list_ids = {list_id.lower(): list_id for list_id in links.lists}
+        # A client can fail handshakes or trip our bugs as often as it likes: a few lines a
+        # minute per client address, the rest counted.
+        self._limited = LimitedLog(log, per_seconds=60.0, burst=5)
+
+    # -- any command: what aiosmtpd answers when one raised ----------------------------
+    async def command_failed(self, error: Exception, peer: str) -> str:
+        """The answer to a command that raised (aiosmtpd's own is ``500 Error:
+        (ExceptionName) message``; the server routes its ``handle_exception`` here). A
+        failed STARTTLS handshake is one short line, and aiosmtpd closes the connection
+        without using the answer; anything else is a bug of ours: its traceback is logged
+        without its message, and the client is told to retry (it may carry an opt-out)."""
+        if type(error).__name__ == "TLSSetupException":
+            cause = error.__cause__
+            reason = getattr(cause, "reason", None) or type(cause).__name__
+            self._limited.log(logging.INFO, "smtp tls handshake failed", key=("tls", peer),
+                              reason=str(reason)[:60])  # fmt: skip
+            return "454 4.7.0 TLS not available"
+        if isinstance(error, RecursionError):
+            return _TOO_DEEP
+        log.error("smtp command failed", exc_info=error, extra={HIDE_EXC_MESSAGE: True})
+        return _TEMPORARY
 
     # -- RCPT: validate early -------------------------------------------------------------
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
@@ -156,10 +187,16 @@ class InboundMailHandler:
         self, server: Any, session: Any, envelope: Any
     ) -> str:
         raw: bytes = envelope.original_content or b""
-        if len(raw) > _PARSE_IN_THREAD_BYTES:
-            msg = await asyncio.to_thread(_parse, raw)
-        else:
-            msg = _parse(raw)
+        try:
+            if len(raw) > _PARSE_IN_THREAD_BYTES:
+                msg = await asyncio.to_thread(_parse, raw)
+            else:
+                msg = _parse(raw)
+        except RecursionError:
+            msg = None
+        if msg is None or _depth(msg) > MAX_MIME_DEPTH:
+            log.info("smtp refused", extra={"reason": "mime_too_deep"})
+            return _TOO_DEEP
         message_id = parse.header(msg, "Message-ID")[:300]
         if not storable(message_id):
             message_id = ""  # the content digest names this mail instead
@@ -176,14 +213,16 @@ class InboundMailHandler:
             kind, count = await self._dispatch(mail, envelope.__dict__.pop("gateway_targets", {}))
         except GatewayError as exc:
             if exc.temporary:
-                return "451 4.3.0 Temporary failure: please try again later"
+                return _TEMPORARY
             log.info("smtp refused", extra={"reason": exc.code, "key": mail.key[:80]})
             return f"550 5.6.0 Message refused: {exc.code}"
         except Exception:
             # A bug of ours must not lose a request: defer it so the sender retries (and
             # an operator sees the traceback), never accept what we did not record.
-            log.exception("smtp handler failed", extra={"key": mail.key[:80]})
-            return "451 4.3.0 Temporary failure: please try again later"
+            log.exception(
+                "smtp handler failed", extra={"key": mail.key[:80], HIDE_EXC_MESSAGE: True}
+            )
+            return _TEMPORARY
         # What a mail changed is logged already, a line per change (pipeline.py) or per bounced
         # address; a mail that changed nothing gets a line of its own saying why (auto-reply,
         # not-spam report, nothing recognised).
@@ -453,6 +492,22 @@ def _stored_address(address: str) -> str:
     """An address as the unverified report keeps it: normalized as contacts are, else
     lower-cased; bounded, so a report cannot make us store a megabyte of it."""
     return normal_address(address)[:320]
+
+
+def _depth(msg: Message) -> int:
+    """How deep the MIME tree nests (1: a single part), counted without recursion; counting
+    stops once past ``MAX_MIME_DEPTH``."""
+    deepest = 0
+    stack: list[tuple[Message, int]] = [(msg, 1)]
+    while stack:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_MIME_DEPTH:
+            break
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend((child, depth + 1) for child in payload if isinstance(child, Message))
+    return deepest
 
 
 def _parse(raw: bytes) -> Message:

@@ -24,6 +24,7 @@ _SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|wg|sv|vs|tr|rif|enc)\s*(\[\d+\])
 # "On Mon, 1 Jan 2026 at 10:00, Acme <news@...> wrote:" and its common translations.
 _ATTRIBUTION = re.compile(r"^(on .+ wrote:|le .+ a écrit|am .+ schrieb|el .+ escribió)", re.I)
 _QUOTE_MARKERS = frozenset({"-----original message-----", "--", "---------- forwarded message"})
+_AUTO_SUBMITTED = frozenset({"auto-generated", "auto-replied", "auto-notified"})
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 _AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder")
 _CRLF = compat32.clone(linesep="\r\n")
@@ -56,7 +57,9 @@ def auto_reply_reason(msg: Message, mail_from: str) -> str | None:
     """
     auto = header(msg, "Auto-Submitted").split(";")[0].strip().lower()
     if auto and auto != "no":
-        return f"auto-submitted:{auto}"
+        # The reason is logged: the registered values (RFC 3834 section 5, RFC 5436 section
+        # 2.7) as they are, any other text as "other", never the sender's words.
+        return f"auto-submitted:{auto if auto in _AUTO_SUBMITTED else 'other'}"
     if mail_from in ("", "<>"):
         return "null-sender"
     if header(msg, "Precedence").lower() in _BULK_PRECEDENCE:
