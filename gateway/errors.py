@@ -2,7 +2,7 @@
 
 Edges map these to the wire and nowhere else: a ``TemporaryFailure`` becomes SMPP
 ESME_RX_T_APPN, SMTP 451 or HTTP 503 (the peer retries, nothing is lost); a ``BadInput``
-becomes a 4xx / 5xx permanent refusal and writes nothing (DESIGN.md invariants 1 and 7).
+becomes a 4xx / 5xx permanent refusal and writes nothing (docs/DESIGN.md, invariants 1 and 7).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Suppressed(BadInput):
 
 
 class TemporaryFailure(GatewayError):
-    """Nothing was committed; the peer must retry (ack after commit, DESIGN.md invariant 1)."""
+    """Nothing was committed; the peer must retry (ack after commit, docs/DESIGN.md, invariant 1)."""
 
     temporary = True
     code = "temporarily_unavailable"

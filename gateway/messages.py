@@ -11,7 +11,7 @@ from keywords.model import Channel, Decision, Intent, IntentKind, MatchKind
 
 
 class Method(StrEnum):
-    """How a consent change reached us (DESIGN.md invariant 4)."""
+    """How a consent change reached us (docs/DESIGN.md, invariant 4)."""
 
     SMS_KEYWORD = "sms_keyword"
     WEB_FORM = "web_form"

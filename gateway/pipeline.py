@@ -85,7 +85,7 @@ class Pipeline:
         return PreparedEvent(message, address, catalog, intent, send_to)
 
     async def handle(self, message: InboundMessage) -> Outcome:
-        """Record ``message``; return only after the commit (DESIGN.md invariant 1)."""
+        """Record ``message``; return only after the commit (docs/DESIGN.md, invariant 1)."""
         try:
             event = self.prepare(message)
             outcome = await self._writer.submit(event)

@@ -2,7 +2,7 @@
 
 Neither is a consent change, so neither goes through the ledger: a bounce withdraws nothing
 and a revoked link is an operator's act on a URL, not a subscriber's choice. Database errors
-become ``TemporaryFailure`` so the SMTP edge answers 451 and the HTTP edge 503 (DESIGN.md
+become ``TemporaryFailure`` so the SMTP edge answers 451 and the HTTP edge 503 (docs/DESIGN.md,
 invariant 1).
 """
 

@@ -3,7 +3,7 @@
 Each event's hash is SHA-256 over a canonical JSON array of its fields, the previous
 event's hash first. ``seq`` is gap-free, so an altered row changes its own hash, an inserted
 or deleted row breaks the link of the row after it, and a deleted tail no longer reaches
-``ledger_head`` (DESIGN.md invariant 4). Evidence enters the chain through its own digest,
+``ledger_head`` (docs/DESIGN.md, invariant 4). Evidence enters the chain through its own digest,
 so erasure can redact evidence without breaking the chain, and ``verify`` reports it.
 """
 

@@ -1,7 +1,7 @@
 """Consent writer (I/O layer): applies decisions to Postgres with group commit, then the cache.
 
 Edges call ``submit()`` and await the committed ``Outcome``; only then may they acknowledge
-(DESIGN.md invariant 1). Events waiting at the same moment share one transaction, which is
+(docs/DESIGN.md, invariant 1). Events waiting at the same moment share one transaction, which is
 what lets a 2-core machine keep thousands of durable (``synchronous_commit = on``) events
 per second: one WAL flush covers the batch. Each event's rows (inbound record, ledger
 events, consent rows, outbox rows) are written together or not at all, and a batch that

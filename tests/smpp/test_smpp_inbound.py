@@ -154,7 +154,7 @@ async def test_refusals_write_nothing(
     smsc: Smsc, smpp_gateway: Gateway, db: asyncpg.Connection, spec: dict[str, Any], status: int
 ) -> None:
     """Unknown destination, binary content and a bad source get a permanent error status
-    and write nothing (DESIGN.md invariant 7)."""
+    and write nothing (docs/DESIGN.md, invariant 7)."""
     assert status == await smsc.mo(**{"source": "14155550109", **spec})
     assert 0 == await db.fetchval("SELECT count(*) FROM inbound_events")
 

@@ -2,7 +2,7 @@
 
 The sender signs the body (``X-Gateway-Signature``, see signing.py). 200 only after the
 commit; a redelivery of the same ``id`` answers 200 with ``status: duplicate`` and writes
-nothing (DESIGN.md invariants 1 and 3).
+nothing (docs/DESIGN.md, invariants 1 and 3).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def page(title: str, body: str, *, status: int = 200) -> web.Response:
 
 
 def token_refusal(exc: Exception) -> web.Response:
-    """4xx for a token we will not act on; nothing is written (DESIGN.md invariant 7)."""
+    """4xx for a token we will not act on; nothing is written (docs/DESIGN.md, invariant 7)."""
     if isinstance(exc, ExpiredToken):
         status, text = 410, "This unsubscribe link has expired. Reply to any of our emails instead."
     elif isinstance(exc, ForgedToken):
@@ -158,7 +158,7 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 
 async def one_click(request: web.Request) -> web.Response:
-    """POST: unsubscribe; 200 only after the commit (DESIGN.md invariant 1)."""
+    """POST: unsubscribe; 200 only after the commit (docs/DESIGN.md, invariant 1)."""
     links = request.app[UNSUB].links
     token = request.match_info["token"]
     try:

@@ -13,7 +13,7 @@ CREATE TABLE contacts (
 
 -- Current consent: one row per contact, sender, program and channel. ``version`` grows by
 -- one on every change; the cache compares versions so an old read never overwrites a
--- newer opt-out (DESIGN.md invariant 2).
+-- newer opt-out (docs/DESIGN.md, invariant 2).
 CREATE TABLE consent (
     contact_id  bigint      NOT NULL REFERENCES contacts (id),
     sender      text        NOT NULL,

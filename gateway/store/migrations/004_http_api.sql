@@ -65,7 +65,7 @@ END $$;
 
 -- Send-through (POST /v1/send): a queued message dies with the consent it was queued under.
 -- The trigger runs in the writer's own transaction, so an acknowledged opt-out leaves no
--- queued message behind (DESIGN.md invariant 2); privacy.py queues under the contact's lock.
+-- queued message behind (docs/DESIGN.md, invariant 2); privacy.py queues under the contact's lock.
 CREATE INDEX outbox_queued_sends ON outbox (contact_id) WHERE status = 'queued' AND kind = 'send';
 CREATE FUNCTION cancel_sends_after_opt_out() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

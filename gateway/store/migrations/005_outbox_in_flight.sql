@@ -3,7 +3,7 @@
 --
 -- A row the worker has leased is 'sending'. If its send failed, the worker used to put it back
 -- to 'queued' and send it on the next attempt, even when the person had opted out meanwhile:
--- an opt-in confirmation (or a send-through message) after STOP (DESIGN.md invariant 2). An
+-- an opt-in confirmation (or a send-through message) after STOP (docs/DESIGN.md, invariant 2). An
 -- opt-out now cancels 'sending' rows as well, and the worker re-queues a failed row only while
 -- it is still 'sending' (gateway/outbox.py). A send already on the wire cannot be recalled:
 -- it completes and is recorded as 'sent'.
