@@ -52,7 +52,7 @@ class Suppressed(BadInput):
 
 
 class TemporaryFailure(GatewayError):
-    """Nothing was committed; the peer must retry (ack after commit, docs/DESIGN.md, invariant 1)."""
+    """Nothing was committed; the peer must retry (docs/DESIGN.md, invariant 1)."""
 
     temporary = True
     code = "temporarily_unavailable"
