@@ -46,6 +46,8 @@ from email.message import Message
 from email.parser import BytesParser
 from typing import Any, Protocol
 
+from aiosmtpd.smtp import TLSSetupException
+
 from gateway.edges.smtp import parse
 from gateway.edges.smtp.mailauth import AuthResults, MailAuthenticator
 from gateway.edges.smtp.provenance import Provenance, Tie, normal_address, same_address
@@ -150,14 +152,12 @@ class InboundMailHandler:
         failed STARTTLS handshake is one short line, and aiosmtpd closes the connection
         without using the answer; anything else is a bug of ours: its traceback is logged
         without its message, and the client is told to retry (it may carry an opt-out)."""
-        if type(error).__name__ == "TLSSetupException":
+        if isinstance(error, TLSSetupException):
             cause = error.__cause__
             reason = getattr(cause, "reason", None) or type(cause).__name__
             self._limited.log(logging.INFO, "smtp tls handshake failed", key=("tls", peer),
                               reason=str(reason)[:60])  # fmt: skip
             return "454 4.7.0 TLS not available"
-        if isinstance(error, RecursionError):
-            return _TOO_DEEP
         log.error("smtp command failed", exc_info=error, extra={HIDE_EXC_MESSAGE: True})
         return _TEMPORARY
 

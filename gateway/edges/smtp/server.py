@@ -203,7 +203,7 @@ async def start_smtp(settings: SmtpSettings, handler: InboundMailHandler) -> Run
     """Listen on ``settings.host:port`` and serve ``handler``; the caller closes it."""
     # aiosmtpd logs every command line at INFO and unknown commands at WARNING, verbatim
     # (addresses, tokens, whatever a client types): none of it reaches our logs. Its ERROR
-    # lines are its own failures; ours are written by the handler (handler.handle_exception).
+    # lines are its own failures; ours are written by InboundMailHandler.command_failed.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     loop = asyncio.get_running_loop()
     slots = _Slots(settings.max_connections, settings.max_connections_per_client)
