@@ -25,9 +25,9 @@ from gateway.settings import Settings, load_settings
 from gateway.store.db import connect_existing, create_pool, embedded_postgres
 from gateway.store.ledger import verify
 from keywords.audit import audit
-from keywords.catalog import load_catalogs
 from keywords.classify import classify
 from keywords.errors import KeywordsError
+from keywords.loading import load_catalogs
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
 

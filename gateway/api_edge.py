@@ -50,8 +50,9 @@ from gateway.store.privacy import PrivacyStore
 from gateway.store.suppression import Suppression
 from gateway.tokens import TokenCodec, TokenKeys
 from keywords.audit import audit
-from keywords.catalog import SenderCatalog, load_sender
+from keywords.catalog import SenderCatalog
 from keywords.errors import CatalogError
+from keywords.loading import load_sender
 
 log = logging.getLogger(__name__)
 

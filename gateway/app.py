@@ -53,7 +53,8 @@ from gateway.store.receipts import ReceiptStore
 from gateway.store.sms_parts import SmsPartStore
 from gateway.store.writer import ConsentWriter
 from gateway.supervisor import Factory, Supervisor, SupervisorSettings
-from keywords.catalog import SenderCatalog, load_catalogs
+from keywords.catalog import SenderCatalog
+from keywords.loading import load_catalogs
 from keywords.model import Channel
 
 log = logging.getLogger(__name__)

@@ -1,20 +1,18 @@
 """Sender catalogs (pure layer): per-sender programs, keywords and templates, parsed and indexed.
 
 A catalog is everything one sender (a short code, a long code or an email list) answers with.
-It is built once from a TOML file (see ``config/senders/12345.toml`` for the commented format),
-validated with errors naming the file and the dotted key, and is frozen and hashable afterwards.
+It is built once from a TOML file by ``keywords/loading.py`` (``config/senders/12345.toml``
+shows the commented format), validated with errors naming the file and the dotted key, and is
+frozen and hashable afterwards.
 The keyword index that ``classify`` needs is precomputed here so classification is a few dict
 lookups (the index fields are derived from the others and take no part in ``==`` or ``hash``).
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from keywords.errors import CatalogError
 from keywords.model import Channel, IntentKind, ReplyKind, SenderKind
 from keywords.normalize import normalize
 
@@ -25,9 +23,6 @@ __all__ = [
     "ProgramText",
     "SenderCatalog",
     "Template",
-    "load_catalogs",
-    "load_sender",
-    "load_sender_file",
 ]
 
 
@@ -188,40 +183,3 @@ class SenderCatalog:
             if text is not None:
                 return lang, text
         return None
-
-
-def load_sender(data: Mapping[str, object], source: str) -> SenderCatalog:
-    """Validate parsed TOML ``data`` and build its catalog; ``CatalogError`` names the key."""
-    from keywords.schema import parse_sender  # schema builds on this module's dataclasses
-
-    return parse_sender(data, source)
-
-
-def load_sender_file(path: Path) -> SenderCatalog:
-    """Read and validate one sender TOML file."""
-    source = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CatalogError(source, "", f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CatalogError(source, "", f"not UTF-8: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(source, "", f"invalid TOML: {exc}") from exc
-    return load_sender(data, source)
-
-
-def load_catalogs(directory: Path) -> dict[str, SenderCatalog]:
-    """Load every ``*.toml`` in ``directory``, keyed by sender; a sender defined twice fails."""
-    catalogs: dict[str, SenderCatalog] = {}
-    for path in sorted(directory.glob("*.toml")):
-        catalog = load_sender_file(path)
-        first = catalogs.get(catalog.sender)
-        if first is not None:
-            raise CatalogError(
-                catalog.source, "sender", f'"{catalog.sender}" is already defined in {first.source}'
-            )
-        catalogs[catalog.sender] = catalog
-    return catalogs

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keywords.audit import Finding, audit
-from keywords.catalog import load_catalogs, load_sender, load_sender_file
+from keywords.loading import load_catalogs, load_sender, load_sender_file
 from keywords.model import ReplyKind
 from keywords.replies import placeholders, render
 from keywords.segments import segments

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from keywords.catalog import SenderCatalog, load_catalogs, load_sender, load_sender_file
+from keywords.catalog import SenderCatalog
 from keywords.errors import CatalogError, KeywordsError
+from keywords.loading import load_catalogs, load_sender, load_sender_file
 from keywords.model import Channel, SenderKind
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "senders"

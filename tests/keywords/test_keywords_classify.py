@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keywords.catalog import SenderCatalog, load_sender_file
+from keywords.catalog import SenderCatalog
 from keywords.classify import classify
+from keywords.loading import load_sender_file
 from keywords.model import Intent, IntentKind, MatchKind
 from keywords.reserved import RESERVED
 

@@ -7,10 +7,11 @@ from typing import cast
 
 import pytest
 
-from keywords.catalog import SenderCatalog, load_sender_file
+from keywords.catalog import SenderCatalog
 from keywords.classify import classify
 from keywords.consent import TRANSITIONS, decide, transition_table_markdown
 from keywords.errors import DecisionError
+from keywords.loading import load_sender_file
 from keywords.model import (
     Action,
     ConsentState,

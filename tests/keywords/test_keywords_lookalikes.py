@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keywords.catalog import SenderCatalog, load_sender, load_sender_file
+from keywords.catalog import SenderCatalog
 from keywords.classify import classify
 from keywords.confusables import PROTOTYPES
 from keywords.consent import decide
 from keywords.errors import CatalogError
+from keywords.loading import load_sender, load_sender_file
 from keywords.model import ConsentState, Intent, IntentKind, MatchKind, ReplyKind
 from keywords.normalize import lookalikes, normalize
 from keywords.reserved import RESERVED

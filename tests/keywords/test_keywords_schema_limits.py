@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from keywords.catalog import load_sender, load_sender_file
 from keywords.errors import CatalogError
+from keywords.loading import load_sender, load_sender_file
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "senders"
 

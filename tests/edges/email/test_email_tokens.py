@@ -16,7 +16,7 @@ from gateway.tokens import (
     TokenCodec,
     TokenKeys,
 )
-from keywords.catalog import load_catalogs
+from keywords.loading import load_catalogs
 
 pytest_plugins = ["email_fixtures"]
 
