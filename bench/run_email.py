@@ -273,7 +273,7 @@ async def _drop_cache_keys(prefix: str) -> None:
 
 
 async def run() -> None:
-    from gateway.edges.unsubscribe import Target, UnsubscribeLinks
+    from gateway.email.links import Target, UnsubscribeLinks
     from keywords.loading import load_catalogs
 
     schema, prefix = f"bench_{uuid.uuid4().hex[:8]}", f"bench{uuid.uuid4().hex[:6]}"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import asyncpg
 
-from gateway import keys_cli, logs
-from gateway.app import WEBHOOK_PURPOSE, serve
-from gateway.config_check import check_settings
-from gateway.edges.signing import derive_key, sign
+from gateway import logs
+from gateway.app import keys_cli, serve
+from gateway.app.config_check import check_settings
 from gateway.errors import ConfigError
+from gateway.security.signing import WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings, load_settings
 from gateway.store.db import connect_existing, create_pool, embedded_postgres
 from gateway.store.ledger import verify

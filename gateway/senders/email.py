@@ -34,7 +34,8 @@ from pathlib import Path
 import aiosmtplib
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 
-from gateway.edges.unsubscribe import ONE_CLICK_VALUE, EmailSettings, Target, UnsubscribeLinks
+from gateway.email.links import ONE_CLICK_VALUE, Target, UnsubscribeLinks
+from gateway.email.settings import EmailSettings
 from gateway.errors import ConfigError
 from gateway.logs import mask_address
 from gateway.outbox import OutboxRow, SendError

@@ -22,8 +22,7 @@ import pytest
 from processes import GatewayProcess
 from support import PG_URL, REDIS_URL
 
-from gateway.app import WEBHOOK_PURPOSE
-from gateway.edges.signing import HEADER, derive_key, sign
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 from gateway.store.suppression import key_id
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,7 @@ import pytest
 from processes import GatewayProcess
 from support import PG_URL, REDIS_URL, SECRET
 
-from gateway.app import WEBHOOK_PURPOSE
-from gateway.edges.signing import HEADER, derive_key, sign
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 
 pytestmark = pytest.mark.slow
 

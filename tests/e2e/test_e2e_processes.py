@@ -19,8 +19,7 @@ import pytest
 from processes import GatewayProcess
 from support import PG_URL, REDIS_URL, ROOT, SECRET
 
-from gateway.app import WEBHOOK_PURPOSE
-from gateway.edges.signing import HEADER, derive_key, sign
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)
 SCOPE = {"sender": "12345", "program": "reminders", "channel": "sms"}

@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from support import PG_URL, SECRET
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
-from gateway.edges.signing import HEADER, derive_key, sign
-from gateway.edges.unsubscribe import Target
+from gateway.app import Gateway
+from gateway.email.links import Target
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)

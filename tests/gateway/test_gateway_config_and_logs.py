@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from support import CONFIG, PG_URL, ROOT
 
 from gateway.__main__ import main
-from gateway.api_edge import build_suppression
+from gateway.app.api_wiring import build_suppression
 from gateway.errors import ConfigError
 from gateway.logs import _ADDRESS_RE, JsonFormatter, _masked, mask, mask_address
 from gateway.settings import load_settings

@@ -18,7 +18,7 @@ import pytest
 from support import CONFIG, PG_URL, ROOT, SECRET
 
 from gateway.__main__ import main
-from gateway.config_check import EdgeSettings, check_settings
+from gateway.app.config_check import EdgeSettings, check_settings
 from gateway.edges.smpp.config import SmppSettings, SmscSettings
 from gateway.settings import GatewayTable, Settings, load_settings
 

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from support import SECRET, count_rows
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
-from gateway.edges.signing import HEADER, derive_key, sign
+from gateway.app import Gateway
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)
 

@@ -16,10 +16,10 @@ import pytest
 from raw_http import RawResponse, exchange, request_bytes
 from support import SECRET, count_rows
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
+from gateway.app import Gateway
 from gateway.edges.http.webhooks import twilio_signature
-from gateway.edges.signing import derive_key, sign
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
+from gateway.security.signing import WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings
 
 TWILIO_TOKEN = "twilio-test-auth-token-0123456789"

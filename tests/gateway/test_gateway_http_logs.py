@@ -15,7 +15,7 @@ from raw_http import RawResponse, exchange, request_bytes
 
 from gateway.app import Gateway
 from gateway.edges.http.consent_api import CONFIRM_PURPOSE, PREFERENCES_PURPOSE, pack
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
 from gateway.health import Report
 from gateway.logs import LimitedLog
 

@@ -26,10 +26,10 @@ from json_logs import captured
 from raw_http import RawResponse, exchange, request_bytes
 from support import SECRET
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
+from gateway.app import Gateway
 from gateway.edges.http.consent_api import CONFIRM_PURPOSE, PREFERENCES_PURPOSE, pack
-from gateway.edges.signing import derive_key, sign
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
+from gateway.security.signing import WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings
 
 EXAMPLES = 600

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from gateway.edges.http.server import Handler, error_response
-from gateway.tokens import TokenCodec
+from gateway.security.tokens import TokenCodec
 from keywords.catalog import SenderCatalog
 
 SCOPES = ("read", "write", "send", "admin")

@@ -36,8 +36,8 @@ from gateway.edges.http.gate_api import parse_json, scope_of
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
 from gateway.errors import BadInput, UnknownSender
 from gateway.messages import InboundMessage, Method, Outcome
+from gateway.security.tokens import TokenCodec, TokenError
 from gateway.send_limits import check_body
-from gateway.tokens import TokenCodec, TokenError
 from keywords.catalog import SenderCatalog
 from keywords.model import Action, Channel, IntentKind, ReplyKind
 

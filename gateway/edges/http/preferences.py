@@ -26,7 +26,7 @@ from gateway.edges.http.consent_api import PREFERENCES_PURPOSE, contact_pairs, p
 from gateway.edges.http.server import DEPS, BadRequest, read_body
 from gateway.errors import Suppressed
 from gateway.messages import InboundMessage, Method
-from gateway.tokens import TokenCodec, TokenError
+from gateway.security.tokens import TokenCodec, TokenError
 from keywords.model import Channel, IntentKind
 
 _LABEL = {

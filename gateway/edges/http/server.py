@@ -26,13 +26,13 @@ from typing import Any
 import asyncpg
 from aiohttp import hdrs, web
 
-from gateway.edges.signing import HEADER, SignatureError, verify
 from gateway.errors import GatewayError
 from gateway.gate import SendGate
 from gateway.health import Readiness
 from gateway.logs import HIDE_EXC_MESSAGE
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
+from gateway.security.signing import HEADER, SignatureError, verify
 from gateway.storable import storable
 from keywords.model import Channel
 

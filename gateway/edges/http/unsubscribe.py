@@ -35,11 +35,11 @@ from gateway.edges.http.server import (
     signed_json,
     string_field,
 )
-from gateway.edges.unsubscribe import ONE_CLICK_VALUE, Target, UnsubscribeLinks
+from gateway.email.links import ONE_CLICK_VALUE, Target, UnsubscribeLinks
 from gateway.errors import UnknownSender
 from gateway.logs import mask_email
 from gateway.messages import InboundMessage, Method
-from gateway.tokens import ExpiredToken, ForgedToken, TokenCodec, TokenError
+from gateway.security.tokens import ExpiredToken, ForgedToken, TokenCodec, TokenError
 from keywords.model import Channel, Intent, IntentKind, MatchKind
 
 

@@ -31,9 +31,9 @@ from aiohttp import web
 
 from gateway.edges.http.auth import API
 from gateway.edges.http.server import DEPS, BadRequest, read_body
-from gateway.edges.signing import SignatureError
 from gateway.logs import LimitedLog
 from gateway.messages import InboundMessage, Method
+from gateway.security.signing import SignatureError
 from gateway.storable import storable
 from keywords.model import Channel, Intent, IntentKind, MatchKind
 

@@ -51,12 +51,12 @@ from aiosmtpd.smtp import TLSSetupException
 from gateway.edges.smtp import parse
 from gateway.edges.smtp.mailauth import AuthResults, MailAuthenticator
 from gateway.edges.smtp.provenance import Provenance, Tie, normal_address, same_address
-from gateway.edges.unsubscribe import Target, UnsubscribeLinks
+from gateway.email.links import Target, UnsubscribeLinks
 from gateway.errors import BadInput, GatewayError, InvalidAddress, Suppressed
 from gateway.logs import HIDE_EXC_MESSAGE, LimitedLog, mask_address
 from gateway.messages import InboundMessage, Method, Outcome
+from gateway.security.tokens import TokenError
 from gateway.storable import storable
-from gateway.tokens import TokenError
 from keywords.classify import classify
 from keywords.model import Channel, Intent, IntentKind, MatchKind
 
@@ -137,10 +137,6 @@ class InboundMailHandler:
         self._domains = frozenset(d.lower() for d in domains)
         self._max_rcpts = max_recipients
         self._local = links.settings.unsubscribe_local.lower()
-        self._by_domain: dict[str, list[str]] = {}
-        for list_id in links.lists:
-            self._by_domain.setdefault(list_id.rpartition("@")[2].lower(), []).append(list_id)
-        self._list_ids = {list_id.lower(): list_id for list_id in links.lists}
         # A client can fail handshakes or trip our bugs as often as it likes: a few lines a
         # minute per client address, the rest counted.
         self._limited = LimitedLog(log, per_seconds=60.0, burst=5)
@@ -285,7 +281,7 @@ class InboundMailHandler:
             return self._message(mail, rcpt, target, Method.MAILTO, self._opt_out(target),
                                  evidence_text)  # fmt: skip
         author = parse.sender_address(mail.msg, mail.mail_from)
-        list_id = self._list_ids.get(rcpt.lower())
+        list_id = self._links.list_id(rcpt)
         targets = self._links.find_targets(
             parse.header(mail.msg, "In-Reply-To"),
             parse.header(mail.msg, "References"),
@@ -293,7 +289,7 @@ class InboundMailHandler:
         )
         if list_id is None:
             known = [t.list_id for t in targets]
-            domain_lists = self._by_domain.get(domain.lower(), [])
+            domain_lists = self._links.lists_in(domain)
             list_id = known[0] if known else (domain_lists[0] if len(domain_lists) == 1 else None)
         if list_id is None:
             if base.lower() == self._local:

@@ -31,7 +31,7 @@ from typing import Protocol
 from gateway.addresses import normalize_email
 from gateway.edges.smtp import parse
 from gateway.edges.smtp.mailauth import AuthResults, OwnKey
-from gateway.edges.unsubscribe import Target, UnsubscribeLinks
+from gateway.email.links import Target, UnsubscribeLinks
 from gateway.errors import BadInput
 
 # EmailSender's Message-ID: <c{outbox id}.{token}@{domain}>.
@@ -98,7 +98,6 @@ class Provenance:
         self._sent = sent
         self._own_key = own_key
         self._feedback_loops = feedback_loops
-        self._list_ids = {list_id.lower(): list_id for list_id in links.lists}
 
     async def ties(self, rcpts: tuple[str, ...], returned: parse.Returned) -> list[Tie]:
         """Every message of ours the report is about; empty when it is about none."""
@@ -124,7 +123,7 @@ class Provenance:
                 add(Target(sent.sender, sent.recipient), "message_id")
         if self._own_key is not None and returned.raw and self._own_key.signed_by_us(returned.raw):
             signed = parse.headers_of(returned.raw)
-            list_id = self._list_ids.get(parse.address_of(parse.header(signed, "From")).lower())
+            list_id = self._links.list_id(parse.address_of(parse.header(signed, "From")))
             to = parse.address_of(parse.header(signed, "To"))
             if list_id is not None and to:
                 add(Target(list_id, to), "dkim")
@@ -140,5 +139,5 @@ class Provenance:
     def list_named_in(self, headers: str) -> str | None:
         """The one list whose address the returned headers name (RFC 5965 section 3.2)."""
         lowered = headers.lower()
-        named = [list_id for low, list_id in self._list_ids.items() if low in lowered]
+        named = [list_id for list_id in self._links.lists if list_id.lower() in lowered]
         return named[0] if len(named) == 1 else None

@@ -22,7 +22,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 
 from gateway.edges.smtp.handler import InboundMailHandler
-from gateway.edges.unsubscribe import SmtpSettings
+from gateway.email.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import pytest
 from api_helpers import call, new_key, opt_in_body
 from support import PG_URL, SECRET, count_rows
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
-from gateway.edges.signing import HEADER, derive_key, sign
+from gateway.app import Gateway
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings
 from gateway.store.db import _migrations
 from gateway.store.suppression import key_id

@@ -20,9 +20,9 @@ import pytest
 from api_helpers import TWILIO_TOKEN, call, new_key, opt_in_body, with_edges
 from support import SECRET, count_rows
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
+from gateway.app import Gateway
 from gateway.edges.http.webhooks import twilio_signature
-from gateway.edges.signing import HEADER, derive_key, sign
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)

@@ -84,7 +84,7 @@ async def test_keyboard_toggles_without_javascript_are_recorded(
 
 async def test_forged_or_wrong_purpose_link_is_refused(gateway: Gateway) -> None:
     """A token made for another purpose or altered gets 403 and changes nothing."""
-    token = gateway.api.tokens.issue(b"sms\x00+14155550123", "confirm")
+    token = gateway.api.tokens.issue(b"sms\x00+14155550123", "confirm", ttl_seconds=3_600)
     status, _ = await call(gateway, "GET", f"/p/{token}")
     assert 403 == status
     status, _ = await call(gateway, "POST", f"/p/{token[:-2]}xx", data={"action": "on"})

@@ -8,7 +8,7 @@ from mailtest import NEWS, SUBSCRIBER
 from support import count_rows
 
 from gateway.app import Gateway
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
 
 pytest_plugins = ["email_fixtures"]
 

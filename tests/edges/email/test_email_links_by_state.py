@@ -16,7 +16,7 @@ import asyncpg
 from mailtest import NEWS
 
 from gateway.app import Gateway
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
 
 pytest_plugins = ["email_fixtures"]
 

@@ -12,10 +12,10 @@ import pytest
 from mailtest import NEWS, SUBSCRIBER
 from support import SECRET, count_rows
 
-from gateway.app import WEBHOOK_PURPOSE, Gateway
-from gateway.edges.signing import HEADER, derive_key, sign
-from gateway.edges.unsubscribe import PURPOSE, Target
-from gateway.tokens import TokenCodec
+from gateway.app import Gateway
+from gateway.email.links import PURPOSE, Target
+from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
+from gateway.security.tokens import TokenCodec
 
 pytest_plugins = ["email_fixtures"]
 

@@ -11,7 +11,7 @@ from faults import TcpProxy
 from mailtest import DOMAIN, NEWS, mail_settings, running
 from support import PG_URL, make_settings
 
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
 
 pytest_plugins = ["email_fixtures"]
 

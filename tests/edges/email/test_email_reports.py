@@ -15,7 +15,7 @@ from mailtest import DOMAIN, NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings
 from support import PG_URL, count_rows
 
 from gateway.app import Gateway
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
 from gateway.settings import Settings
 
 pytest_plugins = ["email_fixtures"]

@@ -24,7 +24,7 @@ from mailtest import DOMAIN, NEWS, SUBSCRIBER, mail_settings, running
 from support import count_rows
 
 from gateway.app import Gateway
-from gateway.edges.unsubscribe import Target
+from gateway.email.links import Target
 from gateway.settings import Settings
 
 pytest_plugins = ["email_fixtures"]

@@ -21,9 +21,9 @@ from support import SECRET
 
 from gateway.app import Gateway
 from gateway.edges.http.consent_api import pack
-from gateway.edges.signing import derive_key
-from gateway.edges.unsubscribe import PURPOSE, Target
-from gateway.tokens import (
+from gateway.email.links import PURPOSE, Target
+from gateway.security.signing import derive_key
+from gateway.security.tokens import (
     ExpiredToken,
     ForgedToken,
     MalformedToken,

@@ -7,15 +7,10 @@ import time
 import pytest
 from support import ROOT, SECRET
 
-from gateway.edges.unsubscribe import EmailSettings, Target, UnsubscribeLinks
+from gateway.email.links import Target, UnsubscribeLinks
+from gateway.email.settings import EmailSettings
 from gateway.errors import ConfigError
-from gateway.tokens import (
-    ExpiredToken,
-    ForgedToken,
-    MalformedToken,
-    TokenCodec,
-    TokenKeys,
-)
+from gateway.security.tokens import ExpiredToken, ForgedToken, MalformedToken, TokenCodec, TokenKeys
 from keywords.loading import load_catalogs
 
 pytest_plugins = ["email_fixtures"]

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 HEADER = "X-Gateway-Signature"
+WEBHOOK_PURPOSE = "inbound-webhook"  # derive_key purpose of inbound webhook signatures
 _MAX_HEADER = 256  # "t=" 12 digits ",v1=" 64 hex digits, with room for spaces and a v0
 _STAMP = re.compile(r"[0-9]{1,12}")
 _MAC = re.compile(r"[0-9a-fA-F]{64}")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import asyncpg
 
+from gateway.catalogs import CatalogRegistry
 from gateway.config_rules import positive, ranged
 from gateway.edges.http import (
     admin,
@@ -35,11 +36,12 @@ from gateway.edges.http import (
 )
 from gateway.edges.http.auth import ApiDeps
 from gateway.edges.http.server import Register
-from gateway.edges.signing import derive_key
 from gateway.errors import BadInput, ConfigError, GatewayError
 from gateway.gate import SendGate
 from gateway.messages import InboundMessage, Outcome
 from gateway.outbox import OutboundSender
+from gateway.security.signing import derive_key
+from gateway.security.tokens import TokenCodec
 from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings, section
 from gateway.storable import all_storable
@@ -48,7 +50,6 @@ from gateway.store.cache import ConsentCache
 from gateway.store.guard import CacheGuard
 from gateway.store.privacy import PrivacyStore
 from gateway.store.suppression import Suppression
-from gateway.tokens import TokenCodec, TokenKeys
 from keywords.audit import audit
 from keywords.catalog import SenderCatalog
 from keywords.errors import CatalogError
@@ -126,7 +127,7 @@ def parse_api(settings: Settings) -> tuple[ApiSettings, TwilioSettings]:
 class CatalogAdmin:
     """Validates sender definitions like check-config, stores them and swaps them in."""
 
-    def __init__(self, store: ApiStore, catalogs: dict[str, SenderCatalog]) -> None:
+    def __init__(self, store: ApiStore, catalogs: CatalogRegistry) -> None:
         self._store = store
         self._catalogs = catalogs
 
@@ -160,7 +161,7 @@ class CatalogAdmin:
         if current is not None and current.channel is not catalog.channel:
             raise BadInput("a sender cannot change channel", code="invalid_sender")
         revision = await self._store.save_sender(sender, definition, actor=actor)
-        self._catalogs[sender] = catalog
+        self._catalogs.replace(sender, catalog)
         log.info("sender updated", extra={"sender": sender, "revision": revision, "actor": actor})
         return revision, warnings
 
@@ -174,7 +175,7 @@ class CatalogAdmin:
                           "error": exc.message})  # fmt: skip
                 continue
             if self._catalogs.get(sender) != catalog:
-                self._catalogs[sender] = catalog
+                self._catalogs.replace(sender, catalog)
 
     async def audit_log(self, limit: int) -> list[dict[str, Any]]:
         """The newest audit records."""
@@ -216,12 +217,13 @@ class ApiEdge:
     def __init__(
         self,
         settings: Settings,
-        catalogs: dict[str, SenderCatalog],
+        catalogs: CatalogRegistry,
         pool: asyncpg.Pool,
         cache: ConsentCache,
         guard: CacheGuard,
         gate: SendGate,
-        suppression: Suppression | None = None,
+        suppression: Suppression,
+        tokens: TokenCodec,
     ) -> None:
         self.settings = settings
         self.api_settings, self.twilio = parse_api(settings)
@@ -229,16 +231,13 @@ class ApiEdge:
         self.pool = pool
         self.catalogs = catalogs
         self.store = ApiStore(pool, channel=self.channel)
-        self.suppression = suppression or build_suppression(settings)
+        self.suppression = suppression
         self.privacy = PrivacyStore(
             pool, cache, guard, self.suppression, notify_channel=self.channel
         )
         self.admin = CatalogAdmin(self.store, catalogs)
         gate.suppressed = self.suppression.contains
-        self.tokens = TokenCodec(
-            TokenKeys.from_env(settings.env, settings.secret_key, settings.previous_secret_keys),
-            default_ttl_seconds=self.api_settings.preference_link_ttl_days * 86_400,
-        )
+        self.tokens = tokens
         self._wake: Callable[[], None] = lambda: None
         self.app: Any = None
 

@@ -42,10 +42,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.edges.signing import derive_key
 from gateway.errors import BadInput, ConfigError
-from gateway.legacy_tokens import MIN_BYTES as LEGACY_MIN_BYTES
-from gateway.legacy_tokens import LegacyKeys, open_legacy
+from gateway.security.legacy_tokens import MIN_BYTES as LEGACY_MIN_BYTES
+from gateway.security.legacy_tokens import LegacyKeys, open_legacy
+from gateway.security.signing import derive_key
 
 VERSION = 2
 _VERSION_BYTE = bytes([VERSION])
@@ -146,7 +146,7 @@ class _Opener:
 class TokenCodec:
     """Issues and verifies tokens for any purpose with one key set."""
 
-    def __init__(self, keys: TokenKeys, *, default_ttl_seconds: int) -> None:
+    def __init__(self, keys: TokenKeys, *, default_ttl_seconds: int | None = None) -> None:
         if keys.current not in keys.keys:
             raise ConfigError("token keys: the current key id has no secret")
         self._keys = keys
@@ -183,6 +183,9 @@ class TokenCodec:
     ) -> str:
         """A URL-safe token carrying ``payload`` for ``purpose``, valid for the TTL."""
         ttl = self._ttl if ttl_seconds is None else ttl_seconds
+        if ttl is None:
+            # One codec serves every purpose (gateway/app/gateway.py): each use names its TTL.
+            raise ValueError("issue: ttl_seconds is required without a default TTL")
         moment = time.time() if now is None else now
         # Rounded up to the hour so the same link is issued all hour long.
         expires_hour = int(moment + ttl) // 3600 + 1

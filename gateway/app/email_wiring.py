@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 
+from gateway.catalogs import CatalogRegistry
 from gateway.edges.http.server import Register
 from gateway.edges.http.unsubscribe import UnsubscribeDeps, registrar
 from gateway.edges.smtp.handler import InboundMailHandler
@@ -22,14 +23,15 @@ from gateway.edges.smtp.mailauth import MailAuthenticator, OwnKey
 from gateway.edges.smtp.provenance import Provenance
 from gateway.edges.smtp.resolver import MailResolver
 from gateway.edges.smtp.server import start_smtp
-from gateway.edges.unsubscribe import UnsubscribeLinks, smtp_settings
+from gateway.email.links import UnsubscribeLinks
+from gateway.email.settings import smtp_settings
 from gateway.outbox import OutboundSender
 from gateway.pipeline import Pipeline
+from gateway.security.tokens import TokenCodec
 from gateway.senders.email import EmailSender, dkim_key_from_env
 from gateway.settings import Settings
 from gateway.store.email_marks import EmailMarks
 from gateway.store.email_reports import EmailReports
-from keywords.catalog import SenderCatalog
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,15 @@ class EmailEdge:
     """The email edge's parts for one gateway instance."""
 
     def __init__(
-        self, settings: Settings, catalogs: Mapping[str, SenderCatalog], pool: asyncpg.Pool
+        self,
+        settings: Settings,
+        catalogs: CatalogRegistry,
+        pool: asyncpg.Pool,
+        tokens: TokenCodec,
     ) -> None:
         self.settings = settings
-        self.links = UnsubscribeLinks.from_settings(settings, catalogs)
+        # Reads the live registry: an admin change reaches links and mail at once.
+        self.links = UnsubscribeLinks.from_settings(settings, catalogs, tokens)
         self.marks = EmailMarks(pool)
         self.reports = EmailReports(pool)
         self.smtp = smtp_settings(settings)

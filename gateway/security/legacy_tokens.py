@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 
-from gateway.edges.signing import derive_key
+from gateway.security.signing import derive_key
 
 TAG_BYTES = 12
 EXPIRY_BYTES = 4  # unix minutes

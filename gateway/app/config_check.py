@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.api_edge import ApiSettings, TwilioSettings, parse_api
+from gateway.app.api_wiring import ApiSettings, TwilioSettings, parse_api
 from gateway.edges.smpp.config import SmppSettings, parse_smpp
-from gateway.edges.unsubscribe import EmailSettings, SmtpSettings, email_settings, smtp_settings
+from gateway.email.settings import EmailSettings, SmtpSettings, email_settings, smtp_settings
 from gateway.errors import ConfigError
 from gateway.senders.email import dkim_key_from_env
 from gateway.settings import Settings

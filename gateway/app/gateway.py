@@ -27,15 +27,15 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.api_edge import ApiEdge, build_suppression
-from gateway.config_check import check_settings
+from gateway.app.api_wiring import ApiEdge, build_suppression
+from gateway.app.config_check import check_settings
+from gateway.app.email_wiring import EmailEdge
+from gateway.catalogs import CatalogRegistry
 from gateway.edges.http import inbound, ops
 from gateway.edges.http.client_address import parse_networks, register_trusted
 from gateway.edges.http.protocol import GatewayRunner
 from gateway.edges.http.server import HttpDeps, build_app
-from gateway.edges.signing import derive_key
 from gateway.edges.smpp.edge import SmppEdge
-from gateway.email_edge import EmailEdge
 from gateway.errors import ConfigError
 from gateway.gate import SendGate
 from gateway.health import Readiness
@@ -43,6 +43,8 @@ from gateway.merge import carry_case_collision_opt_outs
 from gateway.metrics import Metrics
 from gateway.outbox import OutboundSender, OutboxWorker
 from gateway.pipeline import Pipeline
+from gateway.security.signing import WEBHOOK_PURPOSE, derive_key
+from gateway.security.tokens import TokenCodec, TokenKeys
 from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
 from gateway.store.db import create_pool, embedded_postgres
@@ -58,8 +60,6 @@ from keywords.loading import load_catalogs
 from keywords.model import Channel
 
 log = logging.getLogger(__name__)
-
-WEBHOOK_PURPOSE = "inbound-webhook"
 
 
 class Gateway:
@@ -78,8 +78,13 @@ class Gateway:
         self.settings = settings
         # Every table checked before anything starts: a bad value is one line, exit 2.
         self.edge_settings = check_settings(settings)
-        self.catalogs = (
-            dict(catalogs) if catalogs is not None else load_catalogs(settings.senders_dir)
+        # The one live set of catalogs every part reads (gateway/catalogs.py).
+        self.catalogs = CatalogRegistry(
+            catalogs if catalogs is not None else load_catalogs(settings.senders_dir)
+        )
+        # One token codec for every link and token this instance issues or reads.
+        self.tokens = TokenCodec(
+            TokenKeys.from_env(settings.env, settings.secret_key, settings.previous_secret_keys)
         )
         self.metrics = Metrics()
         self._senders = dict(senders or {})
@@ -201,7 +206,7 @@ class Gateway:
             self.metrics,
             default_region=s.pipeline.default_region,
         )
-        self.email = EmailEdge(s, self.catalogs, self.pool)
+        self.email = EmailEdge(s, self.catalogs, self.pool, self.tokens)
         self._senders.update(self.email.senders(self._senders))
         self.smpp: SmppEdge | None = None
         if self.edge_settings.smpp is not None:
@@ -216,7 +221,7 @@ class Gateway:
             )
             self._senders.setdefault("sms", self.smpp.sender)
         self.api = ApiEdge(
-            s, self.catalogs, self.pool, cache, self.guard, self.gate, self.suppression
+            s, self.catalogs, self.pool, cache, self.guard, self.gate, self.suppression, self.tokens
         )
         self._senders.update(await self.api.senders(self._stack, self._senders))
         self.outbox = OutboxWorker(self.pool, self._senders, s.outbox, self.metrics)

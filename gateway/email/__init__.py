@@ -1,0 +1,1 @@
+"""What every email part shares: the ``[email]``/``[smtp]`` settings and the link service."""

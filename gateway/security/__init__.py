@@ -1,0 +1,1 @@
+"""Keys, signatures and tokens: HMAC request signatures, AEAD link tokens, the legacy opener."""
