@@ -24,47 +24,17 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 import asyncpg
 
 from gateway.logs import mask, mask_address
 from gateway.metrics import Metrics
+from gateway.senders.base import OutboundSender, OutboxRow, SendError
 from gateway.settings import OutboxSettings
+from gateway.store.outbox_rows import OutboxRows
 from gateway.waiting import wait_event
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One reply to send."""
-
-    id: int
-    channel: str
-    sender: str
-    program: str | None
-    recipient: str
-    kind: str
-    language: str
-    body: str
-    attempts: int
-
-
-class SendError(Exception):
-    """A sender could not send; ``temporary`` says whether to retry."""
-
-    def __init__(self, message: str, *, temporary: bool) -> None:
-        super().__init__(message)
-        self.temporary = temporary
-
-
-class OutboundSender(Protocol):
-    """A channel's way out (SMPP submit_sm, SMTP relay, HTTP provider)."""
-
-    async def send(self, row: OutboxRow) -> str | None:
-        """Send ``row``; return the provider's reference, or raise ``SendError``."""
 
 
 class OutboxWorker:
@@ -77,7 +47,7 @@ class OutboxWorker:
         settings: OutboxSettings,
         metrics: Metrics,
     ) -> None:
-        self._pool = pool
+        self._rows = OutboxRows(pool)
         self._senders = dict(senders)
         self._settings = settings
         self._metrics = metrics
@@ -100,12 +70,7 @@ class OutboxWorker:
 
     async def _retry_now(self) -> None:
         channels, self._bring_forward = sorted(self._bring_forward), set()
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE outbox SET next_attempt_at = now() WHERE status = 'queued'"
-                " AND channel = ANY($1::text[]) AND next_attempt_at > now()",
-                channels,
-            )
+        await self._rows.bring_forward(channels)
 
     def backoff(self, attempts: int) -> float:
         """Seconds before retry ``attempts``: exponential, capped, with full jitter."""
@@ -119,21 +84,10 @@ class OutboxWorker:
         """Lease up to ``batch_size`` due rows of channels we can send."""
         if not self._senders:
             return []
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1,"
-                " next_attempt_at = now() + make_interval(secs => $3)"
-                " WHERE id IN (SELECT id FROM outbox"
-                "   WHERE status IN ('queued', 'sending') AND next_attempt_at <= now()"
-                "     AND channel = ANY($1::text[])"
-                "   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, channel, sender, program, recipient, kind, language, body,"
-                " attempts",
-                list(self._senders),
-                self._settings.batch_size,
-                self._settings.lease_seconds,
-            )
-        return [OutboxRow(**dict(r)) for r in rows]
+        rows = await self._rows.claim(
+            list(self._senders), self._settings.batch_size, self._settings.lease_seconds
+        )
+        return [OutboxRow(**r) for r in rows]
 
     async def _deliver(self, row: OutboxRow) -> tuple[OutboxRow, str | None] | None:
         sender = self._senders[row.channel]
@@ -161,33 +115,18 @@ class OutboxWorker:
             log.warning("outbox: could not record a failed send", extra={"outbox_id": row.id})
 
     async def _mark_sent(self, sent: list[tuple[OutboxRow, str | None]]) -> None:
-        # One statement per batch: a connection and a commit per row starved the consent
-        # writer of pool connections under load (bench/run_smpp.py).
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE outbox o SET status = 'sent', sent_at = now(), provider_ref = u.ref,"
-                " last_error = NULL FROM unnest($1::bigint[], $2::text[]) AS u(id, ref)"
-                " WHERE o.id = u.id",
-                [row.id for row, _ in sent],
-                [ref for _, ref in sent],
-            )
+        await self._rows.mark_sent([row.id for row, _ in sent], [ref for _, ref in sent])
         for row, _ in sent:
             self._metrics.outbox.labels(row.channel, "sent").inc()
 
     async def _failed(self, row: OutboxRow, error: str, *, temporary: bool) -> None:
         final = not temporary or row.attempts >= self._settings.max_attempts
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                # Only while still leased: an opt-out meanwhile cancelled the row, and a
-                # cancelled reply must stay unsent (migration 005).
-                "UPDATE outbox SET status = $2, last_error = $3,"
-                " next_attempt_at = now() + make_interval(secs => $4)"
-                " WHERE id = $1 AND status = 'sending'",
-                row.id,
-                "failed" if final else "queued",
-                error[:500],
-                0.0 if final else self.backoff(row.attempts),
-            )
+        await self._rows.failed(
+            row.id,
+            final=final,
+            error=error[:500],
+            retry_in=0.0 if final else self.backoff(row.attempts),
+        )
         self._metrics.outbox.labels(row.channel, "failed" if final else "retry").inc()
         log.warning(
             "outbox send failed",
@@ -232,22 +171,11 @@ class OutboxWorker:
 
     async def backlog(self) -> dict[tuple[str, str], tuple[int, float]]:
         """(channel, kind) -> (rows queued or being sent, age in seconds of the oldest)."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT channel, kind, count(*) AS n,"
-                " extract(epoch FROM now() - min(created_at))::float8 AS age"
-                " FROM outbox WHERE status IN ('queued', 'sending') GROUP BY channel, kind"
-            )
-        return {(r["channel"], r["kind"]): (int(r["n"]), float(r["age"])) for r in rows}
+        return await self._rows.backlog()
 
     async def oldest_opt_out_age(self) -> float:
         """Seconds the oldest unsent opt-out confirmation has waited (0 when none waits)."""
-        async with self._pool.acquire() as conn:
-            age = await conn.fetchval(
-                "SELECT extract(epoch FROM now() - min(created_at))::float8 FROM outbox"
-                " WHERE status IN ('queued', 'sending') AND kind = 'opt_out'"
-            )
-        return 0.0 if age is None else float(age)
+        return await self._rows.oldest_waiting_age("opt_out")
 
     async def monitor(self) -> None:
         """Sample the backlog for ``gateway_outbox_backlog`` and ``..._oldest_seconds``."""

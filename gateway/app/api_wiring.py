@@ -39,9 +39,9 @@ from gateway.edges.http.server import Register
 from gateway.errors import BadInput, ConfigError, GatewayError
 from gateway.gate import SendGate
 from gateway.messages import InboundMessage, Outcome
-from gateway.outbox import OutboundSender
 from gateway.security.signing import derive_key
 from gateway.security.tokens import TokenCodec
+from gateway.senders.base import OutboundSender
 from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings, section
 from gateway.storable import all_storable

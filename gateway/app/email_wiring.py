@@ -25,9 +25,9 @@ from gateway.edges.smtp.resolver import MailResolver
 from gateway.edges.smtp.server import start_smtp
 from gateway.email.links import UnsubscribeLinks
 from gateway.email.settings import smtp_settings
-from gateway.outbox import OutboundSender
 from gateway.pipeline import Pipeline
 from gateway.security.tokens import TokenCodec
+from gateway.senders.base import OutboundSender
 from gateway.senders.email import EmailSender, dkim_key_from_env
 from gateway.settings import Settings
 from gateway.store.email_marks import EmailMarks

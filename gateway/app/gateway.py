@@ -41,10 +41,11 @@ from gateway.gate import SendGate
 from gateway.health import Readiness
 from gateway.merge import carry_case_collision_opt_outs
 from gateway.metrics import Metrics
-from gateway.outbox import OutboundSender, OutboxWorker
+from gateway.outbox import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.security.signing import WEBHOOK_PURPOSE, derive_key
 from gateway.security.tokens import TokenCodec, TokenKeys
+from gateway.senders.base import OutboundSender
 from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
 from gateway.store.db import create_pool, embedded_postgres

@@ -38,7 +38,7 @@ from gateway.email.links import ONE_CLICK_VALUE, Target, UnsubscribeLinks
 from gateway.email.settings import EmailSettings
 from gateway.errors import ConfigError
 from gateway.logs import mask_address
-from gateway.outbox import OutboxRow, SendError
+from gateway.senders.base import OutboxRow, SendError
 
 log = logging.getLogger(__name__)
 

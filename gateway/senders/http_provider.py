@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from gateway.outbox import OutboundSender, OutboxRow, SendError
+from gateway.senders.base import OutboundSender, OutboxRow, SendError
 
 
 class HttpSmsProvider:

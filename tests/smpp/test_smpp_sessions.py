@@ -11,7 +11,7 @@ from smsc_sim import Smsc, bound_gateway, smpp_settings
 from support import PG_URL
 
 from gateway.app import Gateway
-from gateway.outbox import OutboxRow
+from gateway.senders.base import OutboxRow
 from gateway.settings import OutboxSettings, Settings
 
 

@@ -14,7 +14,8 @@ from support import sms
 
 from gateway.app import Gateway
 from gateway.metrics import Metrics
-from gateway.outbox import OutboxRow, OutboxWorker, SendError
+from gateway.outbox import OutboxWorker
+from gateway.senders.base import OutboxRow, SendError
 from gateway.settings import OutboxSettings
 
 

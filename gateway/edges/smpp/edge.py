@@ -46,7 +46,7 @@ from gateway.edges.smpp.text import Concat, UndecodableText, decode_text, encode
 from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
 from gateway.logs import mask_address
 from gateway.messages import InboundMessage, Method, Outcome, SmsPartSet
-from gateway.outbox import OutboxRow, SendError
+from gateway.senders.base import OutboxRow, SendError
 from keywords.model import Channel
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from support import sms
 
 from gateway.app import Gateway
 from gateway.logs import JsonFormatter
-from gateway.outbox import OutboxRow
+from gateway.senders.base import OutboxRow
 from gateway.settings import OutboxSettings, Settings
 
 FAST_OUTBOX = OutboxSettings(

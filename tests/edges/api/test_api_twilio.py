@@ -15,7 +15,7 @@ from support import count_rows
 
 from gateway.app import Gateway
 from gateway.edges.http.webhooks import EMPTY_TWIML, twilio_signature
-from gateway.outbox import OutboxRow, SendError
+from gateway.senders.base import OutboxRow, SendError
 from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings
 
