@@ -45,10 +45,13 @@ from gateway.senders.base import OutboundSender
 from gateway.senders.http_provider import HttpSmsProvider, RoutingSender
 from gateway.settings import Settings, section
 from gateway.storable import all_storable
-from gateway.store.api_store import ApiStore, ChangeFeed
+from gateway.store.audit_log import AuditLog
 from gateway.store.cache import ConsentCache
+from gateway.store.change_feed import ChangeFeed
 from gateway.store.guard import CacheGuard
+from gateway.store.keys import ApiKeys
 from gateway.store.privacy import PrivacyStore
+from gateway.store.sender_overrides import SenderOverrides
 from gateway.store.suppression import Suppression
 from keywords.audit import audit
 from keywords.catalog import SenderCatalog
@@ -127,8 +130,11 @@ def parse_api(settings: Settings) -> tuple[ApiSettings, TwilioSettings]:
 class CatalogAdmin:
     """Validates sender definitions like check-config, stores them and swaps them in."""
 
-    def __init__(self, store: ApiStore, catalogs: CatalogRegistry) -> None:
-        self._store = store
+    def __init__(
+        self, overrides: SenderOverrides, audit_log: AuditLog, catalogs: CatalogRegistry
+    ) -> None:
+        self._overrides = overrides
+        self._audit_log = audit_log
         self._catalogs = catalogs
 
     @staticmethod
@@ -160,14 +166,14 @@ class CatalogAdmin:
         current = self._catalogs.get(sender)
         if current is not None and current.channel is not catalog.channel:
             raise BadInput("a sender cannot change channel", code="invalid_sender")
-        revision = await self._store.save_sender(sender, definition, actor=actor)
+        revision = await self._overrides.save_sender(sender, definition, actor=actor)
         self._catalogs.replace(sender, catalog)
         log.info("sender updated", extra={"sender": sender, "revision": revision, "actor": actor})
         return revision, warnings
 
     async def reload(self) -> None:
         """Swap in every stored definition (after a NOTIFY or a reconnect)."""
-        for sender, definition in (await self._store.sender_overrides()).items():
+        for sender, definition in (await self._overrides.sender_overrides()).items():
             try:
                 catalog, _ = self.validate(sender, definition)
             except BadInput as exc:
@@ -179,7 +185,7 @@ class CatalogAdmin:
 
     async def audit_log(self, limit: int) -> list[dict[str, Any]]:
         """The newest audit records."""
-        return await self._store.audit_log(limit)
+        return await self._audit_log.audit_log(limit)
 
 
 _SUPPRESSION_PURPOSE = "suppression"
@@ -230,12 +236,14 @@ class ApiEdge:
         self.channel = f"{settings.database.schema}_api"
         self.pool = pool
         self.catalogs = catalogs
-        self.store = ApiStore(pool, channel=self.channel)
+        self.store = ApiKeys(pool, channel=self.channel)
         self.suppression = suppression
         self.privacy = PrivacyStore(
             pool, cache, guard, self.suppression, notify_channel=self.channel
         )
-        self.admin = CatalogAdmin(self.store, catalogs)
+        self.admin = CatalogAdmin(
+            SenderOverrides(pool, channel=self.channel), AuditLog(pool), catalogs
+        )
         gate.suppressed = self.suppression.contains
         self.tokens = tokens
         self._wake: Callable[[], None] = lambda: None

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from gateway.settings import Settings
-from gateway.store.api_store import SCOPES, ApiStore
 from gateway.store.db import create_pool, embedded_postgres
+from gateway.store.keys import SCOPES, ApiKeys
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +39,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     async def with_dsn(dsn: str) -> int:
         pool = await create_pool(dsn, settings.database)
         try:
-            store = ApiStore(pool, channel=f"{settings.database.schema}_api")
+            store = ApiKeys(pool, channel=f"{settings.database.schema}_api")
             if args.keys_command == "create":
                 scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
                 same_name = await store.live_keys_named(args.name)

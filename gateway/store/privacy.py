@@ -19,7 +19,7 @@ import asyncpg
 
 from gateway.errors import BadInput, TemporaryFailure
 from gateway.store import email_reports
-from gateway.store.api_store import write_audit
+from gateway.store.audit_log import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.db import DB_ERRORS
 from gateway.store.guard import CacheGuard

@@ -82,7 +82,7 @@ from gateway.messages import InboundMessage, Method, Outcome, OutcomeStatus
 from gateway.metrics import Metrics
 from gateway.store import statements as sql
 from gateway.store import suppression as suppression_list
-from gateway.store.api_store import write_audit
+from gateway.store.audit_log import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
 from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json

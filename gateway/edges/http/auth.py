@@ -39,7 +39,7 @@ class Principal(Protocol):
 
 
 class Keys(Protocol):
-    """Looks a presented key up (hashed; see gateway/store/api_store.py)."""
+    """Looks a presented key up (hashed; see gateway/store/keys.py)."""
 
     async def authenticate(self, key: str) -> Principal | None: ...
 

@@ -1,44 +1,25 @@
-"""API state in Postgres (store layer): API keys, the admin audit log, sender overrides, and the
-change feed that tells every instance about them without a restart.
+"""The ``api_keys`` table: keys are created, verified (hashed, remembered briefly) and revoked.
 
-Changes are announced with ``NOTIFY <schema>_api, '<topic>'`` in the same transaction that
-makes them, so a listener hears only committed changes; each instance keeps one connection
-LISTENing and, after any reconnect, reloads everything (a notice sent while nobody listened is
-otherwise lost).
+A key is ``cgk_<id>_<secret>``; only its SHA-256 is stored, so a database dump cannot be used
+to call the API. A revocation is announced with ``NOTIFY <schema>_api, 'keys'`` in its own
+transaction (gateway/store/change_feed.py), so every instance forgets the key at once, and
+within ``_KEY_CACHE_SECONDS`` even if that notice was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import json
-import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from gateway.errors import TemporaryFailure
-
-
-async def write_audit(
-    conn: Any, actor: str, action: str, target: str, detail: Mapping[str, Any]
-) -> None:
-    """One row of the operators' audit log, in the caller's transaction."""
-    await conn.execute(
-        "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
-        actor,
-        action,
-        target,
-        json.dumps(detail),
-    )
-
-
-log = logging.getLogger(__name__)
+from gateway.store.audit_log import write_audit
 
 SCOPES = ("read", "write", "send", "admin")
 _KEY_PREFIX = "cgk"
@@ -60,16 +41,14 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-class ApiStore:
-    """Keys, audit records and sender overrides; one per gateway instance."""
+class ApiKeys:
+    """Create, verify, list and revoke API keys; one per gateway instance."""
 
     def __init__(self, pool: asyncpg.Pool, *, channel: str) -> None:
         self._pool = pool
         self.channel = channel  # the NOTIFY channel of this schema
         self._verified: dict[bytes, tuple[ApiKey | None, float]] = {}
         self._inflight: dict[bytes, asyncio.Future[ApiKey | None]] = {}
-
-    # -- API keys ----------------------------------------------------------------------------
 
     async def create_key(self, name: str, scopes: Sequence[str], *, actor: str) -> tuple[str, str]:
         """A new key; returns (id, the full key). The full key is shown once and never stored."""
@@ -86,7 +65,7 @@ class ApiStore:
                 name,
                 sorted(set(scopes)),
             )
-            await self._audit(conn, actor, "key.create", key_id, {"name": name, "scopes": scopes})
+            await write_audit(conn, actor, "key.create", key_id, {"name": name, "scopes": scopes})
         return key_id, full
 
     async def revoke_key(self, key_id: str, *, actor: str) -> bool:
@@ -99,7 +78,7 @@ class ApiStore:
             )
             if done is None:
                 return False
-            await self._audit(conn, actor, "key.revoke", key_id, {})
+            await write_audit(conn, actor, "key.revoke", key_id, {})
             await conn.execute("SELECT pg_notify($1, 'keys')", self.channel)
         self.forget_keys()
         return True
@@ -188,103 +167,3 @@ class ApiStore:
     def forget_keys(self) -> None:
         """Drop remembered verifications (a key was revoked somewhere)."""
         self._verified.clear()
-
-    # -- audit and sender overrides ---------------------------------------------------------
-
-    _audit = staticmethod(write_audit)
-
-    async def audit(self, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:
-        """Record one operator action on its own."""
-        async with self._pool.acquire() as conn:
-            await self._audit(conn, actor, action, target, detail)
-
-    async def audit_log(self, limit: int) -> list[dict[str, Any]]:
-        """The newest audit records first."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, at, actor, action, target, detail FROM admin_audit"
-                " ORDER BY id DESC LIMIT $1",
-                limit,
-            )
-        return [
-            {
-                "id": r["id"],
-                "at": r["at"].isoformat(),
-                "actor": r["actor"],
-                "action": r["action"],
-                "target": r["target"],
-                "detail": json.loads(r["detail"]),
-            }
-            for r in rows
-        ]
-
-    async def save_sender(self, sender: str, definition: Mapping[str, Any], *, actor: str) -> int:
-        """Store a validated sender definition, audit it and announce it; return its revision."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            revision: int = await conn.fetchval(
-                "INSERT INTO sender_overrides (sender, definition, revision, updated_by)"
-                " VALUES ($1, $2, 1, $3) ON CONFLICT (sender) DO UPDATE SET"
-                " definition = EXCLUDED.definition, revision = sender_overrides.revision + 1,"
-                " updated_at = now(), updated_by = EXCLUDED.updated_by RETURNING revision",
-                sender,
-                json.dumps(definition),
-                actor,
-            )
-            await self._audit(
-                conn,
-                actor,
-                "sender.update",
-                sender,
-                {"revision": revision, "definition": definition},
-            )
-            await conn.execute("SELECT pg_notify($1, 'senders')", self.channel)
-        return revision
-
-    async def sender_overrides(self) -> dict[str, dict[str, Any]]:
-        """Every stored sender definition, by sender."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT sender, definition FROM sender_overrides")
-        return {r["sender"]: json.loads(r["definition"]) for r in rows}
-
-
-Listener = Callable[[str], Awaitable[None]]
-
-
-class ChangeFeed:
-    """LISTENs on the schema's API channel and hands each topic to ``on_change``."""
-
-    def __init__(
-        self,
-        connect: Callable[[], Awaitable[asyncpg.Connection]],
-        channel: str,
-        on_change: Listener,
-        *,
-        retry_seconds: float = 1.0,
-    ) -> None:
-        self._connect = connect
-        self._channel = channel
-        self._on_change = on_change
-        self._retry = retry_seconds
-        self._topics: asyncio.Queue[str] = asyncio.Queue()
-
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        self._topics.put_nowait(str(payload))
-
-    async def run(self) -> None:
-        """Listen until cancelled; reconnect and reload everything after a lost connection."""
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await self._connect()
-                await conn.add_listener(self._channel, self._notified)
-                await self._on_change("*")  # whatever changed while nobody listened
-                while not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        topic = await asyncio.wait_for(self._topics.get(), self._retry)
-                        await self._on_change(topic)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                log.warning("change feed: database unavailable; retrying")
-            finally:
-                if conn is not None:
-                    conn.terminate()
-            await asyncio.sleep(self._retry)  # back off before reconnecting (not a sync point)
