@@ -22,7 +22,7 @@ from gateway.app.config_check import check_settings
 from gateway.errors import ConfigError
 from gateway.security.signing import WEBHOOK_PURPOSE, derive_key, sign
 from gateway.settings import Settings, load_settings
-from gateway.store.db import connect_existing, create_pool, embedded_postgres
+from gateway.store.db import connect_existing, create_pool, current_database, embedded_postgres
 from gateway.store.ledger import verify
 from keywords.audit import audit
 from keywords.classify import classify
@@ -103,7 +103,7 @@ async def _audit_verify(settings: Settings) -> int:
     async def run(dsn: str) -> int:
         conn = await connect_existing(dsn, settings.database)
         try:
-            database = await conn.fetchval("SELECT current_database()")
+            database = await current_database(conn)
             report = await verify(conn)
         finally:
             await conn.close()

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from gateway.store.db import DB_ERRORS
+from gateway.store.db import DB_ERRORS, ping
 from gateway.supervisor import Supervisor
 
 
@@ -75,8 +75,7 @@ class Readiness:
         problems: list[str] = []
         body: dict[str, Any] = {}
         try:
-            async with self._pool.acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1", timeout=2)
+            await ping(self._pool, seconds=2)
             body["database"] = "ok"
         except DB_ERRORS:
             body["database"] = "down"

@@ -39,6 +39,18 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
         raise TemporaryFailure("the database is unavailable") from exc
 
 
+async def ping(pool: asyncpg.Pool, seconds: float) -> None:
+    """One round trip on a pooled connection (readiness); raises one of ``DB_ERRORS``."""
+    async with pool.acquire(timeout=seconds) as conn:
+        await conn.fetchval("SELECT 1", timeout=seconds)
+
+
+async def current_database(conn: asyncpg.Connection) -> str:
+    """The name of the database ``conn`` is connected to."""
+    name: str = await conn.fetchval("SELECT current_database()")
+    return name
+
+
 # Any number: every gateway instance takes this advisory lock to migrate, one at a time.
 _MIGRATION_LOCK = 0x636F6E73
 

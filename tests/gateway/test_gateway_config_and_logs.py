@@ -1,8 +1,7 @@
-"""Settings, the CLI's operator commands, log masking, and the layering rules of the code."""
+"""Settings, the CLI's operator commands and log masking."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import dataclasses
 import io
@@ -198,27 +197,6 @@ def test_timestamps_are_utc_milliseconds(created: float) -> None:
     assert len(stamp) == len("2026-11-28T05:06:40.413+00:00")
     expected = datetime.fromtimestamp(created, UTC)
     assert abs((datetime.fromisoformat(stamp) - expected).total_seconds()) < 0.001
-
-
-def _imports(package: Path) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for path in package.rglob("*.py"):
-        names: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-        found[str(path.relative_to(ROOT))] = names
-    return found
-
-
-def test_layering_rules_hold() -> None:
-    """The store never imports edges; edges never import the store (they use the pipeline)."""
-    for path, names in _imports(ROOT / "gateway" / "store").items():
-        assert not [n for n in names if n.startswith("gateway.edges")], path
-    for path, names in _imports(ROOT / "gateway" / "edges").items():
-        assert not [n for n in names if n.startswith("gateway.store")], path
 
 
 async def test_migrate_and_audit_verify_from_the_command_line(
