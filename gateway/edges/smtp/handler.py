@@ -15,9 +15,9 @@ RCPT is checked early (Mailman's LMTP runner is the model): a domain we do not s
    a token in In-Reply-To / References / Subject, or the only list of that domain.
 
 Reports (1, 2) act only when tied to a message we sent, and then only on its own recipient,
-or when a configured feedback loop authenticated them (``provenance.py``); any other report
-is kept as an unverified report, changes nothing and is answered 250 (a refusal would only
-make the reporter retry or bounce it back). Mail of kind 5 is authenticated (SPF, DKIM,
+or when a configured feedback loop authenticated them (``reports.py``, ``provenance.py``); any
+other report is kept as an unverified report, changes nothing and is answered 250 (a refusal
+would only make the reporter retry or bounce it back). Mail of kind 5 is authenticated (SPF, DKIM,
 DMARC: ``mailauth.py``) and the results go into the evidence; it still opts out whatever
 they say (any reasonable means, 47 CFR 64.1200(a)(10)), and the confirmation it queues tells
 the real owner of the address, should the mail have been forged, that it happened and how
@@ -39,21 +39,27 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
-from typing import Any, Protocol
+from typing import Any
 
 from aiosmtpd.smtp import TLSSetupException
 
 from gateway.edges.smtp import parse
 from gateway.edges.smtp.mailauth import AuthResults, MailAuthenticator
-from gateway.edges.smtp.provenance import Provenance, Tie, normal_address, same_address
+from gateway.edges.smtp.provenance import Provenance
+from gateway.edges.smtp.reports import (
+    BounceMarks,
+    Mail,
+    ReportActions,
+    UnverifiedReports,
+    dedupe,
+)
 from gateway.email.links import Target, UnsubscribeLinks
 from gateway.errors import BadInput, GatewayError, InvalidAddress, Suppressed
-from gateway.logs import HIDE_EXC_MESSAGE, LimitedLog, mask_address
+from gateway.logs import HIDE_EXC_MESSAGE, LimitedLog
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.security.tokens import TokenError
 from gateway.storable import storable
@@ -64,7 +70,6 @@ log = logging.getLogger(__name__)
 
 _PARSE_IN_THREAD_BYTES = 64 * 1024  # bigger mail is parsed off the event loop
 _MAX_EVIDENCE_TEXT = 1_000
-_MAX_NAMED = 20  # addresses kept from one unverified report
 # A DSN returning an ARF report of a multipart mail nests five or six deep; nothing a person
 # or a reporter sends comes near this.
 MAX_MIME_DEPTH = 20
@@ -72,45 +77,6 @@ _TOO_DEEP = "554 5.6.0 Message structure too deeply nested"
 _TEMPORARY = "451 4.3.0 Temporary failure: please try again later"
 
 Handle = Callable[[InboundMessage], Awaitable[Outcome]]
-
-
-class BounceMarks(Protocol):
-    """What the handler needs to record hard bounces (``gateway.store.email_marks``)."""
-
-    async def mark_undeliverable(
-        self, address: str, list_id: str | None, status: str, diagnostic: str, dsn_key: str
-    ) -> None:
-        """Record one permanent failure."""
-
-
-class UnverifiedReports(Protocol):
-    """Where reports not tied to our mail are kept (``gateway.store.email_reports``)."""
-
-    async def record_unverified(
-        self,
-        *,
-        report_key: str,
-        kind: str,
-        peer_ip: str,
-        helo: str,
-        mail_from: str,
-        auth: dict[str, str],
-        detail: dict[str, str],
-        named: list[str],
-        reason: str,
-    ) -> bool:
-        """Keep one report for review (idempotent)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Mail:
-    msg: Message
-    raw: bytes
-    mail_from: str
-    rcpts: tuple[str, ...]
-    key: str  # Message-ID, or a digest of the content when there is none
-    peer: str
-    helo: str
 
 
 class InboundMailHandler:
@@ -130,10 +96,10 @@ class InboundMailHandler:
     ) -> None:
         self._handle = handle
         self._links = links
-        self._marks = marks
-        self._provenance = provenance
-        self._reports = reports
         self._auth = authenticator
+        self._report_actions = ReportActions(
+            handle, links, marks, provenance, reports, self._authenticate
+        )
         self._domains = frozenset(d.lower() for d in domains)
         self._max_rcpts = max_recipients
         self._local = links.settings.unsubscribe_local.lower()
@@ -196,7 +162,7 @@ class InboundMailHandler:
         message_id = parse.header(msg, "Message-ID")[:300]
         if not storable(message_id):
             message_id = ""  # the content digest names this mail instead
-        mail = _Mail(
+        mail = Mail(
             msg=msg,
             raw=raw,
             mail_from=envelope.mail_from or "",
@@ -226,13 +192,13 @@ class InboundMailHandler:
         log.log(level, "smtp accepted", extra={"kind": kind, "changes": count, "peer": mail.peer})
         return "250 2.0.0 OK: recorded" if count else "250 2.0.0 OK"
 
-    async def _dispatch(self, mail: _Mail, verified: dict[str, Target]) -> tuple[str, int]:
+    async def _dispatch(self, mail: Mail, verified: dict[str, Target]) -> tuple[str, int]:
         report = parse.feedback_report(mail.msg)
         if report is not None:
-            return "complaint", await self._complaint(mail, report)
+            return "complaint", await self._report_actions.complaint(mail, report)
         failures = parse.permanent_failures(mail.msg)
         if failures is not None:
-            return "dsn", await self._bounces(mail, failures)
+            return "dsn", await self._report_actions.bounces(mail, failures)
         reason = parse.auto_reply_reason(mail.msg, mail.mail_from)
         if reason is not None:
             return f"auto_reply:{reason}", 0
@@ -265,11 +231,11 @@ class InboundMailHandler:
         base, plus, _ = rcpt.rpartition("@")[0].partition("+")
         return bool(plus) and base.lower() == self._local
 
-    async def _authenticate(self, mail: _Mail) -> AuthResults:
+    async def _authenticate(self, mail: Mail) -> AuthResults:
         return await self._auth.authenticate(mail.raw, mail.peer, mail.mail_from, mail.helo)
 
     def _for_recipient(
-        self, mail: _Mail, rcpt: str, verified: dict[str, Target]
+        self, mail: Mail, rcpt: str, verified: dict[str, Target]
     ) -> InboundMessage | None:
         local, _, domain = rcpt.rpartition("@")
         base, plus, token = local.partition("+")
@@ -317,7 +283,7 @@ class InboundMailHandler:
         return Intent(kind, MatchKind.EXACT, language, program=target.program, keyword="mailto")
 
     def _message(
-        self, mail: _Mail, rcpt: str, target: Target, method: Method, intent: Intent, text: str
+        self, mail: Mail, rcpt: str, target: Target, method: Method, intent: Intent, text: str
     ) -> InboundMessage:
         evidence = {
             "message_id": mail.key,
@@ -335,159 +301,11 @@ class InboundMailHandler:
             contact=target.address,
             text=text or intent.keyword or "",
             method=method,
-            dedupe_key=_dedupe("smtp", mail.key, target.list_id, target.address),
+            dedupe_key=dedupe("smtp", mail.key, target.list_id, target.address),
             received_at=datetime.now(UTC),
             evidence=evidence,
             intent=intent,
         )
-
-    async def _complaint(self, mail: _Mail, report: parse.FeedbackReport) -> int:
-        if report.feedback_type == "not-spam":
-            return 0
-        detail = {
-            "feedback_type": report.feedback_type[:50],
-            "user_agent": report.user_agent[:200],
-            "arrival_date": report.arrival_date[:100],
-        }
-        ties = await self._provenance.ties(mail.rcpts, report.returned)
-        evidence: dict[str, str]
-        if ties:
-            # A report about our mail acts on that mail's recipient alone, never on another
-            # address it names (Original-Rcpt-To is the reporter's word, not ours).
-            targets = [t.target for t in ties]
-            evidence = {"tied_by": ",".join(sorted({t.by for t in ties}))}
-        else:
-            auth = await self._authenticate(mail)
-            reporter = self._provenance.trusted_reporter(auth)
-            list_id = self._provenance.list_named_in(report.original)
-            if reporter is None or list_id is None or not report.original_rcpt_to:
-                why = "untrusted reporter" if reporter is None else "names no list or recipient"
-                await self._unverified(mail, "complaint", auth, report.original_rcpt_to,
-                                       detail, f"not tied to our mail; {why}")  # fmt: skip
-                return 0
-            # A trusted feedback loop redacts our tokens at times (RFC 6449 section 3.3):
-            # its Original-Rcpt-To and the list address in the returned headers name them.
-            targets = [Target(list_id, report.original_rcpt_to[0])]
-            evidence = {"trusted_reporter": reporter, **auth.evidence()}
-        for target in targets:
-            message = InboundMessage(
-                channel=Channel.EMAIL,
-                sender=target.list_id,
-                contact=target.address,
-                text=f"feedback-type: {report.feedback_type}",
-                method=Method.COMPLAINT,
-                dedupe_key=_dedupe("arf", mail.key, target.list_id, target.address),
-                received_at=datetime.now(UTC),
-                evidence={
-                    "message_id": mail.key,
-                    **detail,
-                    "reporter": mail.mail_from,
-                    "peer_ip": mail.peer,
-                    "source": "arf",
-                    **evidence,
-                },
-                intent=Intent(
-                    IntentKind.OPT_OUT_ALL,
-                    MatchKind.EXACT,
-                    language=self._links.lists[target.list_id].default_language,
-                    keyword="complaint",
-                ),
-                # Someone who reported our mail as spam gets no more mail from us, not even a
-                # confirmation: it would be one more message they did not want, and mailbox
-                # providers count it against the sender (RFC 6449 section 3.3, feedback loops).
-                suppress_replies=True,
-            )
-            await self._handle(message)
-        return len(targets)
-
-    async def _bounces(self, mail: _Mail, failures: list[parse.FailedRecipient]) -> int:
-        if not failures:
-            return 0
-        returned = parse.returned_message(mail.msg)
-        ties = await self._provenance.ties(mail.rcpts, returned)
-        marks: list[tuple[str, str | None, parse.FailedRecipient]] = []
-        unmatched: list[parse.FailedRecipient] = []
-        auth: AuthResults | None = None
-        if ties:
-            for failure in failures:
-                tie = _tie_for(ties, failure)
-                if tie is None:
-                    unmatched.append(failure)
-                elif not any(same_address(a, tie.target.address) for a, _, _ in marks):
-                    marks.append((tie.target.address, tie.target.list_id, failure))
-        else:
-            auth = await self._authenticate(mail)
-            if self._provenance.trusted_reporter(auth) is None:
-                unmatched = failures
-            else:
-                marks = [(f.address, None, f) for f in failures]
-        for address, list_id, failure in marks:
-            await self._marks.mark_undeliverable(
-                address, list_id, failure.status, failure.diagnostic, mail.key
-            )
-            log.info(
-                "address undeliverable",
-                extra={"contact": mask_address(address), "status": failure.status},
-            )
-        if unmatched:
-            if auth is None:
-                auth = await self._authenticate(mail)
-            named = [a for f in unmatched for a in (f.address, f.original) if a]
-            reason = (
-                "not tied to our mail" if not ties else "names a recipient the mail was not for"
-            )
-            detail = {"statuses": " ".join(f.status for f in unmatched)[:200]}
-            await self._unverified(mail, "bounce", auth, named, detail, reason)
-        return len(marks)
-
-    async def _unverified(
-        self,
-        mail: _Mail,
-        kind: str,
-        auth: AuthResults,
-        named: tuple[str, ...] | list[str],
-        detail: dict[str, str],
-        reason: str,
-    ) -> None:
-        """Keep a report we do not believe for review; it changes nothing."""
-        addresses: list[str] = []
-        for address in named:
-            if address and not any(same_address(address, a) for a in addresses):
-                addresses.append(_stored_address(address))
-        stored = await self._reports.record_unverified(
-            report_key=mail.key,
-            kind=kind,
-            peer_ip=mail.peer,
-            helo=mail.helo,
-            mail_from=mail.mail_from[:320],
-            auth=auth.evidence(),
-            detail=detail,
-            named=addresses[:_MAX_NAMED],
-            reason=reason,
-        )
-        log.info(
-            "unverified report kept",
-            extra={"kind": kind, "reason": reason, "peer": mail.peer, "new": stored,
-                   "spf": auth.spf, "dmarc": auth.dmarc},
-        )  # fmt: skip
-
-
-def _tie_for(ties: list[Tie], failure: parse.FailedRecipient) -> Tie | None:
-    """The tie a failed recipient is about: its own address (final or original), or the one
-    recipient of a VERP address, whose envelope alone names the message (RFC 3464 section
-    2.3.1: Final-Recipient may be a forwarding target we never wrote to)."""
-    for tie in ties:
-        if any(
-            a and same_address(a, tie.target.address) for a in (failure.address, failure.original)
-        ):
-            return tie
-    return next((t for t in ties if t.by == "verp"), None)
-
-
-def _stored_address(address: str) -> str:
-    """An address as the unverified report keeps it: normalized as contacts are, else
-    lower-cased; bounded, so a report cannot make us store a megabyte of it."""
-    return normal_address(address)[:320]
 
 
 def _depth(msg: Message) -> int:
@@ -508,11 +326,3 @@ def _depth(msg: Message) -> int:
 
 def _parse(raw: bytes) -> Message:
     return BytesParser(policy=policy.compat32).parsebytes(raw)
-
-
-def _dedupe(prefix: str, key: str, list_id: str, address: str) -> str:
-    """Redelivery of one mail (same Message-ID) to one list and person is one event."""
-    # surrogatepass: a Message-ID read from undecodable bytes holds lone surrogates.
-    text = f"{key}\0{list_id}\0{address.lower()}"
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{prefix}:{digest[:40]}"
