@@ -1,0 +1,165 @@
+"""The OpenAPI document's data shapes: component schemas and request examples.
+
+gateway/edges/http/openapi.py puts them together with the table of operations; they live
+apart because they are most of the document's lines and change on their own (a field added
+to an answer is a schema change, not a route change).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STRING = {"type": "string", "minLength": 1}
+CHANNEL = {"type": "string", "enum": ["sms", "email"]}
+REASONS = [
+    "opted_in",
+    "no_consent",
+    "pending_confirmation",
+    "opted_out",
+    "invalid_address",
+    "suppressed",
+]
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": obj(
+        {
+            "error": obj(
+                {"code": {"type": "string"}, "message": {"type": "string"}},
+                {"reason": {"type": "string", "enum": REASONS}},
+            )
+        }
+    ),
+    "GateAnswer": obj(
+        {
+            "allowed": {"type": "boolean"},
+            "reason": {"type": "string", "enum": REASONS},
+            "since": {"type": ["string", "null"], "format": "date-time"},
+        }
+    ),
+    "Readiness": {
+        **obj(
+            {
+                "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                "problems": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "each failed check: database, writer, task:NAME, "
+                    "smpp:SENDER, smtp, opt_out_confirmations_late",
+                },
+                "database": {"type": "string", "enum": ["ok", "down"]},
+                "writer": {"type": "string", "enum": ["ok", "down"]},
+                "cache": {"type": "string", "enum": ["ok", "bypassed"]},
+            },
+            {
+                "tasks_down": {"type": "array", "items": {"type": "string"}},
+                "smpp_unbound_senders": {"type": "array", "items": {"type": "string"}},
+                "smtp": {"type": "string", "enum": ["ok", "down"]},
+                "oldest_opt_out_confirmation_seconds": {"type": "number", "minimum": 0},
+            },
+        ),
+        "additionalProperties": False,
+        "description": "`cache: bypassed` is no problem: the gate then reads PostgreSQL. "
+        "The intake scope carries only status, problems, database, writer and cache.",
+    },
+    "GateCheck": obj({"sender": STRING, "program": STRING, "channel": CHANNEL, "to": STRING}),
+    "GateBatch": obj(
+        {
+            "sender": STRING,
+            "program": STRING,
+            "channel": CHANNEL,
+            "to": {"type": "array", "items": {"type": "string"}, "maxItems": 1_000_000},
+        }
+    ),
+    "GateBatchResult": obj({"results": {"type": "array", "items": ref("GateAnswer")}}),
+    "Consent": obj(
+        {
+            "sender": STRING,
+            "program": STRING,
+            "channel": CHANNEL,
+            "contact": STRING,
+            "action": {"type": "string", "enum": ["opt_in", "opt_out"]},
+            "method": {"type": "string", "enum": ["web_form", "verbal", "written", "api"]},
+            "idempotency_key": STRING,
+        },
+        {
+            "evidence": {
+                "type": "object",
+                "description": "web_form needs checkbox_text, disclosure_version, ip, "
+                "user_agent, page_url; verbal and written need operator and reference",
+                "additionalProperties": {"type": "string"},
+            }
+        },
+    ),
+    "ConsentResult": obj(
+        {
+            "status": {"type": "string", "enum": ["committed", "duplicate"]},
+            "inbound_id": {"type": "integer"},
+            "transitions": {"type": "array", "items": {"type": "object"}},
+            "ledger_seqs": {"type": "array", "items": {"type": "integer"}},
+            "outbox_ids": {"type": "array", "items": {"type": "integer"}},
+        }
+    ),
+    "Send": obj(
+        {"sender": STRING, "program": STRING, "channel": CHANNEL, "to": STRING, "body": STRING}
+    ),
+    "Queued": obj({"status": {"const": "queued"}, "outbox_id": {"type": "integer"}}),
+    "Subject": obj({"channel": CHANNEL, "contact": STRING}),
+    "Rectify": obj({"channel": CHANNEL, "contact": STRING, "new_contact": STRING}),
+    "Link": obj({"url": {"type": "string"}}),
+    "PreferenceLink": {
+        "type": "object",
+        "properties": {
+            "channel": CHANNEL,
+            "contact": STRING,
+            "contacts": {"type": "array", "items": ref("Subject"), "minItems": 1, "maxItems": 2},
+        },
+    },
+    "Object": {"type": "object"},
+    "InboundSms": obj(
+        {"id": STRING, "from": STRING, "to": STRING, "text": {"type": "string"}},
+        {"timestamp": {"type": "string", "format": "date-time"}},
+    ),
+}
+
+SCOPE = {"sender": "12345", "program": "reminders", "channel": "sms"}
+# Request examples: schemathesis sends each once, so the happy path is exercised too.
+EXAMPLES: dict[str, Any] = {
+    "GateCheck": {**SCOPE, "to": "+14155550123"},
+    "GateBatch": {**SCOPE, "to": ["+14155550123", "+14155550124", "not a number"]},
+    "Send": {**SCOPE, "to": "+14155550123", "body": "Your appointment is at 10:00"},
+    "Consent": {
+        **SCOPE,
+        "contact": "+14155550123",
+        "action": "opt_in",
+        "method": "web_form",
+        "idempotency_key": "form-42",
+        "evidence": {
+            "checkbox_text": "Text me appointment reminders",
+            "disclosure_version": "2026-01",
+            "ip": "203.0.113.9",
+            "user_agent": "Mozilla/5.0",
+            "page_url": "https://acme.example/signup",
+        },
+    },
+    "Subject": {"channel": "sms", "contact": "+14155550123"},
+    "PreferenceLink": {
+        "contacts": [
+            {"channel": "sms", "contact": "+14155550123"},
+            {"channel": "email", "contact": "ann@example.org"},
+        ]
+    },
+    "Rectify": {"channel": "sms", "contact": "+14155550123", "new_contact": "+14155550177"},
+}
