@@ -74,7 +74,7 @@ class ApiSettings:
 
     # Root of preference-page and confirmation links, as people reach this gateway.
     public_base_url: str = "http://127.0.0.1:8080"
-    # At most ten years: a token's expiry is three bytes of hours (gateway/tokens.py).
+    # At most ten years: a token's expiry is three bytes of hours (gateway/security/tokens.py).
     preference_link_ttl_days: int = ranged(90, ge=1, le=3_650)
     # Double opt-in: an unconfirmed email link stops working after this (pending expires).
     confirm_ttl_hours: int = ranged(72, ge=1, le=87_600)

@@ -1,6 +1,6 @@
 """Format-1 tokens (I/O layer helper, no I/O): read only, so links issued before AES-SIV work.
 
-Tokens issued before format 2 (``gateway/tokens.py``) are ``<kid>.base64url(tag || body)``:
+Tokens issued before format 2 (``gateway/security/tokens.py``) are ``<kid>.base64url(tag || body)``:
 ``tag`` is HMAC-SHA256 over ``"cgtok1\\0" purpose "\\0" kid "\\0"`` and the plain text,
 truncated to 96 bits; ``body`` is the plain text (4 bytes of expiry in unix minutes, then the
 payload) XORed with an HMAC-SHA256 keystream keyed by a second key and seeded with the tag.

@@ -21,8 +21,8 @@ A token is ``<kid>.<base64url(version || SIV || ciphertext)>`` (format 2):
   (``preferences``).
 
 A token is 20 bytes longer than its payload before base64url: 4 more than format 1 (a 96-bit
-HMAC tag and 4 bytes of expiry), which ``gateway/legacy_tokens.py`` still verifies until the
-last of those links expires. A body that starts with the version byte is tried as format 2
+HMAC tag and 4 bytes of expiry), which ``gateway/security/legacy_tokens.py`` still verifies
+until the last of those links expires. A body that starts with the version byte is tried as format 2
 first; any other, or one that does not open, as format 1 (whose first byte is a random tag
 byte, so 1 in 256 of them starts with ``2`` too).
 """

@@ -5,7 +5,7 @@
   validates files (schema, reserved STOP/HELP families, the carrier-audit errors); a
   definition with errors is refused with 422 and changes nothing. Accepted, it is stored,
   recorded in the audit log and announced to every instance, which swap it in without a
-  restart (see gateway/api_edge.py).
+  restart (see gateway/app/api_wiring.py).
 - ``GET /v1/admin/senders``: what each instance serves now.
 - ``GET /v1/admin/audit?limit=``: the newest audit records (key changes, sender changes,
   data-subject requests); ``limit`` is 1..1000 in ASCII digits (default 100), else 400.

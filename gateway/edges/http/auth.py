@@ -98,7 +98,7 @@ class Admin(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ApiDeps:
-    """Everything the API modules use, built by gateway/api_edge.py."""
+    """Everything the API modules use, built by gateway/app/api_wiring.py."""
 
     keys: Keys
     privacy: Privacy

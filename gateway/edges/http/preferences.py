@@ -1,6 +1,6 @@
 """Preference page (I/O layer): ``/p/{token}``, a signed link, no login, no JavaScript.
 
-The token (``gateway/tokens.py``, purpose ``preferences``) carries the person's number
+The token (``gateway/security/tokens.py``, purpose ``preferences``) carries the person's number
 and/or email address, encrypted. ``GET`` lists every program of every sender on each of
 those channels with its state and one toggle button each; it never changes anything (link
 scanners fetch GETs). Each toggle is a plain ``<form method="post">`` with a

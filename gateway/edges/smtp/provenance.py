@@ -8,7 +8,7 @@ message's own recipient:
   outbox row, hence one message to one recipient;
 - ``token``: the returned message, its headers or its text carry an unsubscribe token of ours
   (List-Unsubscribe, our Message-IDs ``<c{id}.{token}@...>`` and ``<u.{token}...>``): the token
-  is authenticated (``gateway/tokens.py``) and names its recipient and list;
+  is authenticated (``gateway/security/tokens.py``) and names its recipient and list;
 - ``message_id``: the returned Message-ID is one the outbox recorded as sent
   (``provider_ref``), which still holds once the token in it has expired;
 - ``dkim``: the returned message carries our own valid DKIM signature over From and To. Our
