@@ -54,15 +54,60 @@ async def current_database(conn: asyncpg.Connection) -> str:
 # Any number: every gateway instance takes this advisory lock to migrate, one at a time.
 _MIGRATION_LOCK = 0x636F6E73
 
+# Before the first release the migrations were squashed into 001_baseline.sql, which builds
+# exactly the schema these built. A schema they built is adopted: its records become the
+# baseline's, so that a later file numbered like one of them (002, ...) is still applied.
+_BASELINE = "001_baseline.sql"
+_SQUASHED = (
+    "001_initial.sql", "002_smpp_receipts.sql", "003_email_edge.sql", "004_http_api.sql",
+    "005_outbox_in_flight.sql", "006_writer_record.sql", "007_writer_row_types.sql",
+    "008_writer_record_rows.sql", "009_sms_parts.sql", "010_email_reports.sql",
+    "011_addresses_and_suppression_keys.sql", "012_outbox_waiting.sql",
+    "017_api_key_last_use.sql",
+)  # fmt: skip
+
 
 def _migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every file in migrations/, in order."""
-    found = []
+    """(version, name, sql) for every file in migrations/, in order of version.
+
+    A file is ``NNN_what.sql``; ``NNN`` is its version and is applied once per schema.
+    """
+    found: dict[int, tuple[int, str, str]] = {}
     for entry in resources.files("gateway.store.migrations").iterdir():
         name = entry.name
         if name.endswith(".sql"):
-            found.append((int(name.split("_", 1)[0]), name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+            version = int(name.split("_", 1)[0])
+            if version in found:
+                raise RuntimeError(f"migrations {found[version][1]} and {name} share a number")
+            found[version] = (version, name, entry.read_text(encoding="utf-8"))
+    return [found[version] for version in sorted(found)]
+
+
+async def _adopt_squashed(conn: asyncpg.Connection, schema: str) -> None:
+    """Rewrite the records of a schema built by the squashed migrations as the baseline's.
+
+    Such a schema equals the baseline's only if every squashed file was applied; one that
+    stopped part-way is refused, naming what it lacks, rather than guessed at.
+    """
+    rows = await conn.fetch(
+        "DELETE FROM schema_migrations WHERE name = ANY($1::text[]) RETURNING name, applied_at",
+        _SQUASHED,
+    )
+    if not rows:
+        return
+    missing = sorted(set(_SQUASHED) - {r["name"] for r in rows})
+    if missing:
+        raise ConfigError(
+            f"schema {schema!r} was built by migrations from before {_BASELINE} and lacks"
+            f" {', '.join(missing)}; drop the schema, or finish it with a checkout that"
+            " still has those files"
+        )
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, $1, $2)",
+        _BASELINE,
+        min(r["applied_at"] for r in rows),
+    )
+    log.info("squashed migrations adopted", extra={"migration": _BASELINE, "schema": schema})
 
 
 async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
@@ -78,6 +123,7 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        await _adopt_squashed(conn, schema)
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in _migrations():
             if version in done:

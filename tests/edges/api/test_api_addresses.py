@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
@@ -11,14 +9,10 @@ import aiohttp
 import asyncpg
 import pytest
 from api_helpers import call, new_key, opt_in_body
-from support import PG_URL, SECRET, count_rows
+from support import SECRET, count_rows
 
 from gateway.app import Gateway
 from gateway.security.signing import HEADER, WEBHOOK_PURPOSE, derive_key, sign
-from gateway.settings import Settings
-from gateway.store.db import _migrations
-from gateway.store.suppression import key_id
-from keywords.model import Channel
 
 KEY = derive_key(SECRET.encode(), WEBHOOK_PURPOSE)
 NEWS = "news@lists.acme-health.example"
@@ -111,89 +105,3 @@ async def test_malformed_addresses_are_refused_by_capture_and_send(
     status, err = await call(gateway, "POST", "/v1/send", key=api_key, json=message)
     assert (422, "invalid_address") == (status, err["error"]["reason"])
     assert (0, 0) == (await count_rows(db, "contacts"), await count_rows(db, "outbox"))
-
-
-async def test_migration_011_folds_email_contacts_and_carries_case_collision_opt_outs(
-    settings: Settings, schema: str
-) -> None:
-    """Contacts written before 011: a lone mixed-case address is folded to its key; of two
-    that differ only by case, one keeps the key and the other's opt-out is carried over
-    through the ledger at start-up, so the gate refuses the person."""
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
-        await conn.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, name, sql in _migrations():
-            if version >= 11:
-                break
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, name)
-        await conn.execute(
-            "INSERT INTO contacts (channel, address) VALUES ('email', 'Dan@example.org'),"
-            " ('email', 'carol@example.com'), ('email', 'Carol@example.com')"
-        )
-        await conn.execute(
-            "INSERT INTO consent SELECT id, $1, 'newsletter', 'email',"
-            " CASE address WHEN 'Carol@example.com' THEN 'opted_out' ELSE 'opted_in' END,"
-            " 1, now(), 0 FROM contacts",
-            NEWS,
-        )
-    finally:
-        await conn.close()
-
-    async with Gateway(settings) as gw:
-        rows = await gw.pool.fetch("SELECT id, address FROM contacts ORDER BY id")
-        assert ["dan@example.org", "carol@example.com", f"case-collision:{rows[2]['id']}"] == [
-            r["address"] for r in rows
-        ]
-        ledger = await gw.pool.fetch("SELECT action, method, evidence FROM ledger")
-        assert [("opt_out", "api")] == [(r["action"], r["method"]) for r in ledger]
-        assert f"contact:{rows[2]['id']}" == json.loads(ledger[0]["evidence"])["from_contact"]
-        answer = await gw.gate.check(NEWS, "newsletter", Channel.EMAIL, "Carol@Example.com")
-        assert (False, "opted_out") == (answer.allowed, answer.reason.value)
-    async with Gateway(settings) as gw:  # a second start carries nothing twice
-        assert 1 == await gw.pool.fetchval("SELECT count(*) FROM ledger")
-
-
-async def test_suppression_hashes_from_before_011_are_adopted_and_still_match(
-    settings: Settings, schema: str
-) -> None:
-    """Hashes written before key ids: adopted at start-up as the current secret's key, so
-    the erased number is still refused; an email hashed with its local part as written
-    still matches that spelling (the documented limit: only that spelling)."""
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"; SET search_path TO "{schema}"')
-        await conn.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, name, sql in _migrations():
-            if version >= 11:
-                break
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, name)
-        old_key = derive_key(SECRET.encode(), "suppression")
-        for value in ("sms:+14155550123", "email:Carol@example.com"):
-            digest = hmac.new(old_key, value.encode(), hashlib.sha256).digest()
-            await conn.execute(
-                "INSERT INTO suppression (channel, address_hmac, reason)"
-                " VALUES ($1, $2, 'erasure')",
-                value.split(":")[0],
-                digest,
-            )
-    finally:
-        await conn.close()
-
-    async with Gateway(settings) as gw:
-        kids = await gw.pool.fetch("SELECT DISTINCT key_id FROM suppression")
-        assert [key_id(old_key)] == [r["key_id"] for r in kids]
-        api_key = await new_key(gw, "admin")
-        status, err = await call(gw, "POST", "/v1/consent", key=api_key,
-                                 json=opt_in_body("+14155550123", "k"))  # fmt: skip
-        assert (422, "suppressed") == (status, err["error"]["code"])
-        assert gw.suppression.contains("email", "carol@example.com", "Carol@example.com")
-        assert not gw.suppression.contains("email", "carol@example.com", "carol@example.com")
