@@ -11,7 +11,7 @@ SMSC   := tests/peers/smsc
 SMSC_STAMP := $(SMSC)/node_modules/.package-lock.json
 LOCK_FLAGS := --universal --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: install run test lint unit bench bench-deps clean smsc-sim run-smpp smsc-mo lock
+.PHONY: install run test lint unit bench bench-deps clean smsc-sim run-smpp smsc-mo lock schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ unit: $(STAMP) $(SMSC_STAMP) ## the pytest suite only (needs PostgreSQL and Redi
 	$(BIN)/pytest
 
 test: lint unit ## the whole suite: lint, type checks and tests
+
+schema: $(RUN_STAMP) ## rewrite docs/schema.sql from a scratch schema the migrations build (GATEWAY_DATABASE_URL, else embedded)
+	$(BIN)/python -m gateway.store.schema_dump --output docs/schema.sql
 
 bench-deps: ## Kannel (Debian `kannel`), the peer the SMPP benchmark runs against
 	@test -x /usr/sbin/bearerbox || { apt-get update -qq && \
