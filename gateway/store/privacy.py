@@ -3,9 +3,10 @@ suppression list, the preference page's view of a contact, and queueing a gated 
 
 Consent changes still go through the writer (the caller runs the opt-outs of an erasure
 through the pipeline first); what this module changes outside the writer follows the cache
-rule of ``gateway/store/cache.py``: a rectification bumps the consent rows' versions and
-tombstones the old and the new address's keys *before* COMMIT, and refuses with a temporary
-error when the cache cannot be told, so a stale entry can never allow a send.
+rule of ``gateway/store/cache.py``, by the writer's own path (``gateway/store/invalidate.py``):
+a rectification bumps the consent rows' versions and tombstones the old and the new address's
+keys *before* COMMIT, and refuses with a temporary error when the cache cannot be told, so a
+stale entry can never allow a send.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.store.audit_log import write_audit
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
 from gateway.store.db import DB_ERRORS
 from gateway.store.guard import CacheGuard
+from gateway.store.invalidate import Invalidation, fill
 from gateway.store.suppression import Suppression, add_entry
 from keywords.model import ConsentState
 
@@ -164,7 +166,11 @@ class PrivacyStore:
                     ConsentState(r["state"]), r["version"], r["updated_at"].timestamp()
                 )
                 put.append((ConsentKey(channel, r["sender"], r["program"], new), entry))
-            await self._invalidate(tombstones)
+            try:
+                # No repair row can name the old address's keys (invalidate.py): refuse.
+                await Invalidation(self._cache, self._guard, tombstones).complete(conn, None)
+            except CacheUnavailable as exc:
+                raise TemporaryFailure("the consent cache is unavailable; retry later") from exc
             await conn.execute(
                 "INSERT INTO contact_addresses (contact_id, address) VALUES ($1, $2)", cid, old
             )
@@ -173,23 +179,8 @@ class PrivacyStore:
                 conn, actor, "privacy.rectify", f"contact:{cid}", {"channel": channel}
             )
         if put:
-            try:
-                await self._cache.put_many(put)
-            except CacheUnavailable:
-                self._guard.report_failure("put")  # the tombstones still send gates to Postgres
+            await fill(self._cache, self._guard, put)
         return cid
-
-    async def _invalidate(self, tombstones: list[tuple[ConsentKey, int]]) -> None:
-        """Tombstone before COMMIT, or refuse: there is no repair row for a gone address."""
-        if not tombstones:
-            return
-        if not self._guard.cache_reachable:
-            raise TemporaryFailure("the consent cache is unavailable; retry later")
-        try:
-            await self._cache.tombstone_many(tombstones)
-        except CacheUnavailable as exc:
-            self._guard.report_failure("tombstone")
-            raise TemporaryFailure("the consent cache is unavailable; retry later") from exc
 
     async def senders_of(self, channel: str, address: str) -> list[str]:
         """Senders the address has any consent row with (the erasure opts out of each)."""

@@ -83,8 +83,9 @@ from gateway.metrics import Metrics
 from gateway.store import statements as sql
 from gateway.store import suppression as suppression_list
 from gateway.store.audit_log import write_audit
-from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
+from gateway.store.cache import CachedConsent, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
+from gateway.store.invalidate import Invalidation, fill
 from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
 from keywords.catalog import SenderCatalog
 from keywords.consent import decide
@@ -398,18 +399,10 @@ class ConsentWriter:
         if not self._unfilled:
             return None
         entries, self._unfilled = list(self._unfilled.items()), {}
-        fill = asyncio.create_task(self._fill(entries))
-        self._fills.add(fill)
-        fill.add_done_callback(self._fills.discard)
-        return fill
-
-    async def _fill(self, entries: list[tuple[ConsentKey, CachedConsent]]) -> None:
-        """Write the committed states over their tombstones (compare-and-set by version)."""
-        try:
-            await self._cache.put_many(entries)
-        except CacheUnavailable:
-            # The tombstones written before COMMIT still send every gate to Postgres.
-            self._guard.report_failure("put")
+        task = asyncio.create_task(fill(self._cache, self._guard, entries))
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+        return task
 
     @staticmethod
     def _resolve(batch: list[_Pending], applied: _Applied) -> None:
@@ -567,13 +560,14 @@ class ConsentWriter:
             ckey = ConsentKey(channel, sender, program, address_of[cid])
             applied.cache_entries[ckey] = CachedConsent(state, version, now.timestamp())
         # Redis takes the tombstones while Postgres takes the changes; both before COMMIT.
-        tombstones = self._start_tombstones(applied) if consent_rows else None
+        invalidation = self._invalidation(applied) if consent_rows else None
         try:
             outbox_ids = await self._write(conn, ledger, consent_rows, outbox, cancel, now)
         finally:
-            told = await self._tombstones_done(tombstones)
-        if consent_rows and not told:
-            await self._repair_rows(conn, consent_rows)
+            if invalidation is not None:
+                await invalidation.wait()
+        if invalidation is not None:
+            await invalidation.complete(conn, consent_rows)
 
         seq_by_inbound: dict[int, list[int]] = {}
         for (ev, _), seq in zip(ledger, outbox_ids.seqs, strict=True):
@@ -698,38 +692,17 @@ class ConsentWriter:
             )
         return removed
 
-    def _start_tombstones(self, applied: _Applied) -> asyncio.Task[None] | None:
+    def _invalidation(self, applied: _Applied) -> Invalidation:
         """Send the tombstones (new versions) to Redis, with the states earlier batches
-        committed; None when Redis is known down. If the call fails, the states are lost
-        and their own tombstones stay: the gate asks Postgres, which has them."""
-        if not self._guard.cache_reachable:
-            return None
+        committed. If the call fails, the states are lost and their own tombstones stay:
+        the gate asks Postgres, which has them."""
         versions = [(k, v.version) for k, v in applied.cache_entries.items()]
-        settled, self._unfilled = list(self._unfilled.items()), {}
-        return asyncio.create_task(self._cache.tombstone_many(versions, settled))
-
-    async def _tombstones_done(self, task: asyncio.Task[None] | None) -> bool:
-        """Wait for the tombstones; False if Redis did not take them."""
-        if task is None:
-            return False
-        try:
-            await task
-        except CacheUnavailable:
-            self._guard.report_failure("tombstone")
-            return False
-        return True
-
-    async def _repair_rows(
-        self, conn: Connection, consent_rows: dict[_KeyState, tuple[ConsentState, int, int]]
-    ) -> None:
-        """Redis could not be told: leave repair rows in this transaction (guard.py)."""
-        await conn.executemany(
-            "INSERT INTO cache_repair (contact_id, sender, program, channel)"
-            " VALUES ($1, $2, $4, $3)",
-            list(consent_rows),
+        invalidation = Invalidation(
+            self._cache, self._guard, versions, list(self._unfilled.items())
         )
-        await conn.execute(f"NOTIFY {self._guard.channel}")
-        self._guard.report_backlog()
+        if invalidation.sent:
+            self._unfilled = {}
+        return invalidation
 
 
 def _is_closed(conn: Connection) -> bool:

@@ -1,8 +1,10 @@
-"""The consent cache on real Redis: versions, races with readers, Redis dying, partitions."""
+"""The consent cache on real Redis: versions, races with readers, Redis dying, partitions, and
+rectify's invalidation, which takes the writer's path (gateway/store/invalidate.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -11,19 +13,23 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess, TcpProxy
-from support import PG_URL, REDIS_URL, SECRET, make_settings, sms
+from support import PG_URL, REDIS_URL, SECRET, count_rows, make_settings, sms
 
 from gateway.app import Gateway
+from gateway.errors import TemporaryFailure
 from gateway.gate import SendGate
 from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.store.cache import (
+    NO_CONSENT,
     CachedConsent,
+    CacheUnavailable,
     ConsentCache,
     ConsentKey,
     RedisConsentCache,
 )
 from gateway.store.guard import CacheGuard
+from gateway.store.privacy import PrivacyStore
 from gateway.store.writer import ConsentWriter
 from keywords.model import Channel, ConsentState
 
@@ -356,3 +362,119 @@ async def test_committed_states_ride_on_the_next_batches_tombstones(gateway: Gat
         entry = await _cached(gateway.cache, ConsentKey("sms", "12345", "reminders", contact))
         assert entry is not None
         assert ConsentState.OPTED_IN == entry.state
+
+
+NEW_CONTACT = "+14155550177"
+NEW_KEY = ConsentKey("sms", "12345", "reminders", NEW_CONTACT)
+
+
+class _Watching(_Passthrough):
+    """The real cache; each tombstone call records what Postgres had committed at that moment."""
+
+    def __init__(self, inner: ConsentCache, pool: asyncpg.Pool) -> None:
+        super().__init__(inner)
+        self._pool = pool
+        self.calls: list[tuple[dict[ConsentKey, int], int]] = []
+
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        async with self._pool.acquire() as conn:  # not the caller's: sees only what committed
+            committed = await conn.fetchval("SELECT max(version) FROM consent")
+        self.calls.append((dict(entries), committed))
+        await super().tombstone_many(entries, settled)
+
+
+class _TombstonesFail(_Passthrough):
+    """The real cache, except that Redis refuses every tombstone."""
+
+    async def tombstone_many(
+        self,
+        entries: Sequence[tuple[ConsentKey, int]],
+        settled: Sequence[tuple[ConsentKey, CachedConsent]] = (),
+    ) -> None:
+        raise CacheUnavailable("refused by test")
+
+
+def _privacy(gateway: Gateway, cache: ConsentCache) -> PrivacyStore:
+    """The gateway's privacy store, on ``cache``."""
+    return PrivacyStore(
+        gateway.pool,
+        cache,
+        gateway.guard,
+        gateway.api.suppression,
+        notify_channel=gateway.api.channel,
+    )
+
+
+async def _trusted(gateway: Gateway) -> None:
+    """Wait until the guard trusts Redis (one slow ping on a loaded machine distrusts it)."""
+    async with asyncio.timeout(10):
+        while not gateway.guard.cache_reachable:  # noqa: ASYNC110 - no event to await
+            await asyncio.sleep(0.01)  # polling a condition with a deadline
+
+
+async def test_rectify_tombstones_both_addresses_before_it_commits(gateway: Gateway) -> None:
+    """Rectify takes the writer's path: the tombstones, with the new version, reach Redis
+    while Postgres still holds the old version, and the new address's state follows."""
+    await gateway.pipeline.handle(sms("START"))  # opted_in, version 1
+    await _trusted(gateway)
+    watching = _Watching(gateway.cache, gateway.pool)
+    await _privacy(gateway, watching).rectify("sms", CONTACT, NEW_CONTACT, "test")
+
+    assert [({KEY: 2, NEW_KEY: 2}, 1)] == watching.calls  # before COMMIT: 1 was committed
+    assert await _cached(gateway.cache) is None  # the old address: a tombstone, no state
+    assert CachedConsent(ConsentState.OPTED_IN, 2) == dataclasses.replace(
+        await _cached(gateway.cache, NEW_KEY) or NO_CONSENT, since=None
+    )
+
+
+async def test_a_gate_check_after_rectify_never_sees_the_old_addresss_state(
+    gateway: Gateway, redis_prefix: str
+) -> None:
+    """A gate that read 'opted in' for the old address before the rectify, and writes it
+    back after, is outdone by the tombstone: the old address is refused from then on."""
+    await gateway.pipeline.handle(sms("START"))
+    client = aioredis.Redis.from_url(REDIS_URL)
+    raw = _redis_cache(client, redis_prefix)
+    await raw.put_many([])  # warm the script
+    await client.delete(raw.redis_key(KEY))  # the slow gate must read Postgres
+    held = _HeldCache(raw)
+    slow_gate = SendGate(
+        gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics, default_region="US"
+    )
+    try:
+        await _trusted(gateway)
+        reader = asyncio.create_task(slow_gate.check("12345", "reminders", Channel.SMS, CONTACT))
+        await asyncio.wait_for(held.fill_started.wait(), 10)  # it has read 'opted_in v1'
+        await gateway.api.privacy.rectify("sms", CONTACT, NEW_CONTACT, "test")
+        held.release.set()
+        assert (await reader).allowed  # its answer predates the rectify, which is fine
+        assert await _cached(raw) is None  # its 'opted_in v1' did not land over the v2 tombstone
+        old = await gateway.gate.check("12345", "reminders", Channel.SMS, CONTACT)
+        new = await gateway.gate.check("12345", "reminders", Channel.SMS, NEW_CONTACT)
+        assert [(False, "no_consent"), (True, "opted_in")] == [
+            (old.allowed, old.reason),
+            (new.allowed, new.reason),
+        ]
+    finally:
+        await client.aclose()
+
+
+async def test_rectify_is_refused_when_redis_cannot_take_the_tombstones(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Unlike the writer, rectify leaves no repair row (it could not name the old address's
+    keys): it rolls back with a temporary error and changes nothing."""
+    await gateway.pipeline.handle(sms("START"))
+    await _trusted(gateway)
+    with pytest.raises(TemporaryFailure):
+        await _privacy(gateway, _TombstonesFail(gateway.cache)).rectify(
+            "sms", CONTACT, NEW_CONTACT, "test"
+        )
+    assert CONTACT == await db.fetchval("SELECT address FROM contacts")
+    assert 1 == await db.fetchval("SELECT version FROM consent")
+    assert 0 == await count_rows(db, "cache_repair")
+    assert 0 == await count_rows(db, "contact_addresses")
