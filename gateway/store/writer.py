@@ -13,8 +13,14 @@ Per batch, in one transaction:
    deadlock): that lock serialises every change for one contact across instances;
 2. inbound events are inserted ``ON CONFLICT (dedupe_key) DO NOTHING`` (a redelivery gets
    ``DUPLICATE`` and changes nothing, invariant 3) and the current states are read, from a
-   snapshot taken with the locks held; steps 1 and 2 are one round trip (statements.py);
-3. ``keywords.consent.decide`` runs, event by event, in order;
+   snapshot taken with the locks held; steps 1 and 2 are one round trip (statements.py).
+   Then the suppression list is read for the events that could give consent, under the
+   contact locks (an erasure of that contact waits for them, or has committed and is seen);
+3. the plan (plan.py, no I/O): ``keywords.consent.decide`` runs event by event, in order,
+   and gives the ledger, consent, outbox and cache rows. A capture for a suppressed address
+   that the plan refuses (``Suppressed``) rolls the batch back, and it is committed again
+   without it; the person's own opt-in lifts the suppression here, audited, with a NOTIFY
+   that tells every instance;
 4. ledger rows get gap-free ``seq`` and chained hashes, from the head this process last
    wrote (or, when it does not know it, from ``ledger_head`` read under its row lock); the
    head is moved on only if it is still that one, under the row lock held to COMMIT, else
@@ -23,13 +29,6 @@ Per batch, in one transaction:
 6. cache tombstones with the new versions are written *before* COMMIT (see cache.py);
    if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
 7. COMMIT, then the futures resolve, then the new states are written to the cache.
-
-An event that could give consent is checked against the suppression list after step 2,
-under the contact locks (an erasure of that contact waits for them, or has committed and
-is seen). Captured by someone else, it is refused (``Suppressed``): the batch is rolled
-back and committed again without it, so it writes nothing. The person's own opt-in
-(``InboundMessage.from_the_person``) lifts the suppression in the same transaction, with
-a ledger evidence field and an audit row, and a NOTIFY tells every instance.
 
 Knowing the head saves the round trip that locks and reads it, and keeps the row locked
 only from the statement that writes it to COMMIT: the second writer task chains its batch
@@ -64,8 +63,8 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence, Set
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -78,42 +77,23 @@ if TYPE_CHECKING:
     from gateway.store.db import Connection
 
 from gateway.errors import Suppressed, TemporaryFailure
-from gateway.messages import InboundMessage, Method, Outcome, OutcomeStatus
+from gateway.messages import Outcome, OutcomeStatus
 from gateway.metrics import Metrics
+from gateway.store import plan
 from gateway.store import statements as sql
 from gateway.store import suppression as suppression_list
 from gateway.store.audit_log import write_audit
 from gateway.store.cache import CachedConsent, ConsentCache, ConsentKey
 from gateway.store.guard import CacheGuard
 from gateway.store.invalidate import Invalidation, fill
-from gateway.store.ledger import LedgerEvent, event_hash, evidence_digest, evidence_json
-from keywords.catalog import SenderCatalog
-from keywords.consent import decide
-from keywords.model import ConsentState, Decision, Intent, IntentKind, ReplyKind
+from gateway.store.ledger import LedgerEvent, event_hash
+from gateway.store.plan import LedgerRow
+from gateway.store.plan import PreparedEvent as PreparedEvent  # the edges build it
 
 log = logging.getLogger(__name__)
 
-_CANCELLABLE = frozenset(
-    {ReplyKind.OPT_IN.value, ReplyKind.PENDING.value, ReplyKind.ALREADY_OPTED_IN.value}
-)
-# Intents that can never give consent skip the suppression check; any other (a new kind
-# included) is checked.
-_NEVER_CONSENT = frozenset(
-    {IntentKind.OPT_OUT, IntentKind.OPT_OUT_ALL, IntentKind.HELP, IntentKind.UNKNOWN}
-)
 _ATTEMPTS = 3
 _MAX_FILLS = 8  # post-commit cache writes in flight before the writer waits for them
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
-    """An inbound message, validated and classified, ready to be decided and written."""
-
-    message: InboundMessage
-    address: str  # the contact key (gateway/addresses.py)
-    catalog: SenderCatalog
-    intent: Intent
-    send_to: str = ""  # where replies go: the validated address as written; "" = ``address``
 
 
 @dataclass(slots=True)
@@ -191,48 +171,22 @@ class _Lease:
         await self.release()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Applied:
     """What one transaction wrote, kept for the post-commit cache update."""
 
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    cache_entries: dict[ConsentKey, CachedConsent] = field(default_factory=dict)
-    ledger_actions: list[str] = field(default_factory=list)
-    lifted: list[bytes] = field(default_factory=list)  # suppression hashes removed
-
-
-@dataclass(frozen=True, slots=True)
-class _Lift:
-    """The person's own opt-in on a suppressed address, to record after the ledger rows."""
-
-    inbound_id: int
-    contact_id: int
-    channel: str
-    sender: str
-    method: str
-    hashes: list[bytes]
+    outcomes: dict[str, Outcome]
+    cache_entries: dict[ConsentKey, CachedConsent]
+    ledger: list[LedgerRow]
+    lifted: list[bytes]  # suppression hashes removed
 
 
 class SuppressedCapture(Exception):
     """Events of this batch captured consent for suppressed addresses: roll back without."""
 
-    def __init__(self, keys: set[str]) -> None:
+    def __init__(self, keys: Set[str]) -> None:
         super().__init__(f"{len(keys)} capture(s) for suppressed addresses")
         self.keys = keys
-
-
-def _refused_when_suppressed(decision: Decision, message: InboundMessage) -> bool:
-    """Others' capture for an erased address: refused if it would opt the person in, or
-    ask them to confirm through anything but a web form (README "Data-subject rights")."""
-    for tr in decision.transitions:
-        if tr.new is ConsentState.OPTED_IN:
-            return True
-        if tr.new is ConsentState.PENDING and message.method is not Method.WEB_FORM:
-            return True
-    return False
-
-
-_KeyState = sql.KeyState
 
 
 class ConsentWriter:
@@ -380,7 +334,7 @@ class ConsentWriter:
         self._resolve(batch, applied)  # first: the edges may answer while we count
         self._metrics.batch_size.observe(len(batch))
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
-        for action, count in Counter(applied.ledger_actions).items():
+        for action, count in Counter(row.action for row in applied.ledger).items():
             self._metrics.ledger_events.labels(action).inc(count)
         unfilled = self._unfilled
         for key, entry in applied.cache_entries.items():
@@ -446,168 +400,60 @@ class ConsentWriter:
         raise AssertionError("unreachable")
 
     async def _apply(self, conn: Connection, events: Sequence[PreparedEvent]) -> _Applied:
-        applied = _Applied()
-        unique: dict[str, PreparedEvent] = {}
-        for event in events:
-            unique.setdefault(event.message.dedupe_key, event)
+        unique = plan.unique_events(events)
         recorded = await sql.record(
             conn,
             [(e.catalog.channel.value, e.address) for e in events],
-            [_inbound_row(e) for e in unique.values()],
+            [plan.inbound_row(e) for e in unique.values()],
         )
-        contact_ids, fresh, states = recorded.contact_ids, recorded.fresh, recorded.states
+        fresh = recorded.fresh
         # After the contact locks, from a new snapshot: an erasure has committed or waits.
         suppressed = await self._suppressed(conn, unique, fresh)
-        refused: set[str] = set()
-        lifts: list[_Lift] = []
-        cancel: list[int] = []
         now = datetime.now(UTC)
-        ledger: list[tuple[LedgerEvent, str]] = []  # (event without seq/hash, evidence json)
-        consent_rows: dict[_KeyState, tuple[ConsentState, int, int]] = {}  # state, version, idx
-        outbox: list[list[object]] = []
-        # This batch's unsent opt-in replies per (contact, sender, channel): a later opt-out
-        # in the same batch cancels them, as write_changes does for earlier batches'.
-        cancellable: dict[tuple[int, str, str], list[list[object]]] = {}
-        decisions: dict[str, Decision] = {}
-        for key, event in unique.items():
-            inbound_id = fresh.get(key)
-            if inbound_id is None:
-                continue
-            cid = contact_ids[(event.catalog.channel.value, event.address)]
-            msg = event.message
-            sender, channel = event.catalog.sender, event.catalog.channel.value
-            current = {
-                program: states.get((cid, sender, channel, program), (ConsentState.NONE, 0))[0]
-                for program in (p.name for p in event.catalog.programs)
-            }
-            decision = decide(event.intent, current, event.catalog)
-            decisions[key] = decision
-            lifted: dict[str, str] = {}
-            floor = 0
-            hashes = suppressed.get(key)
-            if hashes is not None:
-                if not msg.from_the_person and _refused_when_suppressed(decision, msg):
-                    refused.add(key)
-                    continue
-                # The erased contact's cached states (the same address, with versions above
-                # this newer contact's) must not mask what is recorded now: start above them.
-                floor = int(now.timestamp() * 1000)
-                if msg.from_the_person and any(
-                    tr.new is ConsentState.OPTED_IN for tr in decision.transitions
-                ):
-                    # The person's own fresh opt-in: a new record starts here (the erased
-                    # contact stays pseudonymised; this one was created after it).
-                    lifted = {"suppression_lifted": "yes"}
-                    lifts.append(_Lift(inbound_id, cid, channel, sender, msg.method.value, hashes))
-            evidence = evidence_json(
-                {
-                    **msg.evidence,
-                    **lifted,
-                    "text": msg.text,
-                    "dedupe_key": msg.dedupe_key,
-                    "intent": event.intent.kind.value,
-                    "match": event.intent.match.value,
-                    "keyword": event.intent.keyword or "",
-                    "needs_review": "yes" if event.intent.needs_review else "no",
-                }
-            )
-            for tr in decision.transitions:
-                if tr.new is ConsentState.OPTED_OUT:
-                    for unsent in cancellable.pop((cid, sender, channel), []):
-                        unsent[-1] = "cancelled"
-                    cancel.extend(recorded.cancellable.pop((cid, sender, channel), []))
-                skey = (cid, sender, channel, tr.program)
-                _, version = states.get(skey, (ConsentState.NONE, 0))
-                version = max(version, floor)
-                states[skey] = (tr.new, version + 1)
-                consent_rows[skey] = (tr.new, version + 1, len(ledger))
-                ledger.append(
-                    (
-                        LedgerEvent(
-                            seq=0,
-                            contact_id=cid,
-                            channel=channel,
-                            sender=sender,
-                            program=tr.program,
-                            action=tr.action.value,
-                            method=msg.method.value,
-                            old_state=tr.old.value,
-                            new_state=tr.new.value,
-                            server_time=now,
-                            carrier_time=msg.carrier_time,
-                            inbound_id=inbound_id,
-                            evidence_sha256=evidence_digest(evidence),
-                        ),
-                        evidence,
-                    )
-                )
-                applied.ledger_actions.append(tr.action.value)
-            for reply in () if msg.suppress_replies else decision.replies:
-                row: list[object] = [
-                    channel, sender, reply.program, cid, event.send_to or event.address,
-                    reply.kind.value,
-                    reply.language, reply.text, inbound_id, "queued",
-                ]  # fmt: skip
-                outbox.append(row)
-                if reply.kind.value in _CANCELLABLE:
-                    cancellable.setdefault((cid, sender, channel), []).append(row)
-
-        if refused:
-            raise SuppressedCapture(refused)  # before anything reached Redis
-        address_of = {cid: addr for (_, addr), cid in contact_ids.items()}
-        for skey, (state, version, _) in consent_rows.items():
-            cid, sender, channel, program = skey
-            ckey = ConsentKey(channel, sender, program, address_of[cid])
-            applied.cache_entries[ckey] = CachedConsent(state, version, now.timestamp())
+        batch = plan.plan_batch(unique, recorded, suppressed, now)
+        if batch.refused:
+            raise SuppressedCapture(batch.refused)  # before anything reached Redis
         # Redis takes the tombstones while Postgres takes the changes; both before COMMIT.
-        invalidation = self._invalidation(applied) if consent_rows else None
+        invalidation = self._invalidation(batch.cache_entries) if batch.consent else None
         try:
-            outbox_ids = await self._write(conn, ledger, consent_rows, outbox, cancel, now)
+            written = await self._write(conn, batch, now)
         finally:
             if invalidation is not None:
                 await invalidation.wait()
         if invalidation is not None:
-            await invalidation.complete(conn, consent_rows)
+            await invalidation.complete(conn, batch.consent)
 
         seq_by_inbound: dict[int, list[int]] = {}
-        for (ev, _), seq in zip(ledger, outbox_ids.seqs, strict=True):
-            seq_by_inbound.setdefault(ev.inbound_id or 0, []).append(seq)
-        if lifts:
-            applied.lifted = await self._lift(conn, lifts, seq_by_inbound)
+        for row, seq in zip(batch.ledger, written.seqs, strict=True):
+            seq_by_inbound.setdefault(row.inbound_id or 0, []).append(seq)
+        lifted = await self._lift(conn, batch.lifts, seq_by_inbound) if batch.lifts else []
         duplicates = [k for k in unique if k not in fresh]
         earlier = await sql.existing_inbound(conn, duplicates) if duplicates else {}
+        outcomes: dict[str, Outcome] = {}
         for key in unique:
             if key in fresh:
                 iid = fresh[key]
-                applied.outcomes[key] = Outcome(
+                outcomes[key] = Outcome(
                     OutcomeStatus.COMMITTED,
                     iid,
-                    decisions[key],
+                    batch.decisions[key],
                     tuple(seq_by_inbound.get(iid, ())),
-                    tuple(outbox_ids.ids.get(iid, ())),
+                    tuple(written.ids.get(iid, ())),
                 )
             else:
-                applied.outcomes[key] = Outcome(OutcomeStatus.DUPLICATE, earlier[key], None)
-        return applied
+                outcomes[key] = Outcome(OutcomeStatus.DUPLICATE, earlier[key], None)
+        return _Applied(outcomes, batch.cache_entries, batch.ledger, lifted)
 
-    async def _write(
-        self,
-        conn: Connection,
-        ledger: list[tuple[LedgerEvent, str]],
-        consent_rows: dict[_KeyState, tuple[ConsentState, int, int]],
-        outbox: list[list[object]],
-        cancel: list[int],
-        now: datetime,
-    ) -> _Written:
+    async def _write(self, conn: Connection, batch: plan.Plan, now: datetime) -> _Written:
         """Steps 4 and 5: chain the ledger rows onto the head and write everything."""
         records: list[tuple[object, ...]] = []
         seqs: list[int] = []
         heads = None
         before = mine = None
-        if ledger:
+        if batch.ledger:
             before = self._last
             start = before.head if before is not None else await sql.lock_head(conn)
-            records, seqs, head = _chain(start, ledger)
+            records, seqs, head = _chain(start, batch.ledger)
             # The next batch chains from here. (Between reading ``_last`` and this line the
             # only await is ``lock_head``, and a batch that holds the head lock knows the
             # committed head, whatever another batch left in ``_last`` meanwhile.)
@@ -619,22 +465,19 @@ class ConsentWriter:
                 # waits there for that batch's COMMIT (or finds the head unmoved, if that
                 # batch failed) instead of overtaking it and finding the head not yet moved.
                 await before.written
-            return _Written(
-                seqs,
-                await sql.write_changes(
-                    conn,
-                    sql.Changes(
-                        ledger=records,
-                        head=heads,
-                        consent=[
-                            (k[0], k[1], k[2], k[3], v[0].value, v[1], now, seqs[v[2]])
-                            for k, v in consent_rows.items()
-                        ],
-                        cancel=cancel,
-                        outbox=outbox,
-                    ),
-                ),
+            consent = [
+                (r.contact_id, r.sender, r.channel, r.program, r.state.value, r.version, now,
+                 seqs[r.ledger_index])
+                for r in batch.consent.values()
+            ]  # fmt: skip
+            changes = sql.Changes(
+                ledger=records,
+                head=heads,
+                consent=consent,
+                cancel=batch.cancel,
+                outbox=batch.outbox,
             )
+            return _Written(seqs, await sql.write_changes(conn, changes))
         finally:
             if mine is not None:
                 mine.written.set_result(None)
@@ -645,26 +488,14 @@ class ConsentWriter:
         """Events that could give consent to a suppressed address: their hashes, by key."""
         if self._suppression is None:
             return {}
-        probes: list[tuple[str, bytes, int]] = []
-        forms: list[tuple[str, list[bytes]]] = []
-        for key, event in unique.items():
-            if key not in fresh or event.intent.kind in _NEVER_CONSENT:
-                continue
-            channel = event.catalog.channel.value
-            # For email, the spelling as written is also the form keyed before migration 011.
-            digests = [
-                d
-                for _, d in self._suppression.digests(channel, event.address, event.send_to or None)
-            ]
-            probes.extend((channel, d, len(forms)) for d in digests)
-            forms.append((key, digests))
+        probes, forms = plan.capture_probes(unique, fresh, self._suppression)
         if not probes:
             return {}
         hit = await suppression_list.suppressed_among(conn, probes)
         return {forms[i][0]: forms[i][1] for i in hit}
 
     async def _lift(
-        self, conn: Connection, lifts: list[_Lift], seqs: dict[int, list[int]]
+        self, conn: Connection, lifts: list[plan.Lift], seqs: dict[int, list[int]]
     ) -> list[bytes]:
         """Remove the suppression of each lift, audited, and tell every instance."""
         assert self._suppression is not None
@@ -692,11 +523,11 @@ class ConsentWriter:
             )
         return removed
 
-    def _invalidation(self, applied: _Applied) -> Invalidation:
+    def _invalidation(self, entries: dict[ConsentKey, CachedConsent]) -> Invalidation:
         """Send the tombstones (new versions) to Redis, with the states earlier batches
         committed. If the call fails, the states are lost and their own tombstones stay:
         the gate asks Postgres, which has them."""
-        versions = [(k, v.version) for k, v in applied.cache_entries.items()]
+        versions = [(k, v.version) for k, v in entries.items()]
         invalidation = Invalidation(
             self._cache, self._guard, versions, list(self._unfilled.items())
         )
@@ -746,43 +577,25 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def _inbound_row(event: PreparedEvent) -> sql.InboundRow:
-    m = event.message
-    return sql.InboundRow(
-        dedupe_key=m.dedupe_key,
-        channel=event.catalog.channel.value,
-        address=event.address,
-        sender=event.catalog.sender,
-        method=m.method.value,
-        received_at=m.received_at,
-        carrier_time=m.carrier_time,
-        intent=event.intent.kind.value,
-        match=event.intent.match.value,
-        needs_review=event.intent.needs_review,
-        body=m.text,
-        evidence=evidence_json(m.evidence),
-    )
-
-
 def _chain(
-    head: tuple[int, bytes], ledger: list[tuple[LedgerEvent, str]]
+    head: tuple[int, bytes], ledger: Sequence[LedgerRow]
 ) -> tuple[list[tuple[object, ...]], list[int], tuple[int, bytes]]:
-    """Give each event the next seq and its link in the hash chain (ledger.py)."""
+    """Give each row the next seq and its link in the hash chain (ledger.py)."""
     seq, prev = head
     records: list[tuple[object, ...]] = []
     seqs: list[int] = []
-    for ev, evidence in ledger:
+    for r in ledger:
         seq += 1
         chained = LedgerEvent(
-            seq, ev.contact_id, ev.channel, ev.sender, ev.program, ev.action, ev.method,
-            ev.old_state, ev.new_state, ev.server_time, ev.carrier_time, ev.inbound_id,
-            ev.evidence_sha256,
+            seq, r.contact_id, r.channel, r.sender, r.program, r.action, r.method,
+            r.old_state, r.new_state, r.server_time, r.carrier_time, r.inbound_id,
+            r.evidence_sha256,
         )  # fmt: skip
         digest = event_hash(prev, chained)
         records.append(
-            (seq, ev.contact_id, ev.channel, ev.sender, ev.program, ev.action, ev.method,
-             ev.old_state, ev.new_state, ev.server_time, ev.carrier_time, ev.inbound_id,
-             evidence, ev.evidence_sha256, prev, digest)
+            (seq, r.contact_id, r.channel, r.sender, r.program, r.action, r.method,
+             r.old_state, r.new_state, r.server_time, r.carrier_time, r.inbound_id,
+             r.evidence, r.evidence_sha256, prev, digest)
         )  # fmt: skip
         seqs.append(seq)
         prev = digest

@@ -15,7 +15,8 @@ from gateway.errors import TemporaryFailure
 from gateway.messages import OutcomeStatus
 from gateway.settings import Settings
 from gateway.store import statements as sql
-from gateway.store.ledger import LedgerEvent, evidence_digest, evidence_json, verify
+from gateway.store.ledger import evidence_digest, evidence_json, verify
+from gateway.store.plan import LedgerRow
 from gateway.store.writer import _chain, _retry_reason
 
 
@@ -229,13 +230,13 @@ async def test_a_writer_holding_the_head_never_waits_for_one_waiting_for_it(
     contact_id = await db.fetchval("SELECT min(contact_id) FROM ledger")
     before = await count_rows(db, "ledger")
     evidence = evidence_json({"test": "deadlock"})
-    event = LedgerEvent(
-        0, contact_id, "sms", "12345", "reminders", "opt_out", "sms_keyword", "opted_out",
-        "opted_out", datetime.now(UTC), None, None, evidence_digest(evidence),
+    row = LedgerRow(
+        contact_id, "sms", "12345", "reminders", "opt_out", "sms_keyword", "opted_out",
+        "opted_out", datetime.now(UTC), None, None, evidence, evidence_digest(evidence),
     )  # fmt: skip
 
     def changes(head: tuple[int, bytes]) -> sql.Changes:
-        records, _, new_head = _chain(head, [(event, evidence)] * 3)
+        records, _, new_head = _chain(head, [row] * 3)
         return sql.Changes(ledger=records, head=(head, new_head), consent=[], cancel=[], outbox=[])
 
     path = {"search_path": settings.database.schema}
