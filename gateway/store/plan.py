@@ -3,7 +3,7 @@
 The writer (writer.py) reads, under the contact locks, which events are new, the current
 consent states and versions, and the suppression hashes that captures hit; ``plan_batch``
 turns that into typed rows, with no I/O, so it is tested without PostgreSQL
-(tests/store/test_store_plan.py). The writer then chains the ledger rows onto the head,
+(tests/store/test_store_plan.py). The writer then chains the ledger rows (chain.py),
 writes everything and tells the cache (invalidate.py).
 
 * ``keywords.consent.decide`` runs event by event, in the batch's order, each on the states

@@ -21,19 +21,12 @@ Per batch, in one transaction:
    that the plan refuses (``Suppressed``) rolls the batch back, and it is committed again
    without it; the person's own opt-in lifts the suppression here, audited, with a NOTIFY
    that tells every instance;
-4. ledger rows get gap-free ``seq`` and chained hashes, from the head this process last
-   wrote (or, when it does not know it, from ``ledger_head`` read under its row lock); the
-   head is moved on only if it is still that one, under the row lock held to COMMIT, else
-   the batch is chained again from the locked head (``HeadMoved``);
+4. ledger rows get gap-free ``seq`` and chained hashes from the head (chain.py); the head is
+   moved on only if it is still that one, else the batch is chained again (``HeadMoved``);
 5. consent rows are upserted with ``version + 1`` and outbox rows inserted;
 6. cache tombstones with the new versions are written *before* COMMIT (see cache.py);
    if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
 7. COMMIT, then the futures resolve, then the new states are written to the cache.
-
-Knowing the head saves the round trip that locks and reads it, and keeps the row locked
-only from the statement that writes it to COMMIT: the second writer task chains its batch
-onto the first's while the first commits, and its head update waits inside Postgres for
-that commit. Another instance appending meanwhile costs one retry, never a wrong chain.
 
 The tombstones are sent to Redis while steps 4 and 5 run (they carry the versions decided
 in step 3, under the contact locks) and awaited before COMMIT. The post-commit cache write
@@ -84,9 +77,9 @@ from gateway.store import statements as sql
 from gateway.store import suppression as suppression_list
 from gateway.store.audit_log import write_audit
 from gateway.store.cache import CachedConsent, ConsentCache, ConsentKey
+from gateway.store.chain import Chain
 from gateway.store.guard import CacheGuard
 from gateway.store.invalidate import Invalidation, fill
-from gateway.store.ledger import LedgerEvent, event_hash
 from gateway.store.plan import LedgerRow
 from gateway.store.plan import PreparedEvent as PreparedEvent  # the edges build it
 
@@ -106,16 +99,8 @@ class _Pending:
 class _Written:
     """What ``write_changes`` assigned: ledger seqs in order, outbox ids per inbound id."""
 
-    seqs: list[int]
+    seqs: Sequence[int]
     ids: dict[int, list[int]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Link:
-    """A batch's place in the chain: the head it leaves, and when its head update has run."""
-
-    head: tuple[int, bytes]
-    written: asyncio.Future[None]
 
 
 class _Lease:
@@ -211,9 +196,7 @@ class ConsentWriter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._fills: set[asyncio.Task[None]] = set()
-        # The last batch chained here (committed or in flight); None: read the head under
-        # its lock. Shared by the writer tasks.
-        self._last: _Link | None = None
+        self._chain = Chain()  # shared by the writer tasks
         # Committed states not yet written to the cache: the next tombstone call takes them.
         self._unfilled: dict[ConsentKey, CachedConsent] = {}
 
@@ -279,7 +262,7 @@ class ConsentWriter:
                     # A bug of ours, not the database: the events fail (their peers retry,
                     # and a retry of one that did commit is a duplicate) and the task goes on.
                     log.exception("writer batch failed", extra={"events": len(batch)})
-                    self._last = None
+                    self._chain.forget()
                     await lease.discard()
                     for pending in batch:
                         if not pending.future.done():
@@ -386,7 +369,7 @@ class ConsentWriter:
                 return applied
             except BaseException as exc:
                 # Whatever this batch chained onto, or others onto it, may not commit.
-                self._last = None
+                self._chain.forget()
                 if _is_connection_error(exc) or _is_closed(conn):
                     await lease.discard()
                 elif conn.is_in_transaction():
@@ -446,41 +429,21 @@ class ConsentWriter:
 
     async def _write(self, conn: Connection, batch: plan.Plan, now: datetime) -> _Written:
         """Steps 4 and 5: chain the ledger rows onto the head and write everything."""
-        records: list[tuple[object, ...]] = []
-        seqs: list[int] = []
-        heads = None
-        before = mine = None
-        if batch.ledger:
-            before = self._last
-            start = before.head if before is not None else await sql.lock_head(conn)
-            records, seqs, head = _chain(start, batch.ledger)
-            # The next batch chains from here. (Between reading ``_last`` and this line the
-            # only await is ``lock_head``, and a batch that holds the head lock knows the
-            # committed head, whatever another batch left in ``_last`` meanwhile.)
-            mine = self._last = _Link(head, asyncio.get_running_loop().create_future())
-            heads = (start, head)
-        try:
-            if before is not None:
-                # Our head update must reach Postgres after the one we chained onto, so it
-                # waits there for that batch's COMMIT (or finds the head unmoved, if that
-                # batch failed) instead of overtaking it and finding the head not yet moved.
-                await before.written
+        async with self._chain.append(conn, batch.ledger) as chained:
+            seqs = chained.seqs
             consent = [
                 (r.contact_id, r.sender, r.channel, r.program, r.state.value, r.version, now,
                  seqs[r.ledger_index])
                 for r in batch.consent.values()
             ]  # fmt: skip
             changes = sql.Changes(
-                ledger=records,
-                head=heads,
+                ledger=chained.records,
+                head=chained.heads,
                 consent=consent,
                 cancel=batch.cancel,
                 outbox=batch.outbox,
             )
             return _Written(seqs, await sql.write_changes(conn, changes))
-        finally:
-            if mine is not None:
-                mine.written.set_result(None)
 
     async def _suppressed(
         self, conn: Connection, unique: dict[str, PreparedEvent], fresh: dict[str, int]
@@ -575,28 +538,3 @@ def _is_connection_error(exc: BaseException) -> bool:
         | asyncpg.CannotConnectNowError
         | asyncpg.AdminShutdownError,
     )
-
-
-def _chain(
-    head: tuple[int, bytes], ledger: Sequence[LedgerRow]
-) -> tuple[list[tuple[object, ...]], list[int], tuple[int, bytes]]:
-    """Give each row the next seq and its link in the hash chain (ledger.py)."""
-    seq, prev = head
-    records: list[tuple[object, ...]] = []
-    seqs: list[int] = []
-    for r in ledger:
-        seq += 1
-        chained = LedgerEvent(
-            seq, r.contact_id, r.channel, r.sender, r.program, r.action, r.method,
-            r.old_state, r.new_state, r.server_time, r.carrier_time, r.inbound_id,
-            r.evidence_sha256,
-        )  # fmt: skip
-        digest = event_hash(prev, chained)
-        records.append(
-            (seq, r.contact_id, r.channel, r.sender, r.program, r.action, r.method,
-             r.old_state, r.new_state, r.server_time, r.carrier_time, r.inbound_id,
-             r.evidence, r.evidence_sha256, prev, digest)
-        )  # fmt: skip
-        seqs.append(seq)
-        prev = digest
-    return records, seqs, (seq, prev)

@@ -15,9 +15,10 @@ from gateway.errors import TemporaryFailure
 from gateway.messages import OutcomeStatus
 from gateway.settings import Settings
 from gateway.store import statements as sql
+from gateway.store.chain import link
 from gateway.store.ledger import evidence_digest, evidence_json, verify
 from gateway.store.plan import LedgerRow
-from gateway.store.writer import _chain, _retry_reason
+from gateway.store.writer import _retry_reason
 
 
 async def _fill(gateway: Gateway) -> None:
@@ -236,7 +237,7 @@ async def test_a_writer_holding_the_head_never_waits_for_one_waiting_for_it(
     )  # fmt: skip
 
     def changes(head: tuple[int, bytes]) -> sql.Changes:
-        records, _, new_head = _chain(head, [row] * 3)
+        records, _, new_head = link(head, [row] * 3)
         return sql.Changes(ledger=records, head=(head, new_head), consent=[], cancel=[], outbox=[])
 
     path = {"search_path": settings.database.schema}
