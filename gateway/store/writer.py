@@ -36,17 +36,9 @@ the next batch's tombstone call (one Redis round trip a batch instead of two: th
 tombstones are compare-and-set by version alike, so their order does not matter); when none
 are, or the next batch changed no consent, it is written on its own, in the background.
 
-Each writer task keeps one pooled connection for as long as it works (a broken one is given
-back and replaced): acquiring and releasing per batch costs the pool's reset query, a round
-trip that every event in the batch would wait for. For the same reason the next
-transaction's BEGIN always goes in the COMMIT's round trip (``COMMIT; BEGIN``), whether or
-not events are queued: a batch that started with a BEGIN of its own paid one more round
-trip, and one more turn of the event loop, before its first statement (inbound SMTP at 50
-connections, where many batches found the queue empty: 0.67-0.72 of aiosmtpd against
-0.65-0.67, alternating runs). The transaction left open between batches has run no
-statement, so it holds no snapshot, no transaction id and no lock: it holds back neither
-VACUUM nor DDL. A server that ends idle transactions (``idle_in_transaction_session_timeout``)
-closes the connection, and the next batch retries on a new one (``_retry_reason``).
+Each writer task keeps one pooled connection across batches, and the next transaction's
+BEGIN goes in the COMMIT's round trip (``COMMIT; BEGIN``); lease.py says why, and which
+failures a new transaction may cure.
 """
 
 from __future__ import annotations
@@ -64,9 +56,6 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 if TYPE_CHECKING:
-    from asyncpg import Record
-    from asyncpg.pool import PoolConnectionProxy
-
     from gateway.store.db import Connection
 
 from gateway.errors import Suppressed, TemporaryFailure
@@ -80,6 +69,7 @@ from gateway.store.cache import CachedConsent, ConsentCache, ConsentKey
 from gateway.store.chain import Chain
 from gateway.store.guard import CacheGuard
 from gateway.store.invalidate import Invalidation, fill
+from gateway.store.lease import Lease, is_closed, is_connection_error, retry_reason
 from gateway.store.plan import LedgerRow
 from gateway.store.plan import PreparedEvent as PreparedEvent  # the edges build it
 
@@ -101,59 +91,6 @@ class _Written:
 
     seqs: Sequence[int]
     ids: dict[int, list[int]]
-
-
-class _Lease:
-    """One writer task's pooled connection, held across batches until it breaks."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._conn: PoolConnectionProxy[Record] | None = None
-
-    async def connection(self) -> Connection:
-        if self._conn is None:
-            self._conn = await self._pool.acquire()
-        return self._conn
-
-    async def rollback(self) -> None:
-        """End the failed transaction; a connection that cannot is given back."""
-        if self._conn is None:
-            return
-        try:
-            await self._conn.execute("ROLLBACK")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            await self.release()
-
-    async def release(self) -> None:
-        """Give the connection back (the pool closes it if it is broken).
-
-        Between batches it sits in the transaction the last ``COMMIT; BEGIN`` opened, which
-        has run nothing; it is ended here, so the pool's reset finds none (asyncpg logs
-        "Resetting connection with an active transaction" at ERROR for one it finds).
-        """
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            open_transaction = not conn.is_closed() and conn.is_in_transaction()
-        except asyncpg.InterfaceError:
-            open_transaction = False  # the server closed it: asyncpg gave it back already
-        if open_transaction:
-            try:
-                await conn.execute("ROLLBACK")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                conn.terminate()  # the pool replaces it
-        # One the server closed is already back in the pool (asyncpg detaches it).
-        with contextlib.suppress(asyncpg.InterfaceError):
-            await self._pool.release(conn)
-
-    async def discard(self) -> None:
-        """Close a broken connection so the pool opens a new one in its place."""
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(asyncpg.InterfaceError):
-                conn.terminate()
-        await self.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +187,7 @@ class ConsentWriter:
         await asyncio.gather(*self._fills)
 
     async def _run(self) -> None:
-        lease = _Lease(self._pool)
+        lease = Lease(self._pool)
         try:
             while True:
                 batch = [await self._queue.get()]
@@ -273,7 +210,7 @@ class ConsentWriter:
         finally:
             await lease.release()
 
-    async def _process(self, batch: list[_Pending], lease: _Lease) -> None:
+    async def _process(self, batch: list[_Pending], lease: Lease) -> None:
         started = time.perf_counter()
         try:
             applied = await self._apply_with_retry([p.event for p in batch], lease)
@@ -290,7 +227,7 @@ class ConsentWriter:
                 await self._process(rest, lease)
             return
         except Exception as exc:
-            if len(batch) > 1 and not _is_connection_error(exc):
+            if len(batch) > 1 and not is_connection_error(exc):
                 # One event may be at fault: give each its own transaction.
                 log.warning(
                     "batch failed; retrying its events one by one",
@@ -355,26 +292,25 @@ class ConsentWriter:
             if not pending.future.done():
                 pending.future.set_result(outcome)
 
-    async def _apply_with_retry(self, events: Sequence[PreparedEvent], lease: _Lease) -> _Applied:
+    async def _apply_with_retry(self, events: Sequence[PreparedEvent], lease: Lease) -> _Applied:
         for attempt in range(_ATTEMPTS):
             conn = await lease.connection()
             try:
                 if not conn.is_in_transaction():
                     await conn.execute("BEGIN")
                 applied = await self._apply(conn, events)
-                # The next batch's transaction opens in the same round trip (module
-                # docstring). If COMMIT fails, Postgres skips the BEGIN and the error reaches
-                # us as usual.
+                # The next batch's transaction opens in the same round trip (lease.py). If
+                # COMMIT fails, Postgres skips the BEGIN and the error reaches us as usual.
                 await conn.execute("COMMIT; BEGIN")
                 return applied
             except BaseException as exc:
                 # Whatever this batch chained onto, or others onto it, may not commit.
                 self._chain.forget()
-                if _is_connection_error(exc) or _is_closed(conn):
+                if is_connection_error(exc) or is_closed(conn):
                     await lease.discard()
                 elif conn.is_in_transaction():
                     await lease.rollback()
-                reason = _retry_reason(exc)
+                reason = retry_reason(exc)
                 if reason is None or attempt == _ATTEMPTS - 1:
                     raise
                 self._metrics.commit_retries.labels(reason).inc()
@@ -497,44 +433,3 @@ class ConsentWriter:
         if invalidation.sent:
             self._unfilled = {}
         return invalidation
-
-
-def _is_closed(conn: Connection) -> bool:
-    """Closed, or a pool proxy asyncpg detached when the server closed it."""
-    try:
-        return conn.is_closed()
-    except asyncpg.InterfaceError:
-        return True
-
-
-def _retry_reason(exc: BaseException) -> str | None:
-    """Why a new transaction may succeed (a lost race, a dead connection); None otherwise."""
-    if isinstance(exc, sql.HeadMoved):
-        return "head_moved"
-    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "ledger_pkey":
-        return "head_moved"  # another instance had already appended the seq we chained
-    if isinstance(exc, asyncpg.DeadlockDetectedError):
-        return "deadlock"
-    if isinstance(exc, asyncpg.SerializationError):
-        return "serialization"
-    if _is_connection_error(exc) and not isinstance(exc, TimeoutError):
-        # The connection died while idle: held since an earlier batch, or handed out by the
-        # pool (a server restart, a failover, idle_in_transaction_session_timeout after
-        # COMMIT; BEGIN). A retry on a new connection is safe, as a batch that did commit
-        # comes back as duplicates; a database that is down fails the retries at once. A
-        # timeout is a slow server, not a dead connection: no retry piles on.
-        return "stale_connection"
-    return None
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.InternalClientError  # asyncpg's state after the server dropped it mid-use
-        | asyncpg.PostgresConnectionError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.AdminShutdownError,
-    )

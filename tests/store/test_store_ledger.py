@@ -16,9 +16,9 @@ from gateway.messages import OutcomeStatus
 from gateway.settings import Settings
 from gateway.store import statements as sql
 from gateway.store.chain import link
+from gateway.store.lease import retry_reason
 from gateway.store.ledger import evidence_digest, evidence_json, verify
 from gateway.store.plan import LedgerRow
-from gateway.store.writer import _retry_reason
 
 
 async def _fill(gateway: Gateway) -> None:
@@ -253,7 +253,7 @@ async def test_a_writer_holding_the_head_never_waits_for_one_waiting_for_it(
         await b.execute("COMMIT")
         with pytest.raises((sql.HeadMoved, asyncpg.UniqueViolationError)) as lost:
             await asyncio.wait_for(chained, 5)
-        assert "head_moved" == _retry_reason(lost.value)  # A chains again; nothing is lost
+        assert "head_moved" == retry_reason(lost.value)  # A chains again; nothing is lost
         await a.execute("ROLLBACK")
     finally:
         await a.close()
