@@ -15,13 +15,14 @@ gate to Postgres (docs/DESIGN.md, invariant 2). The order is:
    roll back: a rectification tombstones the *old* address's keys, and a repair row names
    a contact, whose address is by then the new one, so the old key would stay stale;
 3. ``fill``, after COMMIT, writes the committed states (compare-and-set by version, so
-   they replace their own tombstones and nothing newer).
+   they replace their own tombstones and nothing newer). The writer batches these
+   (``Fills``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, ConsentKey
@@ -99,3 +100,65 @@ async def fill(
     except CacheUnavailable:
         # The tombstones written before COMMIT still send every gate to Postgres.
         guard.report_failure("put")
+
+
+class Fills:
+    """The writer's committed states on their way to the cache, after COMMIT.
+
+    The post-commit cache write is awaited by nobody: a gate that reads before it lands
+    finds the tombstone and asks Postgres, which has the change. When more events are
+    already queued at COMMIT, it rides on the next batch's tombstone call (one Redis round
+    trip a batch instead of two: the states and tombstones are compare-and-set by version
+    alike, so their order does not matter); when none are, or the next batch changed no
+    consent, it is written on its own, in the background.
+    """
+
+    def __init__(self, cache: ConsentCache, guard: CacheGuard, *, max_in_flight: int) -> None:
+        self._cache = cache
+        self._guard = guard
+        self._max = max_in_flight  # background writes before the writer waits for them
+        self._unfilled: dict[ConsentKey, CachedConsent] = {}  # the next tombstones take them
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def tombstone(self, entries: Mapping[ConsentKey, CachedConsent]) -> Invalidation:
+        """Send the tombstones of a batch's new versions, with the states committed before.
+
+        If the call fails, those states are lost and their own tombstones stay: the gate
+        asks Postgres, which has them.
+        """
+        versions = [(k, v.version) for k, v in entries.items()]
+        invalidation = Invalidation(
+            self._cache, self._guard, versions, list(self._unfilled.items())
+        )
+        if invalidation.sent:
+            self._unfilled = {}
+        return invalidation
+
+    async def committed(self, entries: Mapping[ConsentKey, CachedConsent], *, queued: bool) -> None:
+        """A batch committed ``entries``; ``queued``: events are waiting for the next one."""
+        unfilled = self._unfilled
+        for key, entry in entries.items():
+            held = unfilled.get(key)
+            if held is None or held.version < entry.version:
+                unfilled[key] = entry
+        if unfilled and (not queued or not entries):
+            # No batch is waiting to carry them, or this one had no tombstones and the next
+            # may have none either: write them now rather than let them wait.
+            task = self.now()
+            if task is not None and len(self._tasks) > self._max:
+                await task  # bounded: a slow Redis slows the writer rather than piling up
+
+    def now(self) -> asyncio.Task[None] | None:
+        """Write the unfilled states in the background, so the writer can take the next batch."""
+        if not self._unfilled:
+            return None
+        entries, self._unfilled = list(self._unfilled.items()), {}
+        task = asyncio.create_task(fill(self._cache, self._guard, entries))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Write what is left and wait for every write in flight (the writer stops)."""
+        self.now()
+        await asyncio.gather(*self._tasks)

@@ -24,17 +24,14 @@ Per batch, in one transaction:
 4. ledger rows get gap-free ``seq`` and chained hashes from the head (chain.py); the head is
    moved on only if it is still that one, else the batch is chained again (``HeadMoved``);
 5. consent rows are upserted with ``version + 1`` and outbox rows inserted;
-6. cache tombstones with the new versions are written *before* COMMIT (see cache.py);
+6. cache tombstones with the new versions are written *before* COMMIT (invalidate.py);
    if Redis cannot take them, the keys go to ``cache_repair`` in this same transaction;
 7. COMMIT, then the futures resolve, then the new states are written to the cache.
 
 The tombstones are sent to Redis while steps 4 and 5 run (they carry the versions decided
 in step 3, under the contact locks) and awaited before COMMIT. The post-commit cache write
-is awaited by nobody: a gate that reads before it lands finds the tombstone and asks
-Postgres, which has the change. When more events are already queued at COMMIT, it rides on
-the next batch's tombstone call (one Redis round trip a batch instead of two: the states and
-tombstones are compare-and-set by version alike, so their order does not matter); when none
-are, or the next batch changed no consent, it is written on its own, in the background.
+is awaited by nobody, and rides on the next batch's tombstones when events are queued
+(invalidate.py, ``Fills``).
 
 Each writer task keeps one pooled connection across batches, and the next transaction's
 BEGIN goes in the COMMIT's round trip (``COMMIT; BEGIN``); lease.py says why, and which
@@ -68,7 +65,7 @@ from gateway.store.audit_log import write_audit
 from gateway.store.cache import CachedConsent, ConsentCache, ConsentKey
 from gateway.store.chain import Chain
 from gateway.store.guard import CacheGuard
-from gateway.store.invalidate import Invalidation, fill
+from gateway.store.invalidate import Fills
 from gateway.store.lease import Lease, is_closed, is_connection_error, retry_reason
 from gateway.store.plan import LedgerRow
 from gateway.store.plan import PreparedEvent as PreparedEvent  # the edges build it
@@ -125,17 +122,13 @@ class ConsentWriter:
         suppression: suppression_list.Suppression | None = None,
     ) -> None:
         self._pool = pool
-        self._cache = cache
-        self._guard = guard
         self._metrics = metrics
         self._max_batch = max_batch
         self._suppression = suppression
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._fills: set[asyncio.Task[None]] = set()
+        self._fills = Fills(cache, guard, max_in_flight=_MAX_FILLS)
         self._chain = Chain()  # shared by the writer tasks
-        # Committed states not yet written to the cache: the next tombstone call takes them.
-        self._unfilled: dict[ConsentKey, CachedConsent] = {}
 
     def running(self) -> bool:
         """True while every writer task is alive (readiness)."""
@@ -183,8 +176,7 @@ class ConsentWriter:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._fill_now()
-        await asyncio.gather(*self._fills)
+        await self._fills.drain()
 
     async def _run(self) -> None:
         lease = Lease(self._pool)
@@ -247,7 +239,7 @@ class ConsentWriter:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(TemporaryFailure("could not commit"))
-            self._fill_now()  # what earlier batches committed must not wait on this one
+            self._fills.now()  # what earlier batches committed must not wait on this one
             return
         if applied.lifted and self._suppression is not None:
             self._suppression.discard(applied.lifted)  # the NOTIFY tells the other instances
@@ -256,27 +248,7 @@ class ConsentWriter:
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         for action, count in Counter(row.action for row in applied.ledger).items():
             self._metrics.ledger_events.labels(action).inc(count)
-        unfilled = self._unfilled
-        for key, entry in applied.cache_entries.items():
-            held = unfilled.get(key)
-            if held is None or held.version < entry.version:
-                unfilled[key] = entry
-        if unfilled and (self._queue.empty() or not applied.cache_entries):
-            # No batch is waiting to carry them, or this one had no tombstones and the next
-            # may have none either: write them now rather than let them wait.
-            fill = self._fill_now()
-            if fill is not None and len(self._fills) > _MAX_FILLS:
-                await fill  # bounded: a slow Redis slows the writer rather than piling up
-
-    def _fill_now(self) -> asyncio.Task[None] | None:
-        """Write the unfilled states in the background, so this task can take the next batch."""
-        if not self._unfilled:
-            return None
-        entries, self._unfilled = list(self._unfilled.items()), {}
-        task = asyncio.create_task(fill(self._cache, self._guard, entries))
-        self._fills.add(task)
-        task.add_done_callback(self._fills.discard)
-        return task
+        await self._fills.committed(applied.cache_entries, queued=not self._queue.empty())
 
     @staticmethod
     def _resolve(batch: list[_Pending], applied: _Applied) -> None:
@@ -333,7 +305,7 @@ class ConsentWriter:
         if batch.refused:
             raise SuppressedCapture(batch.refused)  # before anything reached Redis
         # Redis takes the tombstones while Postgres takes the changes; both before COMMIT.
-        invalidation = self._invalidation(batch.cache_entries) if batch.consent else None
+        invalidation = self._fills.tombstone(batch.cache_entries) if batch.consent else None
         try:
             written = await self._write(conn, batch, now)
         finally:
@@ -421,15 +393,3 @@ class ConsentWriter:
                 "SELECT pg_notify($1, 'suppression')", self._suppression.notify_channel
             )
         return removed
-
-    def _invalidation(self, entries: dict[ConsentKey, CachedConsent]) -> Invalidation:
-        """Send the tombstones (new versions) to Redis, with the states earlier batches
-        committed. If the call fails, the states are lost and their own tombstones stay:
-        the gate asks Postgres, which has them."""
-        versions = [(k, v.version) for k, v in entries.items()]
-        invalidation = Invalidation(
-            self._cache, self._guard, versions, list(self._unfilled.items())
-        )
-        if invalidation.sent:
-            self._unfilled = {}
-        return invalidation
