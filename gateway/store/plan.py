@@ -1,4 +1,4 @@
-"""The writer's plan step (pure layer): from what one batch read to the rows it will write.
+"""The writer's plan step (store layer, no I/O): from what a batch read to the rows it writes.
 
 The writer (writer.py) reads, under the contact locks, which events are new, the current
 consent states and versions, and the suppression hashes that captures hit; ``plan_batch``
@@ -30,16 +30,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.messages import InboundMessage, Method
 from gateway.store import statements as sql
 from gateway.store.cache import CachedConsent, ConsentKey
 from gateway.store.ledger import evidence_digest, evidence_json
-from gateway.store.suppression import Suppression
 from keywords.catalog import SenderCatalog
 from keywords.consent import decide
 from keywords.model import ConsentState, Decision, Intent, IntentKind, Reply, ReplyKind
+
+if TYPE_CHECKING:
+    from gateway.store.suppression import Suppression
 
 # Replies an opt-out later in the same batch cancels (write_changes cancels earlier batches').
 _CANCELLABLE = frozenset(
@@ -100,7 +102,7 @@ class ConsentRow(NamedTuple):
 
 
 class OutboxRow(NamedTuple):
-    """An outbox row to insert, in the order of the ``writer_outbox_row`` type (migration 007)."""
+    """An outbox row to insert, fields in the order of the ``writer_outbox_row`` type."""
 
     channel: str
     sender: str

@@ -11,7 +11,7 @@ A batch costs two or three statements between BEGIN and COMMIT, whatever its siz
    it, because no other transaction can change these contacts' consent or queue them a reply
    while we hold their rows;
 2. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT),
-   only when the writer does not know the head already (see writer.py);
+   only when the writer does not know the head already (see chain.py);
 3. ``write_changes``: the head moved on (only if it is still the one the events were
    chained from, else ``HeadMoved``; first, so no ledger row is written without the head's
    lock), ledger events, consent rows, the cancelled replies and the new outbox rows, as
