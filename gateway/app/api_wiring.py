@@ -51,6 +51,7 @@ from gateway.store.change_feed import ChangeFeed
 from gateway.store.guard import CacheGuard
 from gateway.store.keys import ApiKeys
 from gateway.store.privacy import PrivacyStore
+from gateway.store.send_queue import SendQueue
 from gateway.store.sender_overrides import SenderOverrides
 from gateway.store.suppression import Suppression
 from keywords.audit import audit
@@ -241,6 +242,7 @@ class ApiEdge:
         self.privacy = PrivacyStore(
             pool, cache, guard, self.suppression, notify_channel=self.channel
         )
+        self.sends = SendQueue(pool, self.suppression)
         self.admin = CatalogAdmin(
             SenderOverrides(pool, channel=self.channel), AuditLog(pool), catalogs
         )
@@ -307,6 +309,7 @@ class ApiEdge:
         deps = ApiDeps(
             keys=self.store,
             privacy=self.privacy,
+            sends=self.sends,
             admin=self.admin,
             catalogs=self.catalogs,
             tokens=self.tokens,

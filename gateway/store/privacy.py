@@ -1,5 +1,6 @@
 """Data-subject rights and send-through in Postgres (store layer): export, rectify, erase, the
-suppression list, the preference page's view of a contact, and queueing a gated message.
+suppression list and the preference page's view of a contact (gated sends are queued by
+``gateway/store/send_queue.py``).
 
 Consent changes still go through the writer (the caller runs the opt-outs of an erasure
 through the pipeline first); what this module changes outside the writer follows the cache
@@ -12,7 +13,6 @@ stale entry can never allow a send.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +25,12 @@ from gateway.store.cache import CachedConsent, CacheUnavailable, ConsentCache, C
 from gateway.store.db import DB_ERRORS
 from gateway.store.guard import CacheGuard
 from gateway.store.invalidate import Invalidation, fill
+from gateway.store.send_queue import contact_id
 from gateway.store.suppression import Suppression, add_entry
 from keywords.model import ConsentState
 
 if TYPE_CHECKING:
-    from gateway.store.db import Connection
+    pass
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -50,7 +51,7 @@ def _record(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class PrivacyStore:
-    """GDPR art. 15-17 requests and gated sends against the consent tables."""
+    """GDPR art. 15-17 requests against the consent tables."""
 
     def __init__(
         self,
@@ -66,15 +67,6 @@ class PrivacyStore:
         self._guard = guard
         self.suppression = suppression
         self._channel = notify_channel
-
-    async def _contact(self, conn: Connection, channel: str, address: str, lock: str) -> int | None:
-        assert lock in ("SHARE", "UPDATE")  # a fixed word, never input
-        value = await conn.fetchval(
-            f"SELECT id FROM contacts WHERE channel = $1 AND address = $2 FOR {lock}",  # noqa: S608
-            channel,
-            address,
-        )
-        return None if value is None else int(value)
 
     async def consent_of(self, channel: str, address: str) -> dict[tuple[str, str], str]:
         """(sender, program) -> state for one address (the preference page)."""
@@ -107,7 +99,7 @@ class PrivacyStore:
     async def export(self, channel: str, address: str, actor: str) -> dict[str, Any] | None:
         """Everything held on one contact, ledger included (GDPR art. 15); None if unknown."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            cid = await self._contact(conn, channel, address, "SHARE")
+            cid = await contact_id(conn, channel, address, "SHARE")
             if cid is None:
                 return None
             queries = {
@@ -147,10 +139,10 @@ class PrivacyStore:
             raise BadInput("the new address is the old one", code="same_address")
         put: list[tuple[ConsentKey, CachedConsent]] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            cid = await self._contact(conn, channel, old, "UPDATE")
+            cid = await contact_id(conn, channel, old, "UPDATE")
             if cid is None:
                 raise BadInput("no contact with that address", code="unknown_contact")
-            if await self._contact(conn, channel, new, "UPDATE") is not None:
+            if await contact_id(conn, channel, new, "UPDATE") is not None:
                 raise BadInput("the new address belongs to another contact", code="address_taken")
             rows = await conn.fetch(
                 "UPDATE consent SET version = version + 1 WHERE contact_id = $1"
@@ -200,7 +192,7 @@ class PrivacyStore:
         one update the ledger trigger allows (migration 004).
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            cid = await self._contact(conn, channel, address, "UPDATE")
+            cid = await contact_id(conn, channel, address, "UPDATE")
             # Email contacts that differed from this one only by case (migration 011) are
             # the same person: erased with it.
             ids = [cid] if cid is not None else []
@@ -263,93 +255,6 @@ class PrivacyStore:
         self.suppression.add(added)
         return ids[0] if ids else None
 
-    async def queue_send(
-        self,
-        channel: str,
-        sender: str,
-        program: str,
-        address: str,
-        body: str,
-        *,
-        recipient: str | None = None,
-    ) -> int | str:
-        """Queue a message if, under the contact's lock, its consent is ``opted_in``.
-
-        ``address`` is the contact key, ``recipient`` the address to send to (the key when
-        None). Returns the outbox id, or the refusal reason (a ``GateReason`` value).
-
-        The contact row is locked ``FOR SHARE``: an opt-out for this person waits for this
-        transaction and then cancels the queued row (writer.py), so no send follows an opt-out.
-        """
-        if self.suppression.contains(channel, address, recipient):
-            return "suppressed"
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                cid = await self._contact(conn, channel, address, "SHARE")
-                state = None
-                if cid is not None:
-                    state = await conn.fetchval(
-                        "SELECT state FROM consent WHERE contact_id = $1 AND sender = $2"
-                        " AND program = $3 AND channel = $4",
-                        cid,
-                        sender,
-                        program,
-                        channel,
-                    )
-                if state != ConsentState.OPTED_IN.value:
-                    return _REFUSED.get(state or "none", "no_consent")
-                outbox_id: int = await conn.fetchval(
-                    "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
-                    " language, body) VALUES ($1, $2, $3, $4, $5, 'send', '', $6) RETURNING id",
-                    channel,
-                    sender,
-                    program,
-                    cid,
-                    recipient or address,
-                    body,
-                )
-        except DB_ERRORS as exc:
-            raise TemporaryFailure("consent store unavailable") from exc
-        return outbox_id
-
-    async def queue_notice(
-        self,
-        channel: str,
-        sender: str,
-        program: str,
-        address: str,
-        body: str,
-        *,
-        recipient: str | None = None,
-    ) -> int | None:
-        """Queue a double opt-in link mail (kind ``pending``: an opt-out cancels it).
-
-        Only while the consent is still ``pending``, checked under the contact's lock
-        (``FOR SHARE``, as ``queue_send``): an opt-out that committed after the sign-up
-        leaves nothing to queue (None), and one that comes later waits for this transaction
-        and then cancels the row (writer.py).
-        """
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                outbox_id: int | None = await conn.fetchval(
-                    "WITH c AS (SELECT id FROM contacts WHERE channel = $1 AND address = $4"
-                    " FOR SHARE)"
-                    " INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
-                    " language, body) SELECT $1, $2, $3, c.id, $6, 'pending', '', $5 FROM c"
-                    " JOIN consent s ON s.contact_id = c.id AND s.sender = $2"
-                    " AND s.program = $3 AND s.channel = $1 WHERE s.state = 'pending'"
-                    " RETURNING id",
-                    channel,
-                    sender,
-                    program,
-                    address,
-                    body,
-                    recipient or address,
-                )
-        except DB_ERRORS as exc:
-            raise TemporaryFailure("consent store unavailable") from exc
-        return outbox_id
-
     async def expired_pending(self, older_than_seconds: int, limit: int) -> list[tuple[Any, ...]]:
         """Double opt-ins still unconfirmed after the window: (channel, sender, program,
         address, contact id, version), oldest first."""
@@ -367,13 +272,6 @@ class PrivacyStore:
         except DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc
         return [tuple(r) for r in rows]
-
-
-_REFUSED: Mapping[str, str] = {
-    "none": "no_consent",
-    "pending": "pending_confirmation",
-    "opted_out": "opted_out",
-}
 
 
 async def case_collision_opt_outs(pool: asyncpg.Pool) -> list[tuple[int, str, str, str]]:

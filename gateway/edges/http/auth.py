@@ -45,7 +45,7 @@ class Keys(Protocol):
 
 
 class Privacy(Protocol):
-    """Data-subject requests, the preference page's reads, and gated sends."""
+    """Data-subject requests and the preference page's reads."""
 
     async def consent_of(self, channel: str, address: str) -> dict[tuple[str, str], str]: ...
 
@@ -59,6 +59,14 @@ class Privacy(Protocol):
 
     async def erase(self, channel: str, address: str, actor: str) -> int | None: ...
 
+    async def expired_pending(
+        self, older_than_seconds: int, limit: int
+    ) -> list[tuple[Any, ...]]: ...
+
+
+class Sends(Protocol):
+    """Gated sends: queued only while the person's consent allows them."""
+
     async def queue_send(
         self,
         channel: str,
@@ -69,10 +77,6 @@ class Privacy(Protocol):
         *,
         recipient: str | None = None,
     ) -> int | str: ...
-
-    async def expired_pending(
-        self, older_than_seconds: int, limit: int
-    ) -> list[tuple[Any, ...]]: ...
 
     async def queue_notice(
         self,
@@ -102,6 +106,7 @@ class ApiDeps:
 
     keys: Keys
     privacy: Privacy
+    sends: Sends
     admin: Admin
     catalogs: Mapping[str, SenderCatalog]  # live: admin changes replace entries in place
     tokens: TokenCodec

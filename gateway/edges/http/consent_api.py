@@ -167,7 +167,7 @@ async def capture(request: web.Request) -> web.Response:
         url = f"{api.public_base_url}/c/{token}"
         ask = next((r.text for r in outcome.decision.replies if r.kind is ReplyKind.PENDING), "")
         text = f"{ask}\n\nConfirm here: {url}\n"
-        queued = await api.privacy.queue_notice(
+        queued = await api.sends.queue_notice(
             channel.value, sender, program, address, text, recipient=send_to
         )
         if queued is not None:  # None: the person opted out in the meantime
@@ -283,7 +283,7 @@ async def send(request: web.Request) -> web.Response:
         )
     except BadInput:
         return _refused("invalid_address")
-    queued = await api.privacy.queue_send(
+    queued = await api.sends.queue_send(
         channel.value, sender, program, address, text, recipient=send_to
     )
     if isinstance(queued, str):

@@ -240,14 +240,14 @@ async def test_a_confirm_link_is_not_queued_after_an_opt_out_that_came_first(
     body = {**opt_in_body(address, "e2"), "channel": "email", "sender": news,
             "program": "newsletter"}  # fmt: skip
     assert 200 == (await call(gateway, "POST", "/v1/consent", key=key, json=body))[0]
-    privacy = gateway.api.privacy
-    queued = await privacy.queue_notice("email", news, "newsletter", address, "Confirm: x")
+    sends = gateway.api.sends
+    queued = await sends.queue_notice("email", news, "newsletter", address, "Confirm: x")
     assert queued is not None
     body = {**body, "action": "opt_out", "idempotency_key": "e3"}
     assert 200 == (await call(gateway, "POST", "/v1/consent", key=key, json=body))[0]
     assert "opted_out" == await db.fetchval("SELECT state FROM consent")
 
-    late = await privacy.queue_notice("email", news, "newsletter", address, "Confirm: y")
+    late = await sends.queue_notice("email", news, "newsletter", address, "Confirm: y")
 
     assert late is None
     # The sign-up's own link mail and the one queued here, both cancelled; no third.
