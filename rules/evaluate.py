@@ -32,12 +32,14 @@ from rules.consent import consent_refusal, expires_at
 from rules.holidays import HolidayCalendar
 from rules.location import Location, locate
 from rules.model import (
+    BASIS_LEVEL,
     NO_HISTORY,
     Answer,
     Cap,
     Category,
     Channel,
     Consent,
+    ConsentLevel,
     History,
     MessageFacts,
     Period,
@@ -358,7 +360,18 @@ class Batch:
     """One batch's answers by location key; ``answers[key]`` is the whole per-recipient cost
     for people without earlier sends under a cap, and ``check`` adds their consent."""
 
-    __slots__ = ("answers", "at", "capped", "category", "channel", "compiled", "message", "zone")
+    __slots__ = (
+        "_lasting",
+        "_none_needed",
+        "answers",
+        "at",
+        "capped",
+        "category",
+        "channel",
+        "compiled",
+        "message",
+        "zone",
+    )
 
     def __init__(
         self,
@@ -377,6 +390,18 @@ class Batch:
         self.zone = zone
         self.answers: Mapping[str, Answer] = _Answers(self)
         self.capped: set[str] = set()  # keys whose rules have caps
+        # The fast path of ``check``: bases strong enough for this category and channel that
+        # never lapse, and whether no consent at all is needed.
+        rules = compiled.rules
+        level = rules.categories[category].consent.get(channel)
+        self._none_needed = level is ConsentLevel.NONE
+        self._lasting = frozenset(
+            basis
+            for basis, strength in BASIS_LEVEL.items()
+            if level is not None
+            and strength >= level
+            and (basis not in rules.durations or rules.durations[basis].months is None)
+        )
 
     def place(self, key: str) -> Answer:
         """The answer for a location key, ignoring consent and history (fills ``answers``)."""
@@ -392,6 +417,12 @@ class Batch:
 
     def check(self, key: str, consent: Consent | None, history: History = NO_HISTORY) -> Answer:
         """The full answer for one recipient: consent, then place, then caps if any apply."""
+        if (consent is not None and consent.basis in self._lasting) or (
+            consent is None and self._none_needed
+        ):
+            answer = self.answers[key]
+            if history is NO_HISTORY or key not in self.capped:
+                return answer
         compiled = self.compiled
         refusal = consent_refusal(consent, self.category, self.channel, self.at, compiled.rules)
         if refusal is not None:

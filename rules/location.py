@@ -95,7 +95,10 @@ class Location:
 
 def sms_key(e164: str, state: str | None = None, zone: str | None = None) -> str:
     """The location key of a phone number in E.164 (``+18505550100``), with any record."""
-    base = e164[:5] if e164.startswith("+1") else "+" + (_country_code(e164) or "")
+    nanp = e164.startswith("+1")
+    if nanp and state is None and zone is None:
+        return e164[:5]  # the common case: one slice
+    base = e164[:5] if nanp else "+" + (_country_code(e164) or "")
     if state is None and zone is None:
         return base
     return f"{base}|{state or ''}|{zone or ''}"
