@@ -5,6 +5,7 @@
 3. No added rule (an operator's, always stricter) turns a refusal or a deferral into an
    allow, or moves ``not_before`` earlier; no replacement the loader accepts as no weaker
    does either.
+4. The batch form answers as ``evaluate`` does.
 """
 
 from __future__ import annotations
@@ -216,3 +217,13 @@ def test_no_weaker_replacements_never_loosen(case: Case, replacement: Rule) -> N
     shipped_rule = next(r for r in shipped().rules if r.id == replacement.id)
     assert weaker_rule(replacement, shipped_rule) is None
     no_looser(run(compiled(), case), run(with_rules(replacement, replace=True), case))
+
+
+@FAST
+@given(cases())
+def test_batch_check_equals_evaluate(case: Case) -> None:
+    """The memoised batch path gives the same answer as a fresh evaluation."""
+    key, at, category, channel, consent, history, message = case
+    rules = compiled()
+    batch = rules.for_batch(at, category, channel, message=message)
+    assert run(rules, case) == batch.check(key, consent, history)
