@@ -19,7 +19,7 @@ from enum import StrEnum
 import asyncpg
 
 from gateway.addresses import E164_RE, legacy_email_key, normalize_address
-from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
+from gateway.errors import BadInput, InvalidAddress, UnknownSender
 from gateway.metrics import Metrics
 from gateway.store.cache import (
     NO_CONSENT,
@@ -28,6 +28,7 @@ from gateway.store.cache import (
     ConsentCache,
     ConsentKey,
 )
+from gateway.store.gate_reads import consent_states
 from gateway.store.guard import CacheGuard
 from keywords.catalog import SenderCatalog
 from keywords.model import Channel, ConsentState
@@ -84,6 +85,7 @@ class SendGate:
         catalogs: Mapping[str, SenderCatalog],
         metrics: Metrics,
         *,
+        suppressed: Callable[[str, str, str | None], bool],
         default_region: str,
     ) -> None:
         self._pool = pool
@@ -93,9 +95,8 @@ class SendGate:
         self._catalogs = catalogs
         self._metrics = metrics
         self._region = default_region
-        # (channel, key, legacy spelling) -> erased? Set by the composition root
-        # (gateway/store/suppression.py).
-        self.suppressed: Callable[[str, str, str | None], bool] | None = None
+        # (channel, key, legacy spelling) -> erased? (gateway/store/suppression.py)
+        self.suppressed = suppressed
 
     def _scope(self, sender: str, program: str, channel: Channel) -> SenderCatalog:
         catalog = self._catalogs.get(sender)
@@ -167,8 +168,8 @@ class SendGate:
                 allowed_hits += answer.allowed
             if (
                 answer.allowed
-                and suppressed
-                # Email: also the spelling as given, as hashes made before migration 011 were.
+                # Email: also the spelling as given, as suppression entries made before
+                # addresses were case-folded were keyed.
                 and suppressed(channel_value, address, legacy_email_key(raw) if email else None)
             ):
                 answer = _SUPPRESSED
@@ -183,27 +184,7 @@ class SendGate:
     async def _read_postgres(
         self, channel: Channel, sender: str, program: str, addresses: list[str]
     ) -> dict[str, CachedConsent]:
-        try:
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT c.address, s.state, s.version, s.updated_at"
-                    "  FROM unnest($1::text[]) AS a(address)"
-                    "  JOIN contacts c ON c.channel = $2 AND c.address = a.address"
-                    "  JOIN consent s ON s.contact_id = c.id AND s.channel = $2"
-                    "   AND s.sender = $3 AND s.program = $4",
-                    addresses,
-                    channel.value,
-                    sender,
-                    program,
-                )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise TemporaryFailure("consent store unavailable") from exc
-        found = {
-            r["address"]: CachedConsent(
-                ConsentState(r["state"]), r["version"], r["updated_at"].timestamp()
-            )
-            for r in rows
-        }
+        found = await consent_states(self._pool, channel.value, sender, program, addresses)
         result = {a: found.get(a, NO_CONSENT) for a in addresses}
         if self._guard.cache_reachable:
             if len(found) < len(addresses):

@@ -246,7 +246,6 @@ class ApiEdge:
         self.admin = CatalogAdmin(
             SenderOverrides(pool, channel=self.channel), AuditLog(pool), catalogs
         )
-        gate.suppressed = self.suppression.contains
         self.tokens = tokens
         self._wake: Callable[[], None] = lambda: None
         self.app: Any = None

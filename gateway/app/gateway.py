@@ -203,6 +203,7 @@ class Gateway:
             self.guard,
             self.catalogs,
             self.metrics,
+            suppressed=self.suppression.contains,
             default_region=s.pipeline.default_region,
         )
         self.email = EmailEdge(s, self.catalogs, self.pool, self.tokens)

@@ -150,8 +150,9 @@ async def test_a_slow_reader_cannot_bring_back_consent_after_an_opt_out(
     await client.delete(raw.redis_key(KEY))
     held = _HeldCache(raw)
     slow_gate = SendGate(
-        gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics, default_region="US"
-    )
+        gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics,
+        suppressed=gateway.suppression.contains, default_region="US",
+    )  # fmt: skip
     try:
         # The gate writes what it read back only while the guard trusts Redis; on a loaded
         # machine one slow ping can make it distrust Redis for a poll: wait for trust first.
@@ -443,8 +444,9 @@ async def test_a_gate_check_after_rectify_never_sees_the_old_addresss_state(
     await client.delete(raw.redis_key(KEY))  # the slow gate must read Postgres
     held = _HeldCache(raw)
     slow_gate = SendGate(
-        gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics, default_region="US"
-    )
+        gateway.pool, held, gateway.guard, gateway.catalogs, gateway.metrics,
+        suppressed=gateway.suppression.contains, default_region="US",
+    )  # fmt: skip
     try:
         await _trusted(gateway)
         reader = asyncio.create_task(slow_gate.check("12345", "reminders", Channel.SMS, CONTACT))
