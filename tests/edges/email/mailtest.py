@@ -21,7 +21,7 @@ from dnslib.server import (  # type: ignore[import-untyped]  # dnslib ships no t
     DNSLogger,
     DNSServer,
 )
-from support import PG_URL
+from support import PG_URL, eventually
 
 from gateway.app import Gateway
 from gateway.settings import OutboxSettings, Settings
@@ -167,12 +167,14 @@ async def running(settings: Settings) -> AsyncIterator[Gateway]:
     async with Gateway(settings) as gw:
         conn = await asyncpg.connect(PG_URL)
         try:
-            async with asyncio.timeout(10):
-                while not await conn.fetchval(  # noqa: ASYNC110 - Postgres has no event to await
+            await eventually(
+                lambda: conn.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
                     f'LISTEN "{settings.database.schema}_cache_repair"',
-                ):
-                    await asyncio.sleep(0.01)  # polling a condition with a deadline
+                ),
+                interval=0.01,
+                message="the cache guard never LISTENed",
+            )
         finally:
             await conn.close()
         yield gw
