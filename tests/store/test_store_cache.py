@@ -416,9 +416,7 @@ def _privacy(gateway: Gateway, cache: ConsentCache) -> PrivacyStore:
 
 async def _trusted(gateway: Gateway) -> None:
     """Wait until the guard trusts Redis (one slow ping on a loaded machine distrusts it)."""
-    async with asyncio.timeout(10):
-        while not gateway.guard.cache_reachable:  # noqa: ASYNC110 - no event to await
-            await asyncio.sleep(0.01)  # polling a condition with a deadline
+    await eventually(lambda: gateway.guard.cache_reachable, interval=0.01)
 
 
 async def test_rectify_tombstones_both_addresses_before_it_commits(gateway: Gateway) -> None:
