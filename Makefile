@@ -47,7 +47,7 @@ lint: $(STAMP) ## ruff, mypy --strict, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy tests/smpp/conftest.py
+	$(BIN)/mypy tests/edges/smpp/conftest.py
 	$(BIN)/hadolint Dockerfile
 
 unit: $(STAMP) $(SMSC_STAMP) ## the pytest suite only (needs PostgreSQL and Redis on 127.0.0.1)

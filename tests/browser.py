@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from support import eventually
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -63,13 +64,18 @@ class Browser:
             stderr=asyncio.subprocess.DEVNULL,
         )
         port_file = self._profile / "DevToolsActivePort"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if loop.time() > deadline or self._proc.returncode is not None:
+        proc = self._proc
+
+        def port_written() -> str:
+            """The file Chromium writes once it listens (polled: there is no event for it)."""
+            if proc.returncode is not None:
                 raise RuntimeError("chromium did not start")
-            await asyncio.sleep(0.05)  # polling a file Chromium writes, with a deadline
-        port = int(port_file.read_text().split()[0])
+            return port_file.read_text().strip() if port_file.exists() else ""
+
+        written = await eventually(
+            port_written, timeout=self._timeout, interval=0.05, message="chromium did not start"
+        )
+        port = int(written.split()[0])
         self._session = aiohttp.ClientSession()
         async with self._session.get(f"http://127.0.0.1:{port}/json/list") as resp:
             targets = await resp.json()

@@ -12,13 +12,13 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from support import eventually
 
 from gateway.app import Gateway
 from gateway.settings import OutboxSettings, Settings
@@ -109,14 +109,19 @@ class Smsc:
         summary: bool = False,
     ) -> dict[str, Any]:
         """Poll the state (or, cheaper, its summary) until ``predicate`` holds."""
-        deadline = time.monotonic() + within
-        while True:
-            state = await self.summary() if summary else await self.state()
-            if predicate(state):
-                return state
-            if time.monotonic() > deadline:
-                raise AssertionError(f"simulator state never matched: {_summary(state)}")
-            await asyncio.sleep(0.05)
+        last: dict[str, Any] = {}
+
+        async def matched() -> dict[str, Any] | None:
+            nonlocal last
+            last = await self.summary() if summary else await self.state()
+            return last if predicate(last) else None
+
+        return await eventually(
+            matched,
+            timeout=within,
+            interval=0.05,
+            message=lambda: f"simulator state never matched: {_summary(last)}",
+        )
 
     async def wait_bound(self, receivers: int = 1, *, within: float = 20.0) -> None:
         """Wait until the gateway has bound (at least ``receivers`` receiving sessions)."""

@@ -218,7 +218,7 @@ class ConsentWriter:
             if rest:
                 await self._process(rest, lease)
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed: one by one, or peers retry
             if len(batch) > 1 and not is_connection_error(exc):
                 # One event may be at fault: give each its own transaction.
                 log.warning(

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from processes import GatewayProcess
-from support import PG_URL, REDIS_URL
+from support import PG_URL, REDIS_URL, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +81,13 @@ async def test_an_instance_that_lost_its_lock_to_another_ends_non_zero(
             schema,
         )
         assert 1 == killed
-        async with asyncio.timeout(5):
-            while True:  # the lock is free once the killed backend has gone
-                if await other.fetchval(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_CLASS, schema
-                ):
-                    break
-                await asyncio.sleep(0.02)
+        await eventually(  # the lock is free once the killed backend has gone
+            lambda: other.fetchval(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_CLASS, schema
+            ),
+            timeout=5,
+            message="the killed backend's lock was never freed",
+        )
         assert a.proc is not None
         assert 70 == await asyncio.to_thread(a.proc.wait, 30)
         a.proc = None

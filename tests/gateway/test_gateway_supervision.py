@@ -8,11 +8,10 @@ import dataclasses
 import logging
 import re
 import uuid
-from collections.abc import Callable
 
 import aiohttp
 import pytest
-from support import sms
+from support import eventually, sms
 
 from gateway.app import EXIT_TASK_FAILED, Gateway, serve
 from gateway.metrics import Metrics
@@ -21,14 +20,6 @@ from gateway.settings import OutboxSettings, Settings
 from gateway.supervisor import Supervisor, SupervisorSettings
 
 FAST = SupervisorSettings(backoff_min=0.01, backoff_max=0.05, max_failures=3)
-
-
-async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while True:  # polling a condition with a deadline
-            if condition():
-                return
-            await asyncio.sleep(0.01)
 
 
 async def _get(gw: Gateway, path: str) -> tuple[int, str]:
@@ -63,7 +54,7 @@ async def test_a_loop_that_raises_or_returns_is_restarted_and_counted() -> None:
     supervisor.spawn("early", returns_early)
     async with asyncio.timeout(5):
         await ready.wait()
-    await _until(lambda: runs.count("early") >= 2)
+    await eventually(lambda: runs.count("early") >= 2, interval=0.01, message="not restarted")
 
     assert ["flaky"] * 3 == [r for r in runs if r == "flaky"]
     assert supervisor.running("flaky")
@@ -93,7 +84,11 @@ async def test_a_loop_allowed_to_return_ends_and_on_down_runs_on_failure() -> No
 
     supervisor.spawn("once", once, returns=True)
     supervisor.spawn("guard", fails_once, on_down=lambda: downs.append("guard"))
-    await _until(lambda: supervisor.running("guard") and calls == 2)
+    await eventually(
+        lambda: supervisor.running("guard") and calls == 2,
+        interval=0.01,
+        message="the guard was not restarted once",
+    )
 
     assert ["guard"] == downs
     assert {} == supervisor.down()
@@ -153,12 +148,20 @@ async def test_readyz_is_not_ready_while_the_outbox_worker_is_down(
     monkeypatch.setattr(OutboxWorker, "run", crash_once)
     slow = SupervisorSettings(backoff_min=3.0, backoff_max=3.0)
     async with Gateway(settings, supervision=slow) as gw:
-        await _until(lambda: calls == 1 and not gw.supervisor.running("outbox"))
+        await eventually(
+            lambda: calls == 1 and not gw.supervisor.running("outbox"),
+            interval=0.01,
+            message="the outbox did not fail once",
+        )
         status, body = await _get(gw, "/readyz")
         intake, _ = await _get(gw, "/readyz?scope=intake")
         assert (503, 200) == (status, intake)
         assert '"task:outbox"' in body
-        await _until(lambda: gw.supervisor.running("outbox"), within=10)
+        await eventually(
+            lambda: gw.supervisor.running("outbox"),
+            interval=0.01,
+            message="the outbox was not restarted",
+        )
         assert 200 == (await _get(gw, "/readyz"))[0]
 
 
@@ -179,7 +182,11 @@ async def test_readyz_is_not_ready_while_an_opt_out_confirmation_waits_too_long(
         assert 503 == status
         assert "opt_out_confirmations_late" in body
         assert 200 == (await _get(gw, "/readyz?scope=intake"))[0]
-        await _until(lambda: ("sms", "opt_out") in gw.metrics.outbox_waiting)
+        await eventually(
+            lambda: ("sms", "opt_out") in gw.metrics.outbox_waiting,
+            interval=0.01,
+            message="the outbox monitor never sampled the opt-out",
+        )
         _, metrics = await _get(gw, "/metrics")
         assert re.search(r'gateway_outbox_backlog\{channel="sms",kind="opt_out"\} 1\.0', metrics)
         assert re.search(r'gateway_outbox_oldest_seconds\{channel="sms",kind="opt_out"\} ', metrics)

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess, TcpProxy
-from support import PG_URL, REDIS_URL, SECRET, count_rows, make_settings, sms
+from support import PG_URL, REDIS_URL, SECRET, count_rows, eventually, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.errors import TemporaryFailure
@@ -156,9 +156,7 @@ async def test_a_slow_reader_cannot_bring_back_consent_after_an_opt_out(
     try:
         # The gate writes what it read back only while the guard trusts Redis; on a loaded
         # machine one slow ping can make it distrust Redis for a poll: wait for trust first.
-        async with asyncio.timeout(10):
-            while not gateway.guard.cache_reachable:  # noqa: ASYNC110 - no event to await
-                await asyncio.sleep(0.01)  # polling a condition with a deadline
+        await eventually(lambda: gateway.guard.cache_reachable, interval=0.01)
         reader = asyncio.create_task(slow_gate.check("12345", "reminders", Channel.SMS, CONTACT))
         await asyncio.wait_for(held.fill_started.wait(), 10)  # it has read 'opted_in v1'
         await gateway.pipeline.handle(sms("STOP"))  # commits v2 and acknowledges
@@ -239,13 +237,15 @@ async def test_an_instance_cut_off_from_redis_cannot_leave_others_allowing(
         ):
             await a.pipeline.handle(sms("START"))
             assert (await b.gate.check("12345", "reminders", Channel.SMS, CONTACT)).allowed
-            deadline = time.monotonic() + 5
-            while (entry := await _cached(b.cache)) is None or (
-                entry.state,
-                entry.version,
-            ) != (ConsentState.OPTED_IN, 1):
-                assert time.monotonic() < deadline, "A's cache write never landed"
-                await asyncio.sleep(0.01)  # A fills the cache after acknowledging
+
+            async def landed() -> bool:  # A fills the cache after acknowledging
+                entry = await _cached(b.cache)
+                wanted = (ConsentState.OPTED_IN, 1)
+                return entry is not None and (entry.state, entry.version) == wanted
+
+            await eventually(
+                landed, timeout=5, interval=0.01, message="A's cache write never landed"
+            )
             proxy.cut()  # Redis still holds 'opted_in v1', and B can still read it
 
             await a.pipeline.handle(sms("STOP"))
@@ -264,11 +264,9 @@ async def test_an_instance_cut_off_from_redis_cannot_leave_others_allowing(
 
 
 async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.01)
+    await eventually(
+        predicate, timeout=within, interval=0.01, message="condition not reached in time"
+    )
 
 
 class _PingFailsOnce(_Passthrough):
@@ -303,11 +301,17 @@ async def test_the_guard_outlives_an_unexpected_error_and_stops_when_cancelled(
     )
     task = asyncio.create_task(guard.run())
     try:
-        deadline = time.monotonic() + 5
-        while cache.pings < 3 or not guard.usable:
+
+        def trusted_again() -> bool:
             assert not task.done(), "the guard stopped"
-            assert time.monotonic() < deadline, "the guard never trusted the cache again"
-            await asyncio.sleep(0.01)
+            return cache.pings >= 3 and guard.usable
+
+        await eventually(
+            trusted_again,
+            timeout=5,
+            interval=0.01,
+            message="the guard never trusted the cache again",
+        )
     finally:
         # As the gateway stops its tasks (app.py): cancel again until it ends, since on 3.11 a
         # cancel that lands as a Redis call completes can be swallowed (CPython gh-86296).
@@ -412,9 +416,7 @@ def _privacy(gateway: Gateway, cache: ConsentCache) -> PrivacyStore:
 
 async def _trusted(gateway: Gateway) -> None:
     """Wait until the guard trusts Redis (one slow ping on a loaded machine distrusts it)."""
-    async with asyncio.timeout(10):
-        while not gateway.guard.cache_reachable:  # noqa: ASYNC110 - no event to await
-            await asyncio.sleep(0.01)  # polling a condition with a deadline
+    await eventually(lambda: gateway.guard.cache_reachable, interval=0.01)
 
 
 async def test_rectify_tombstones_both_addresses_before_it_commits(gateway: Gateway) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from support import PG_URL, count_rows, sms
+from support import PG_URL, count_rows, eventually, sms
 
 from gateway.app import Gateway
 from gateway.errors import TemporaryFailure
@@ -119,13 +118,15 @@ async def _slow_commit_for(db: asyncpg.Connection, recipient: str, *, then: str)
 
 async def _in_slow_commit(db: asyncpg.Connection) -> None:
     """Wait until a batch is inside the slow-commit trigger (its backend is in pg_sleep)."""
-    deadline = time.monotonic() + 5
-    while not await db.fetchval(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event = 'PgSleep' AND datname = current_database()"
-    ):
-        assert time.monotonic() < deadline, "no batch reached the slow COMMIT"
-        await asyncio.sleep(0.005)
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event = 'PgSleep' AND datname = current_database()"
+        ),
+        timeout=5,
+        interval=0.005,
+        message="no batch reached the slow COMMIT",
+    )
 
 
 def _retries(gateway: Gateway) -> float:
@@ -212,13 +213,13 @@ async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
 
 
 async def _waiting_on_a_lock(db: asyncpg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + 5
-    while (
-        await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid)
-        != "Lock"
-    ):
-        assert time.monotonic() < deadline, "the chained batch never waited for the head"
-        await asyncio.sleep(0.005)
+    async def waiting() -> bool:
+        sql = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1"
+        return bool(await db.fetchval(sql, pid) == "Lock")
+
+    await eventually(
+        waiting, timeout=5, interval=0.005, message="the chained batch never waited for the head"
+    )
 
 
 async def test_a_writer_holding_the_head_never_waits_for_one_waiting_for_it(

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import redis.asyncio as aioredis
-from support import REDIS_URL, sms
+from support import REDIS_URL, eventually, sms
 
 from gateway.app import Gateway
 from gateway.settings import Settings
@@ -22,10 +19,10 @@ def _near(gw: Gateway) -> NearCache:
 
 
 async def _in_step(gw: Gateway) -> None:
-    deadline = time.monotonic() + 5
-    while not (gw.guard.usable and await _near(gw)._in_step()):
-        assert time.monotonic() < deadline, "near cache never caught up"
-        await asyncio.sleep(0.01)
+    async def in_step() -> bool:
+        return gw.guard.usable and await _near(gw)._in_step()
+
+    await eventually(in_step, timeout=5, interval=0.01, message="near cache never caught up")
 
 
 async def _held(gw: Gateway) -> None:
@@ -34,11 +31,14 @@ async def _held(gw: Gateway) -> None:
     The writer fills the cache after acknowledging the change; until that lands the gate
     finds the tombstone and reads Postgres.
     """
-    deadline = time.monotonic() + 5
-    while CONTACT not in _near(gw)._entries.get(("sms", "12345", "reminders"), {}):
-        assert time.monotonic() < deadline, "the near cache never held the answer"
+
+    async def held() -> bool:
+        if CONTACT in _near(gw)._entries.get(("sms", "12345", "reminders"), {}):
+            return True
         await gw.gate.check("12345", "reminders", Channel.SMS, CONTACT)
-        await asyncio.sleep(0.01)
+        return False
+
+    await eventually(held, timeout=5, interval=0.01, message="the near cache never held the answer")
 
 
 async def test_a_change_on_one_instance_empties_the_others_near_entry(

@@ -6,10 +6,8 @@ Two gateways share PostgreSQL and a private Redis started with the shipped
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,7 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess
-from support import PG_URL, ROOT, make_settings, sms
+from support import PG_URL, ROOT, eventually, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.store.cache import LocalConsentCache
@@ -67,10 +65,11 @@ async def _footprint(client: aioredis.Redis) -> tuple[int, int]:
 async def _in_step(gw: Gateway) -> None:
     near = gw.cache
     assert isinstance(near, NearCache)
-    deadline = time.monotonic() + 5
-    while not (gw.guard.usable and await near._in_step()):
-        assert time.monotonic() < deadline, "near cache never caught up"
-        await asyncio.sleep(0.01)  # polled with a deadline
+
+    async def in_step() -> bool:
+        return gw.guard.usable and await near._in_step()
+
+    await eventually(in_step, timeout=5, interval=0.01, message="near cache never caught up")
 
 
 async def _guard_listening(gw: Gateway, schema: str) -> None:
@@ -79,15 +78,15 @@ async def _guard_listening(gw: Gateway, schema: str) -> None:
     that moment reads Postgres."""
     conn = await asyncpg.connect(PG_URL)
     try:
-        async with asyncio.timeout(10):
-            while True:  # polled with a deadline: Postgres has no event to await
-                listening = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
-                    f'LISTEN "{schema}_cache_repair"',
-                )
-                if listening and gw.guard.usable:
-                    return
-                await asyncio.sleep(0.01)
+
+        async def listening() -> bool:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
+                f'LISTEN "{schema}_cache_repair"',
+            )
+            return bool(count) and gw.guard.usable
+
+        await eventually(listening, interval=0.01, message="the guard never listened")
     finally:
         await conn.close()
 

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import replace
 
 import asyncpg
-from support import sms
+from support import eventually, sms
 
 from gateway.app import Gateway
 from gateway.metrics import Metrics
@@ -88,10 +88,7 @@ async def test_temporary_failure_is_retried_with_backoff(
     row = await db.fetchrow("SELECT status, attempts, last_error FROM outbox")
     assert row is not None
     assert ("queued", 1, "peer unavailable") == (row["status"], row["attempts"], row["last_error"])
-    for _ in range(200):
-        if await worker.run_once():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(worker.run_once, interval=0.01, message="the retry never went out")
     assert 1 == len(recorder.sent)
     assert "sent" == await db.fetchval("SELECT status FROM outbox")
 

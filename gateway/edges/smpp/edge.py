@@ -282,7 +282,7 @@ class SmppEdge:
                 smsc, receipt.message_id, receipt.state, receipt.error, receipt.done_at,
                 require_match=tries < _RECEIPT_MATCH_TRIES,
             )  # fmt: skip
-        except Exception:
+        except Exception:  # noqa: BLE001 - unrecorded for any reason: RX_T_APPN, the SMSC resends
             log.warning("smpp receipt not recorded; SMSC will retry", extra={"smsc": smsc})
             return codec.ESME_RX_T_APPN
         ref = f"{smsc}/{receipt.message_id}"

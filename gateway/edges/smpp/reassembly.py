@@ -138,7 +138,7 @@ class Reassembler:
         while True:
             try:
                 claimed = await self.sweep_once()
-            except Exception as exc:  # one bad pass must not stop the sweep
+            except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the sweep
                 log.warning("smpp reassembly sweep failed", extra={"error": type(exc).__name__})
                 claimed = 0
             if claimed < _SWEEP_BATCH:
@@ -154,7 +154,7 @@ class Reassembler:
     async def _deliver_one(self, part_set: SmsPartSet) -> None:
         try:
             await self._deliver(part_set)
-        except Exception as exc:  # a set that fails is claimed again after the timeout
+        except Exception as exc:  # noqa: BLE001 - a failed set is claimed again after the timeout
             log.warning(
                 "smpp part set hand-off failed",
                 extra={"set": part_set.id, "error": type(exc).__name__},

@@ -3,7 +3,6 @@ restart, are validated like check-config and audited; keys come from the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
@@ -15,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from api_helpers import call, new_key
-from support import CONFIG, PG_URL, SECRET, sms
+from support import CONFIG, PG_URL, SECRET, eventually, sms
 
 from gateway.app import Gateway
 from gateway.settings import Settings
@@ -45,11 +44,10 @@ async def test_program_added_on_one_instance_serves_on_another_without_restart(
             gateway, "PUT", "/v1/admin/senders/12345", key=key, json=definition
         )
         assert (200, 1) == (status, answer["revision"])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not other.catalogs["12345"].has_program("deals"):
-            assert loop.time() < deadline, "the change did not reach the other instance"
-            await asyncio.sleep(0.02)  # polling with a deadline, not a fixed wait
+        await eventually(
+            lambda: other.catalogs["12345"].has_program("deals"),
+            message="the change did not reach the other instance",
+        )
         outcome = await other.pipeline.handle(sms("DEALS", contact="+14155550188"))
         intent = outcome.intent
         assert intent is not None

@@ -52,7 +52,7 @@ def _fuzz_one(
 
     try:
         run()
-    except Exception as exc:  # every operation's failure is collected, not just the first
+    except Exception as exc:  # noqa: BLE001 - every operation's failure is collected, not the first
         failures.append(f"{operation.label}: {exc}")
 
 

@@ -3,7 +3,6 @@ retries that row, with its reason stored, and every later row still leaves."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -13,7 +12,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from api_helpers import TWILIO_SID, TWILIO_TOKEN, with_edges
-from support import sms
+from support import eventually, sms
 
 from gateway.app import Gateway
 from gateway.logs import JsonFormatter
@@ -62,11 +61,10 @@ async def _statuses(db: asyncpg.Connection) -> list[tuple[str, str | None]]:
 
 
 async def _until_sent(db: asyncpg.Connection, count: int) -> None:
-    async with asyncio.timeout(15):
-        while True:  # Postgres has no event to await: poll with a deadline
-            if await db.fetchval("SELECT count(*) FROM outbox WHERE status = 'sent'") >= count:
-                return
-            await asyncio.sleep(0.02)
+    async def sent() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM outbox WHERE status = 'sent'") >= count)
+
+    await eventually(sent, timeout=15, message=f"fewer than {count} rows sent")
 
 
 async def test_a_201_with_a_body_that_is_not_utf8_is_sent_and_the_worker_goes_on(
@@ -124,12 +122,12 @@ async def test_an_unexpected_error_in_a_sender_retries_that_row_only(
         await gw.pipeline.handle(sms("STOP", contact="+14155550124"))
         gw.outbox.wake()
         await _until_sent(db, 1)
-        async with asyncio.timeout(10):
-            while True:  # Postgres has no event to await: poll with a deadline
-                query = "SELECT last_error FROM outbox WHERE recipient LIKE '%23'"
-                if await db.fetchval(query) is not None:
-                    break
-                await asyncio.sleep(0.02)
+
+        async def failed() -> bool:
+            query = "SELECT last_error FROM outbox WHERE recipient LIKE '%23'"
+            return await db.fetchval(query) is not None
+
+        await eventually(failed, message="the failing row's reason was never stored")
 
         row = await db.fetchrow(
             "SELECT status, attempts, last_error FROM outbox WHERE recipient LIKE '%23'"
@@ -189,11 +187,10 @@ async def test_a_failed_send_is_logged_with_its_reason_and_a_masked_recipient(
     async with Gateway(dataclass_outbox(configured)) as gw:
         await gw.pipeline.handle(sms("STOP", contact="+14155550123"))
         gw.outbox.wake()
-        async with asyncio.timeout(10):
-            while True:  # a log record has no event to await: poll with a deadline
-                if [r for r in caplog.records if r.getMessage() == "outbox send failed"]:
-                    break
-                await asyncio.sleep(0.02)
+        await eventually(
+            lambda: [r for r in caplog.records if r.getMessage() == "outbox send failed"],
+            message="no 'outbox send failed' record",
+        )
 
     [record] = [r for r in caplog.records if r.getMessage() == "outbox send failed"]
     line = json.loads(JsonFormatter().format(record))

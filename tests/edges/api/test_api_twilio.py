@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from api_helpers import TWILIO_SID, TWILIO_TOKEN, call, new_key, opt_in_body, with_edges
-from support import count_rows
+from support import count_rows, eventually
 
 from gateway.app import Gateway
 from gateway.edges.http.webhooks import EMPTY_TWIML, twilio_signature
@@ -208,12 +208,13 @@ async def test_send_through_leaves_by_the_provider(
         _, form, _ = await asyncio.wait_for(fake_twilio.posts.get(), 10)
         if form["Body"] == "Your appointment is at 10:00":
             break
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    sql = "SELECT status, provider_ref FROM outbox WHERE id = $1"
-    while (row := await db.fetchrow(sql, answer["outbox_id"])) is None or row["status"] != "sent":
-        assert loop.time() < deadline
-        await asyncio.sleep(0.02)  # polling the row with a deadline
+
+    async def sent_row() -> asyncpg.Record | None:
+        sql = "SELECT status, provider_ref FROM outbox WHERE id = $1"
+        row = await db.fetchrow(sql, answer["outbox_id"])
+        return row if row is not None and row["status"] == "sent" else None
+
+    row = await eventually(sent_row, message="the row was not marked sent")
     assert row["provider_ref"].startswith("SM")
 
 

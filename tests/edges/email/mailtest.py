@@ -1,4 +1,5 @@
-"""Email edge test helpers: constants, the relay sink, a DKIM key type, gateway settings.
+"""Email edge test helpers: constants, the relay sink, a DKIM key type, gateway settings,
+and the links of those settings built without a gateway.
 
 The fixtures built on these live in ``email_fixtures.py``, which each test module loads with
 ``pytest_plugins`` (a ``conftest.py`` here would clash by name with other folders' ones).
@@ -21,10 +22,14 @@ from dnslib.server import (  # type: ignore[import-untyped]  # dnslib ships no t
     DNSLogger,
     DNSServer,
 )
-from support import PG_URL
+from support import PG_URL, eventually, make_settings
 
 from gateway.app import Gateway
+from gateway.catalogs import CatalogRegistry
+from gateway.email.links import UnsubscribeLinks
+from gateway.security.tokens import TokenCodec, TokenKeys
 from gateway.settings import OutboxSettings, Settings
+from keywords.loading import load_catalogs
 
 NEWS = "news@lists.acme-health.example"
 DOMAIN = "lists.acme-health.example"
@@ -167,12 +172,23 @@ async def running(settings: Settings) -> AsyncIterator[Gateway]:
     async with Gateway(settings) as gw:
         conn = await asyncpg.connect(PG_URL)
         try:
-            async with asyncio.timeout(10):
-                while not await conn.fetchval(  # noqa: ASYNC110 - Postgres has no event to await
+            await eventually(
+                lambda: conn.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE query = $1",
                     f'LISTEN "{settings.database.schema}_cache_repair"',
-                ):
-                    await asyncio.sleep(0.01)  # polling a condition with a deadline
+                ),
+                interval=0.01,
+                message="the cache guard never LISTENed",
+            )
         finally:
             await conn.close()
         yield gw
+
+
+def offline_links() -> UnsubscribeLinks:
+    """The links ``mail_settings`` gives a gateway, built without one: for the in-process
+    tests, which start no database, no Redis and no gateway."""
+    settings = mail_settings(make_settings("unused", "unused"))
+    keys = TokenKeys.from_env(settings.env, settings.secret_key, settings.previous_secret_keys)
+    catalogs = CatalogRegistry(load_catalogs(settings.senders_dir))
+    return UnsubscribeLinks.from_settings(settings, catalogs, TokenCodec(keys))

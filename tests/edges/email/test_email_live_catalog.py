@@ -4,14 +4,13 @@ restart (gateway/catalogs.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from typing import Any
 
 import aiohttp
 import asyncpg
 from mailtest import NEWS, SUBSCRIBER, mail_settings, running
-from support import CONFIG
+from support import CONFIG, eventually
 
 from gateway.app import Gateway
 from gateway.email.links import Target
@@ -40,14 +39,6 @@ async def _admin_put(gw: Gateway, sender: str, definition: dict[str, Any]) -> in
         return r.status
 
 
-async def _until(check: Any, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not check():
-        assert loop.time() < deadline, what
-        await asyncio.sleep(0.02)  # polling a condition with a deadline, not a fixed wait
-
-
 async def test_a_list_added_on_one_instance_serves_one_click_on_the_other(
     mail_gateway: Gateway, settings: Settings, mdb: asyncpg.Connection
 ) -> None:
@@ -55,7 +46,9 @@ async def test_a_list_added_on_one_instance_serves_one_click_on_the_other(
     async with running(mail_settings(settings)) as other:
         assert DEALS not in other.email.links.lists
         assert 200 == await _admin_put(mail_gateway, DEALS, _news(sender=DEALS))
-        await _until(lambda: DEALS in other.email.links.lists, "B never saw the new list")
+        await eventually(
+            lambda: DEALS in other.email.links.lists, message="B never saw the new list"
+        )
         headers = other.email.links.headers(Target(DEALS, SUBSCRIBER))
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         token = mail_gateway.email.links.token(Target(DEALS, SUBSCRIBER))
@@ -73,8 +66,9 @@ async def test_a_brand_changed_on_one_instance_shows_on_the_others_page(
     async with running(mail_settings(settings)) as other:
         token = other.email.links.token(Target(NEWS, SUBSCRIBER))
         assert 200 == await _admin_put(mail_gateway, NEWS, _news(brand="Acme Health Clinics"))
-        await _until(
-            lambda: other.catalogs[NEWS].brand == "Acme Health Clinics", "B kept the old brand"
+        await eventually(
+            lambda: other.catalogs[NEWS].brand == "Acme Health Clinics",
+            message="B kept the old brand",
         )
         async with aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{other.http_port}/u/{token}"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import re
+from collections.abc import Callable
 from email import policy
 
 import aiohttp
 import asyncpg
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type hints
 from mailtest import DOMAIN, NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings, running
-from support import PG_URL
+from support import PG_URL, eventually
 
 from gateway.app import Gateway
 from gateway.email.links import Target
@@ -38,6 +38,18 @@ async def outbox_row(settings: Settings) -> asyncpg.Record:
         return row
     finally:
         await conn.close()
+
+
+async def row_when(
+    settings: Settings, done: Callable[[asyncpg.Record], bool], within: float, message: str
+) -> asyncpg.Record:
+    """The outbox row once ``done(row)`` holds (the outbox records a send after the relay)."""
+
+    async def check() -> asyncpg.Record | None:
+        row = await outbox_row(settings)
+        return row if done(row) else None
+
+    return await eventually(check, timeout=within, interval=0.05, message=message)
 
 
 async def test_confirmation_is_dkim_signed_over_the_list_headers_and_fails_when_altered(
@@ -77,9 +89,8 @@ async def test_confirmation_is_dkim_signed_over_the_list_headers_and_fails_when_
         assert not dkim.verify(altered, dnsfunc=dkim_key.dnsfunc)
         resubjected = re.sub(rb"Subject: [^\r\n]+", b"Subject: You won a prize", data)
         assert not dkim.verify(resubjected, dnsfunc=dkim_key.dnsfunc)
-        async with asyncio.timeout(10):  # the relay answered; the outbox records it next
-            while (row := await outbox_row(settings))["status"] != "sent":  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        # The relay answered; the outbox records it next.
+        row = await row_when(settings, lambda r: r["status"] == "sent", 10, "never recorded")
         assert str(msg["Message-ID"]) == row["provider_ref"]
 
 
@@ -138,9 +149,7 @@ async def test_confirmation_waits_and_retries_while_the_relay_is_down(
     await relay.stop()
     async with running(mail_settings(settings, relay_port=port, dkim=dkim_key)) as gw:
         await one_click(gw)
-        async with asyncio.timeout(20):
-            while (row := await outbox_row(settings))["attempts"] < 2:  # noqa: ASYNC110 - polls Postgres
-                await asyncio.sleep(0.05)
+        row = await row_when(settings, lambda r: r["attempts"] >= 2, 20, "not tried twice")
         assert row["status"] in {"queued", "sending"}  # between attempts, or in one
         assert "relay unreachable" in row["last_error"]
 
@@ -148,9 +157,7 @@ async def test_confirmation_waits_and_retries_while_the_relay_is_down(
         try:
             [envelope] = await relay.wait_for(1)
             assert ["Ann.Reader@example.org"] == envelope.rcpt_tos
-            async with asyncio.timeout(10):
-                while (await outbox_row(settings))["status"] != "sent":  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            await row_when(settings, lambda r: r["status"] == "sent", 10, "never sent")
         finally:
             await relay.stop()
 
@@ -162,7 +169,5 @@ async def test_a_permanent_refusal_by_the_relay_fails_the_row_without_retrying(
     relay.refuse_with = "550 5.7.1 message refused"
     async with running(mail_settings(settings, relay_port=relay.port)) as gw:
         await one_click(gw)
-        async with asyncio.timeout(20):
-            while (row := await outbox_row(settings))["status"] != "failed":  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        row = await row_when(settings, lambda r: r["status"] == "failed", 20, "never failed")
     assert 1 == row["attempts"]

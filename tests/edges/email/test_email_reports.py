@@ -12,7 +12,7 @@ from email import policy
 import asyncpg
 import samples
 from mailtest import DOMAIN, NEWS, SUBSCRIBER, DkimKey, RelaySink, mail_settings, running
-from support import PG_URL, count_rows
+from support import PG_URL, count_rows, eventually
 
 from gateway.app import Gateway
 from gateway.email.links import Target
@@ -160,11 +160,11 @@ async def test_a_bounce_to_our_verp_address_marks_the_messages_own_recipient(
         verp = str(envelope.mail_from)
         conn = await db(settings)
         try:
-            async with asyncio.timeout(10):  # the outbox records the send after the relay's 250
-                while not await conn.fetchval(  # noqa: ASYNC110 - polls Postgres
-                    "SELECT provider_ref FROM outbox WHERE status = 'sent'"
-                ):
-                    await asyncio.sleep(0.05)
+            await eventually(  # the outbox records the send after the relay's 250
+                lambda: conn.fetchval("SELECT provider_ref FROM outbox WHERE status = 'sent'"),
+                interval=0.05,
+                message="the confirmation was never recorded as sent",
+            )
             redacted = samples.original(None, to="redacted@example.net")
             await send(gw, samples.dsn(redacted, failed="ann@forward.example"), [verp], "")
             forged = f"bounces+{token}@{DOMAIN}"  # a token, but not a VERP one

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +14,7 @@ import pytest
 from faults import TcpProxy
 from processes import GatewayProcess
 from smsc_sim import PASSWORD, Smsc, bound_gateway, password_env, smpp_settings
-from support import PG_URL, REDIS_URL, make_settings
+from support import PG_URL, REDIS_URL, eventually, make_settings
 
 from gateway.app import Gateway
 from gateway.settings import Settings
@@ -28,10 +27,12 @@ async def _connect(schema: str) -> asyncpg.Connection:
 async def _wait_all_sent(schema: str, count: int, within: float = 60.0) -> None:
     conn = await _connect(schema)
     try:
-        deadline = time.monotonic() + within
-        while await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'sent'") < count:
-            assert time.monotonic() < deadline, "replies not all sent"
-            await asyncio.sleep(0.1)
+
+        async def all_sent() -> bool:
+            sent = await conn.fetchval("SELECT count(*) FROM outbox WHERE status = 'sent'")
+            return bool(sent >= count)
+
+        await eventually(all_sent, timeout=within, interval=0.1, message="replies not all sent")
     finally:
         await conn.close()
 
@@ -202,11 +203,12 @@ async def test_readyz_and_metrics_show_an_smsc_bind_that_is_down(
 
             await smsc.mode(bind="ok")
             await smsc.wait_bound()
-            async with asyncio.timeout(10):
-                while True:  # the bind's answer reaches the gateway after the simulator's count
-                    async with http.get(f"{base}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                    await asyncio.sleep(0.05)
+
+            async def ready() -> bool:
+                async with http.get(f"{base}/readyz") as resp:
+                    return resp.status == 200
+
+            # The bind's answer reaches the gateway after the simulator's count.
+            await eventually(ready, interval=0.05, message="/readyz never answered 200")
             async with http.get(f"{base}/metrics") as resp:
                 assert 'gateway_smpp_binds_up{smsc="sim"} 1.0' in await resp.text()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ import asyncpg
 import pytest
 from processes import GatewayProcess
 from smsc_sim import Smsc, bound_gateway, password_env
-from support import PG_URL, REDIS_URL
+from support import PG_URL, REDIS_URL, eventually
 
 from gateway.settings import Settings
 
@@ -74,11 +73,13 @@ async def _events(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 
 async def _wait_events(conn: asyncpg.Connection, count: int, within: float = 20.0) -> list[Any]:
-    deadline = time.monotonic() + within
-    while len(events := await _events(conn)) < count:
-        assert time.monotonic() < deadline, f"{len(events)} inbound events, not {count}"
-        await asyncio.sleep(0.05)
-    return events
+    async def enough() -> list[Any] | None:
+        events = await _events(conn)
+        return events if len(events) >= count else None
+
+    return await eventually(
+        enough, timeout=within, interval=0.05, message=f"fewer than {count} inbound events"
+    )
 
 
 async def _counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
@@ -235,10 +236,13 @@ async def test_hand_off_repeated_after_a_lost_answer_is_recorded_once(
             await conn.execute(
                 "UPDATE sms_part_sets SET handed_off = NULL, claimed_at = now() - interval '1 hour'"
             )
-            deadline = time.monotonic() + 20
-            while await conn.fetchval("SELECT handed_off IS NULL FROM sms_part_sets"):
-                assert time.monotonic() < deadline, "the sweep never took the set again"
-                await asyncio.sleep(0.05)
+
+            async def taken() -> bool:
+                return not await conn.fetchval("SELECT handed_off IS NULL FROM sms_part_sets")
+
+            await eventually(
+                taken, timeout=20, interval=0.05, message="the sweep never took the set again"
+            )
             assert (1, 2, 1) == await _counts(conn)
 
 

@@ -8,7 +8,7 @@ import time
 
 import asyncpg
 from smsc_sim import Smsc, bound_gateway, smpp_settings
-from support import PG_URL
+from support import PG_URL, eventually
 
 from gateway.app import Gateway
 from gateway.senders.base import OutboxRow
@@ -24,10 +24,15 @@ async def _sent(settings: Settings) -> list[str]:
 
 
 async def _wait_sent(settings: Settings, count: int, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while (await _sent(settings)).count("sent") < count:
-        assert time.monotonic() < deadline, await _sent(settings)
-        await asyncio.sleep(0.05)
+    statuses: list[str] = []
+
+    async def enough() -> bool:
+        statuses[:] = await _sent(settings)
+        return statuses.count("sent") >= count
+
+    await eventually(
+        enough, timeout=within, interval=0.05, message=lambda: f"{count} not sent: {statuses}"
+    )
 
 
 async def test_rejected_bind_is_retried_until_accepted(settings: Settings, smsc: Smsc) -> None:
