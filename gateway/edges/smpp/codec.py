@@ -166,7 +166,7 @@ def decode(frame: bytes) -> Pdu:
     if command_id in _BARE_RESPONSES:
         # submit_sm_resp and the body-less responses: only message_id (a C-octet string,
         # SMPP 3.4 §4.4.2) to read, so smpplib's per-PDU object setup is skipped on the
-        # hottest inbound path. tests/smpp/test_smpp_codec.py checks both readings agree.
+        # hottest inbound path. tests/edges/smpp/test_smpp_codec.py checks both readings agree.
         message_id = frame[MIN_LENGTH:].split(b"\x00", 1)[0]
         fields: dict[str, Any] = {"message_id": message_id} if length > MIN_LENGTH else {}
         return Pdu(command_id, status, sequence, fields)
@@ -236,7 +236,7 @@ def deliver_sm_resp(sequence: int, status: int) -> bytes:
     """deliver_sm_resp (SMPP 3.4 §4.6.2): message_id is unused (one NUL); no body on error.
 
     The hottest PDU we write, so it is packed directly rather than through smpplib; the
-    equivalence is checked in tests/smpp/test_smpp_codec.py.
+    equivalence is checked in tests/edges/smpp/test_smpp_codec.py.
     """
     if status != ESME_ROK:
         return HEADER.pack(MIN_LENGTH, DELIVER_SM | RESPONSE_BIT, status, sequence)

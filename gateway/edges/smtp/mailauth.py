@@ -309,8 +309,9 @@ class OwnKey:
                 ok = verifier.verify(idx=idx, dnsfunc=self._dnsfunc)
             except Exception:  # noqa: BLE001 - someone else's signature, or a broken one: not ours
                 ok = False
-            signed = set(verifier.include_headers or ())
-            ours = bytes(verifier.domain or b"").lower() == self.domain.encode()
+            # dkimpy sets these only once a signature parsed: a broken one leaves them unset.
+            signed = set(getattr(verifier, "include_headers", None) or ())
+            ours = bytes(getattr(verifier, "domain", None) or b"").lower() == self.domain.encode()
             if ok and ours and {b"from", b"to"} <= signed:
                 return True
         return False
