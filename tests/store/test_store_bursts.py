@@ -1,9 +1,10 @@
 """Bursts of concurrent single checks keep the cache's trust and its memory of "no row".
 
 500 checks at once, as 500 API clients send them, used to send 500 reads of the
-announcement counter together: past the client's pool of 100 connections redis-py refuses at
-once ("Too many connections"), the guard took the refusal for Redis being down and emptied
-the near cache, and every number without a consent row then cost a PostgreSQL read. Rule 2
+announcement counter together, and 500 ``MGET``s when the near cache did not hold the
+numbers: past the client's pool of 100 connections redis-py refuses at once ("Too many
+connections"), the guard took the refusal for Redis being down and emptied the near cache,
+and every number without a consent row then cost a PostgreSQL read. Rule 2
 of store/near.py still holds for each check: one that begins after an opt-out was
 acknowledged never answers from a counter read sent before it began (docs/DESIGN.md,
 invariant 2).
@@ -19,10 +20,11 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess
-from support import PG_URL, make_settings, sms
+from support import PG_URL, REDIS_URL, SECRET, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.gate import GateAnswer
+from gateway.store.cache import ConsentKey, RedisConsentCache
 from gateway.store.near import NearCache
 from keywords.model import Channel
 
@@ -134,6 +136,43 @@ async def test_a_burst_after_a_batch_is_answered_from_memory_with_one_counter_re
     )
     # One read per check before: 500, of which 400 found no free connection.
     assert await _calls(redis, "get") - counter_reads <= 5
+
+
+async def test_a_burst_the_near_cache_does_not_hold_keeps_the_cache_trusted(
+    burst_gateway: Gateway,
+) -> None:
+    """500 concurrent checks of numbers the near cache has never seen: each reads Redis and
+    then PostgreSQL, none is refused a connection, and the next burst comes from memory."""
+    gw = burst_gateway
+    numbers = _numbers(0, BURST)
+    failures = _failures(gw)
+
+    assert _expected(numbers) == [a.reason for a in await _burst(gw, numbers)]
+    assert (0.0, True) == (_failures(gw) - failures, gw.guard.usable)
+
+    before = _answers_by_source(gw)
+    assert _expected(numbers) == [a.reason for a in await _burst(gw, numbers)]
+    assert BURST == _answers_by_source(gw)["cache"] - before["cache"]
+
+
+async def test_reads_leave_half_the_pool_to_the_writer(redis_prefix: str) -> None:
+    """With a pool of 4 connections, 50 concurrent reads wait for one another instead of
+    failing, and a tombstone written meanwhile finds a connection."""
+    client = aioredis.Redis.from_url(REDIS_URL, max_connections=4)
+    cache = RedisConsentCache(
+        client, secret=SECRET.encode(), prefix=redis_prefix, entry_ttl=60, tombstone_ttl=60
+    )
+    try:
+        reads = [
+            cache.get_scope("sms", "12345", "reminders", _numbers(0, 1_000)) for _ in range(50)
+        ]
+        key = cache.keys_for("sms", "12345", "reminders", [CONTACT])[0]
+        tombstone = cache.tombstone_many([(ConsentKey("sms", "12345", "reminders", CONTACT), 1)])
+        results = await asyncio.gather(*reads, tombstone)
+        assert all(r == [None] * 1_000 for r in results[:-1])
+        assert b"t|1|" == await client.get(key)
+    finally:
+        await cache.close()
 
 
 async def test_a_check_never_answers_from_a_counter_read_sent_before_it_began(
