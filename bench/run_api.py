@@ -12,7 +12,8 @@ the client. Each figure is printed next to a ceiling measured in the same run:
   constant answer. Printed with it: where the single checks' answers came from (cache or
   PostgreSQL, and how many of each were refusals) and the gateway's cache failures during
   them, read from its metrics before and after, since a lost cache costs one PostgreSQL
-  read per unknown number and the latency alone does not say why.
+  read per unknown number and the latency alone does not say why; and the gateway process's
+  CPU time per check (``/proc``), steadier than the latency on a shared machine.
 
 Both servers (the gateway and the bare one) run in processes of their own, like the
 clients, so the three share the machine's cores the same way in both measurements.
@@ -140,6 +141,16 @@ class Server:
                     pass
                 await asyncio.sleep(0.1)  # start-up poll with a deadline
         raise RuntimeError("gateway did not start")
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the gateway process so far; -1 where /proc is not."""
+        if self.proc is None:
+            return -1.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return -1.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def stop(self) -> None:
         if self.proc is not None:
@@ -291,7 +302,9 @@ async def run() -> None:
                     f" ratio {ours / ceiling:.2f}"
                 )
                 before = await _counters(server.port)
+                cpu_before = server.cpu_seconds()
                 p50, p99, count = await asyncio.to_thread(_singles, server.port, key, numbers)
+                cpu = server.cpu_seconds() - cpu_before
                 during = _delta(await _counters(server.port), before)
                 c50, c99, _ = await asyncio.to_thread(_singles, bare_port, key, numbers)
                 print(
@@ -299,6 +312,10 @@ async def run() -> None:
                     f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (acceptance p99 <= 5 ms)"
                 )
                 print(f"  single checks' answers by source: {_by_source(during)}")
+                if cpu >= 0:
+                    # Warm-up checks included: the counters and the CPU cover the same ones.
+                    checks = sum(v for k, v in during.items() if k[0] != "failures")
+                    print(f"  gateway CPU per single check: {cpu / max(checks, 1) * 1e6:,.0f} us")
                 failures = {k[1]: int(v) for k, v in during.items() if k[0] == "failures" and v}
                 print(f"  cache failures during the single checks: {failures or 'none'}")
                 print(
