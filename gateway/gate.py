@@ -146,19 +146,20 @@ class SendGate:
         from_db = await self._read_postgres(channel, sender, program, misses) if misses else {}
 
         answers: list[GateAnswer] = []
-        hits = allowed_hits = allowed_db = 0
-        position = 0
+        add = answers.append
+        allowed = allowed_db = 0
         memo = self._answers
         suppressed, channel_value = self.suppressed, channel.value
         email = channel is Channel.EMAIL
         if len(memo) > _MEMO_LIMIT:
             memo.clear()
-        for raw, address in zip(addresses, normalized, strict=True):
+        if len(cached) < len(normalized):  # invalid addresses have no entry: line them up
+            found = iter(cached)
+            cached = [None if a is None else next(found) for a in normalized]
+        for raw, address, entry in zip(addresses, normalized, cached, strict=True):
             if address is None:
-                answers.append(_INVALID)
+                add(_INVALID)
                 continue
-            entry = cached[position]
-            position += 1
             if entry is None:
                 answer = _answer(from_db[address])
                 allowed_db += answer.allowed
@@ -169,16 +170,15 @@ class SendGate:
                 if pair is None or pair[0] is not entry:
                     pair = memo[id(entry)] = (entry, _answer(entry))
                 answer = pair[1]
-                hits += 1
-                allowed_hits += answer.allowed
-            if (
-                answer.allowed
-                and suppressed
+            if answer.allowed:
+                allowed += 1  # counted as decided, before the suppression list
                 # Email: also the spelling as given, as hashes made before migration 011 were.
-                and suppressed(channel_value, address, legacy_email_key(raw) if email else None)
-            ):
-                answer = _SUPPRESSED
-            answers.append(answer)
+                legacy = legacy_email_key(raw) if email else None
+                if suppressed and suppressed(channel_value, address, legacy):
+                    answer = _SUPPRESSED
+            add(answer)
+        hits = len(valid) - len(misses)
+        allowed_hits = allowed - allowed_db
         gate = self._metrics.gate_checks
         gate.labels("true", "cache").inc(allowed_hits)
         gate.labels("false", "cache").inc(hits - allowed_hits)
