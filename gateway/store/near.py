@@ -183,7 +183,7 @@ class NearCache:
                 self._next_read = None
                 try:
                     value = await self._get_counter()
-                except CacheUnavailable as exc:
+                except Exception as exc:  # what a read of their own would have raised
                     waiter.set_exception(exc)
                 else:
                     waiter.set_result(value)

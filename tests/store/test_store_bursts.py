@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess
+from redis.exceptions import ConnectionError as RedisConnectionError
 from support import PG_URL, REDIS_URL, SECRET, make_settings, sms
 
 from gateway.app import Gateway
@@ -218,3 +219,42 @@ async def test_a_check_never_answers_from_a_counter_read_sent_before_it_began(
     answer = await late
     assert held, "the opt-out was never announced"
     assert (False, "opted_out") == (answer.allowed, answer.reason)
+
+
+async def test_a_shared_counter_read_that_fails_sends_its_waiters_to_postgres(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks waiting on a shared counter read that fails are answered from PostgreSQL
+    (docs/DESIGN.md, invariant 2), none waits for ever, and the next read is sent anew."""
+    gw = gateway
+    near = _near(gw)
+    await _trusted(gw)
+    await gw.pipeline.handle(sms("START", contact=CONTACT))
+    client = near._redis.client
+    real_get = client.get
+    sent, release = asyncio.Event(), asyncio.Event()
+    reads = 0
+
+    async def failing_second(name: str) -> object:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            sent.set()
+            await release.wait()
+        elif reads == 2:
+            raise RedisConnectionError("connection reset")
+        return await real_get(name)
+
+    monkeypatch.setattr(client, "get", failing_second)
+    first = asyncio.create_task(gw.gate.check(*SCOPE, CONTACT))
+    await sent.wait()
+    waiting = [asyncio.create_task(gw.gate.check(*SCOPE, CONTACT)) for _ in range(3)]
+    await asyncio.sleep(0.05)  # all three wait for the read after the first
+    release.set()
+    async with asyncio.timeout(5):
+        answers = await asyncio.gather(first, *waiting)
+    assert [("opted_in", True)] * 4 == [(a.reason, a.allowed) for a in answers]
+    assert 2 == reads  # one read for the three, which failed
+    await _trusted(gw)  # the guard trusts the cache again; a new read is sent
+    assert (await gw.gate.check(*SCOPE, CONTACT)).allowed
+    assert reads > 2
