@@ -154,19 +154,13 @@ class NearCache:
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
 
-    async def _counter(self) -> int:
-        """The counter, as read by a GET sent after this call began (rule 2)."""
-        if not self._reading:
-            self._reading = True  # the common case: nobody else is reading, read inline
-            try:
-                return await self._get_counter()
-            finally:
-                self._read_ended()
+    def _next_counter(self) -> asyncio.Future[int]:
+        """The next counter read's answer: that read is not sent yet, so it is sent after
+        this call (rule 2); ``_read_ended`` sends it when the read in flight returns."""
         waiter = self._next_read
         if waiter is None:
             waiter = self._next_read = asyncio.get_running_loop().create_future()
-        # Shielded: a caller that is cancelled must not cancel the read the others wait for.
-        return await asyncio.shield(waiter)
+        return waiter
 
     def _read_ended(self) -> None:
         """The read in flight returned: serve whoever arrived meanwhile with a new one."""
@@ -200,7 +194,17 @@ class NearCache:
         """True when every announcement made before now has been applied here."""
         if not self._live:
             return False
-        current = await self._counter()
+        if self._reading:
+            # Shielded: a caller that is cancelled must not cancel the read others wait for.
+            current = await asyncio.shield(self._next_counter())
+        else:
+            self._reading = True  # the common case: nobody else is reading, read inline
+            try:
+                current = int(await self._redis.client.get(self._redis.seq_key) or 0)
+            except (RedisError, OSError) as exc:
+                raise CacheUnavailable(str(exc)) from exc
+            finally:
+                self._read_ended()
         deadline = time.monotonic() + self._catch_up
         while self._applied < current:
             remaining = deadline - time.monotonic()
