@@ -9,7 +9,11 @@ the client. Each figure is printed next to a ceiling measured in the same run:
 * single check: p50/p99 latency of ``POST /v1/gate/check`` from 500 concurrent keep-alive
   clients in two client processes (each client sends a check, then waits 500 ms: about
   1,000 checks/s in all) vs the same load against a bare aiohttp handler that returns a
-  constant answer.
+  constant answer. Printed with it: where the single checks' answers came from (cache or
+  PostgreSQL, and how many of each were refusals) and the gateway's cache failures during
+  them, read from its metrics before and after, since a lost cache costs one PostgreSQL
+  read per unknown number and the latency alone does not say why; and the gateway process's
+  CPU time per check (``/proc``), steadier than the latency on a shared machine.
 
 Both servers (the gateway and the bare one) run in processes of their own, like the
 clients, so the three share the machine's cores the same way in both measurements.
@@ -137,6 +141,16 @@ class Server:
                     pass
                 await asyncio.sleep(0.1)  # start-up poll with a deadline
         raise RuntimeError("gateway did not start")
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the gateway process so far; -1 where /proc is not."""
+        if self.proc is None:
+            return -1.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return -1.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def stop(self) -> None:
         if self.proc is not None:
@@ -287,14 +301,23 @@ async def run() -> None:
                     f"  ceiling: bare aiohttp parse + stream, no lookups: {ceiling:,.0f}/s;"
                     f" ratio {ours / ceiling:.2f}"
                 )
+                before = await _counters(server.port)
+                cpu_before = server.cpu_seconds()
                 p50, p99, count = await asyncio.to_thread(_singles, server.port, key, numbers)
-                sources = await _sources(server.port)
+                cpu = server.cpu_seconds() - cpu_before
+                during = _delta(await _counters(server.port), before)
                 c50, c99, _ = await asyncio.to_thread(_singles, bare_port, key, numbers)
                 print(
                     f"single check, {CLIENTS} concurrent clients ({count:,} checks): "
                     f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (acceptance p99 <= 5 ms)"
                 )
-                print(f"  answers by source over the whole run: {sources}")
+                print(f"  single checks' answers by source: {_by_source(during)}")
+                if cpu >= 0:
+                    # Warm-up checks included: the counters and the CPU cover the same ones.
+                    checks = sum(v for k, v in during.items() if k[0] != "failures")
+                    print(f"  gateway CPU per single check: {cpu / max(checks, 1) * 1e6:,.0f} us")
+                failures = {k[1]: int(v) for k, v in during.items() if k[0] == "failures" and v}
+                print(f"  cache failures during the single checks: {failures or 'none'}")
                 print(
                     f"  ceiling: bare aiohttp constant answer: p50 {c50:.2f} ms, "
                     f"p99 {c99:.2f} ms; p99 ratio {p99 / c99:.2f}"
@@ -306,20 +329,40 @@ async def run() -> None:
             await server.stop()
 
 
-async def _sources(port: int) -> str:
-    """Where the gateway's answers came from so far (its Prometheus counters)."""
+async def _counters(port: int) -> dict[tuple[str, str], float]:
+    """The gateway's gate answers by (allowed, source) and its cache failures by operation,
+    from its Prometheus counters."""
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"http://127.0.0.1:{port}/metrics") as resp,
     ):
         text = await resp.text()
-    counts = {"cache": 0.0, "postgres": 0.0}
+    counts: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
+        value = float(line.rsplit(" ", 1)[-1]) if line[:1] == "g" else 0.0
         if line.startswith("gateway_gate_checks_total{"):
+            allowed = line.split('allowed="', 1)[1].split('"', 1)[0]
             source = line.split('source="', 1)[1].split('"', 1)[0]
-            counts[source] = counts.get(source, 0.0) + float(line.rsplit(" ", 1)[1])
-    total = sum(counts.values()) or 1.0
-    return ", ".join(f"{k} {v / total:.1%}" for k, v in counts.items())
+            counts[(allowed, source)] = value
+        elif line.startswith("gateway_cache_failures_total{"):
+            counts[("failures", line.split('operation="', 1)[1].split('"', 1)[0])] = value
+    return counts
+
+
+def _delta(
+    after: dict[tuple[str, str], float], before: dict[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def _by_source(counts: dict[tuple[str, str], float]) -> str:
+    """E.g. "cache 7,600 (refused 3,800), postgres 300 (refused 250)"."""
+    parts = []
+    for source in ("cache", "postgres"):
+        allowed = counts.get(("true", source), 0.0)
+        refused = counts.get(("false", source), 0.0)
+        parts.append(f"{source} {allowed + refused:,.0f} (refused {refused:,.0f})")
+    return ", ".join(parts)
 
 
 async def _wait_port(port: int) -> None:

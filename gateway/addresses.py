@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import email_validator
@@ -33,6 +34,8 @@ from keywords.model import Channel
 
 # \Z, not $: "$" also matches before a trailing newline.
 E164_RE = re.compile(r"\+[1-9][0-9]{6,14}\Z", re.ASCII)
+# E164_RE for each line of a batch joined with line feeds ("*+": nothing to backtrack).
+_E164_LINES_RE = re.compile(r"(?:\+[1-9][0-9]{6,14}\n)*+\Z", re.ASCII)
 # North American numbers already in E.164 are possible numbers by their shape alone (NANP:
 # area code and exchange start with 2-9), so the common case skips a 10-50 µs parse.
 _NANP_RE = re.compile(r"\+1[2-9][0-9]{2}[2-9][0-9]{6}\Z", re.ASCII)
@@ -78,6 +81,28 @@ def _ascii_digits(raw: str) -> str:
         if not allowed and unicodedata.category(c) != "Pd":  # Pd: hyphen, en dash, ...
             raise InvalidAddress("not a phone number")
     return chars
+
+
+def all_e164(raws: Sequence[str]) -> bool:
+    """True when every one of ``raws`` matches ``E164_RE``, from one pass of the regular
+    expression over the whole batch.
+
+    The send gate's batches are E.164 as a rule, and one match per number cost about 2,300
+    CPU instructions of the 6,900 a warm batch spent per recipient (a match object and a
+    malloc each); over the joined batch it is about 700 (callgrind, 2026-12-02). A line
+    feed inside a number would split it into lines that may each look valid, so the line
+    feeds are counted: exactly one per number.
+    """
+    if len(raws) == 1:  # a single check: one match costs less than the join
+        raw = raws[0]
+        return isinstance(raw, str) and E164_RE.match(raw) is not None
+    if not raws:
+        return False
+    try:
+        joined = "\n".join(raws) + "\n"
+    except TypeError:  # not all strings: the caller's own checks refuse them
+        return False
+    return _E164_LINES_RE.match(joined) is not None and joined.count("\n") == len(raws)
 
 
 def normalize_phone(raw: str, default_region: str, *, fast: bool = False) -> str:

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 import asyncpg
 
-from gateway.addresses import E164_RE, legacy_email_key, normalize_address
+from gateway.addresses import E164_RE, all_e164, legacy_email_key, normalize_address
 from gateway.errors import BadInput, InvalidAddress, UnknownSender
 from gateway.metrics import Metrics
 from gateway.store.cache import (
@@ -117,19 +117,25 @@ class SendGate:
     ) -> list[GateAnswer]:
         """Check many recipients of one sender and program; answers are in input order."""
         self._scope(sender, program, channel)
-        # Hot path of the batch gate: E.164 input is taken as is (see addresses.py).
-        e164 = E164_RE.match if channel is Channel.SMS else None
-        normalized: list[str | None] = []
-        append = normalized.append
-        for raw in addresses:
-            if e164 is not None and e164(raw):
-                append(raw)
-                continue
-            try:
-                append(normalize_address(channel, raw, self._region, fast=True))
-            except InvalidAddress:
-                append(None)
-        valid = [a for a in normalized if a is not None]
+        # Hot path of the batch gate: E.164 input is taken as is (see addresses.py), a whole
+        # batch of it in one pass.
+        normalized: Sequence[str | None]
+        valid: list[str]
+        if channel is Channel.SMS and all_e164(addresses):
+            normalized = valid = list(addresses)
+        else:
+            e164 = E164_RE.match if channel is Channel.SMS else None
+            each: list[str | None] = []
+            append = each.append
+            for raw in addresses:
+                if e164 is not None and e164(raw):
+                    append(raw)
+                    continue
+                try:
+                    append(normalize_address(channel, raw, self._region, fast=True))
+                except InvalidAddress:
+                    append(None)
+            normalized, valid = each, [a for a in each if a is not None]
 
         cached: list[CachedConsent | None] = [None] * len(valid)
         if self._guard.usable and valid:
@@ -141,19 +147,20 @@ class SendGate:
         from_db = await self._read_postgres(channel, sender, program, misses) if misses else {}
 
         answers: list[GateAnswer] = []
-        hits = allowed_hits = allowed_db = 0
-        position = 0
+        add = answers.append
+        allowed = allowed_db = 0
         memo = self._answers
         suppressed, channel_value = self.suppressed, channel.value
         email = channel is Channel.EMAIL
         if len(memo) > _MEMO_LIMIT:
             memo.clear()
-        for raw, address in zip(addresses, normalized, strict=True):
+        if len(cached) < len(normalized):  # invalid addresses have no entry: line them up
+            found = iter(cached)
+            cached = [None if a is None else next(found) for a in normalized]
+        for raw, address, entry in zip(addresses, normalized, cached, strict=True):
             if address is None:
-                answers.append(_INVALID)
+                add(_INVALID)
                 continue
-            entry = cached[position]
-            position += 1
             if entry is None:
                 answer = _answer(from_db[address])
                 allowed_db += answer.allowed
@@ -164,16 +171,16 @@ class SendGate:
                 if pair is None or pair[0] is not entry:
                     pair = memo[id(entry)] = (entry, _answer(entry))
                 answer = pair[1]
-                hits += 1
-                allowed_hits += answer.allowed
-            if (
-                answer.allowed
+            if answer.allowed:
+                allowed += 1  # counted as decided, before the suppression list
                 # Email: also the spelling as given, as suppression entries made before
                 # addresses were case-folded were keyed.
-                and suppressed(channel_value, address, legacy_email_key(raw) if email else None)
-            ):
-                answer = _SUPPRESSED
-            answers.append(answer)
+                legacy = legacy_email_key(raw) if email else None
+                if suppressed(channel_value, address, legacy):
+                    answer = _SUPPRESSED
+            add(answer)
+        hits = len(valid) - len(misses)
+        allowed_hits = allowed - allowed_db
         gate = self._metrics.gate_checks
         gate.labels("true", "cache").inc(allowed_hits)
         gate.labels("false", "cache").inc(hits - allowed_hits)

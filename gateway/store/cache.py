@@ -20,10 +20,19 @@ consent row that was read or changed, which is what ``maxmemory`` is sized for (
 "Deployment").
 
 Keys hold a keyed BLAKE2b digest of the address, never the address itself.
+
+Reads take at most half of the client's connection pool (``_READ_SHARE``) and wait for a
+free one beyond that. The pool refuses a connection past its size ("Too many connections")
+rather than wait, and the guard takes a refused read for Redis being unreachable: 500
+concurrent checks of numbers the near cache did not hold each sent an ``MGET``, 400 of them
+were refused, and every refusal dropped the cache's trust. The other half of the pool stays
+for the writer's tombstones, whose failure sends every instance to Postgres until repaired
+(docs/DESIGN.md, invariant 2).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
@@ -45,6 +54,8 @@ _CODE_STATE = {code: state for state, code in _STATE_CODE.items()}
 _TOMBSTONE = "t"
 _CHUNK = 1_000  # keys per CAS script call
 _MGET_CHUNK = 10_000
+_READ_SHARE = 2  # reads use at most 1/_READ_SHARE of the pool's connections ...
+_MAX_READS = 32  # ... and never more than this many at once (one thread serves them all)
 
 # KEYS: the entries; ARGV[1], ARGV[2]: TTL of a state and of a tombstone; ARGV[3], ARGV[4]:
 # the invalidation sequence key and channel ("" to not announce); then per key its value
@@ -181,6 +192,8 @@ class RedisConsentCache:
         self._prefix = prefix
         self._ttls = (entry_ttl, tombstone_ttl)
         self._cas = client.register_script(_CAS_SCRIPT)
+        pool_size = int(client.connection_pool.max_connections)
+        self._reads = asyncio.Semaphore(max(1, min(pool_size // _READ_SHARE, _MAX_READS)))
 
     def redis_key(self, key: ConsentKey) -> str:
         """The Redis key for ``key``: a keyed digest stands in for the address."""
@@ -215,8 +228,9 @@ class RedisConsentCache:
         ``CacheUnavailable`` on any Redis error."""
         out: list[bytes | str | None] = []
         try:
-            for start in range(0, len(keys), _MGET_CHUNK):
-                out.extend(await self._redis.mget(keys[start : start + _MGET_CHUNK]))
+            async with self._reads:  # see the module docstring
+                for start in range(0, len(keys), _MGET_CHUNK):
+                    out.extend(await self._redis.mget(keys[start : start + _MGET_CHUNK]))
         except (RedisError, OSError) as exc:
             raise CacheUnavailable(str(exc)) from exc
         return out

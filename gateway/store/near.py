@@ -2,7 +2,7 @@
 
 The batch gate cannot afford one Redis key per recipient (the MGET alone caps it near the
 network's rate), so each instance keeps the entries it has read in memory. Keeping them is
-safe only because of three rules:
+safe only because of four rules:
 
 1. Every change announces itself *before* it commits: the writer's tombstone script takes
    the next number of a Redis counter (``<prefix>:seq``) and publishes it with the changed
@@ -24,6 +24,15 @@ safe only because of three rules:
    placeholder (so nothing is kept) or arrives later and removes the kept answer. Either
    way the near cache never keeps "no row" past a change, and a later opt-in is allowed
    at once.
+
+Rule 2's counter read is shared: requests that arrive while one ``GET`` of the counter is
+in flight wait for the next one, sent as soon as it returns, and all of them take its
+answer. A request only ever takes a read sent after it began, so the rule holds for each
+as if it had read alone (docs/DESIGN.md, invariant 2); one read is in flight per process
+instead of one per request.
+Under a burst of 500 concurrent single checks the per-request reads took every connection
+of the client's pool ("Too many connections"), the guard stopped trusting the cache and
+this copy, with its "no row" answers, was emptied.
 
 Whenever the guard stops trusting the cache, it calls ``forget_local`` and this copy is
 emptied; it refills from Redis once the guard trusts it again.
@@ -77,6 +86,11 @@ class NearCache:
         self._epoch = 0  # grows on every drop: a fill that raced one is discarded
         self._live = False  # subscribed and in step with the stream
         self._progress = asyncio.Event()
+        # The shared counter read (rule 2): a GET is in flight, and the callers waiting for
+        # the one after it (not sent yet, so sent after each of them began).
+        self._reading = False
+        self._next_read: asyncio.Future[int] | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     # -- the stream ------------------------------------------------------------------------
 
@@ -134,14 +148,63 @@ class NearCache:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    async def _get_counter(self) -> int:
+        try:
+            return int(await self._redis.client.get(self._redis.seq_key) or 0)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    def _next_counter(self) -> asyncio.Future[int]:
+        """The next counter read's answer: that read is not sent yet, so it is sent after
+        this call (rule 2); ``_read_ended`` sends it when the read in flight returns."""
+        waiter = self._next_read
+        if waiter is None:
+            waiter = self._next_read = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def _read_ended(self) -> None:
+        """The read in flight returned: serve whoever arrived meanwhile with a new one."""
+        if self._next_read is None:
+            self._reading = False
+        else:
+            self._reader = asyncio.get_running_loop().create_task(self._read_for_waiters())
+
+    async def _read_for_waiters(self) -> None:
+        waiter = None
+        try:
+            while (waiter := self._next_read) is not None:
+                # Taken before the GET is sent: whoever arrives from now on waits for the next.
+                self._next_read = None
+                try:
+                    value = await self._get_counter()
+                except Exception as exc:  # noqa: BLE001 - handed to the waiters, who raise it as their own read would
+                    waiter.set_exception(exc)
+                else:
+                    waiter.set_result(value)
+        finally:
+            # Cancelled (the process stops): nobody may wait forever on a read never sent.
+            for pending in (waiter, self._next_read):
+                if pending is not None and not pending.done():
+                    pending.set_exception(CacheUnavailable("the near cache stopped"))
+            self._next_read = None
+            self._reading = False
+            self._reader = None
+
     async def _in_step(self) -> bool:
         """True when every announcement made before now has been applied here."""
         if not self._live:
             return False
-        try:
-            current = int(await self._redis.client.get(self._redis.seq_key) or 0)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(str(exc)) from exc
+        if self._reading:
+            # Shielded: a caller that is cancelled must not cancel the read others wait for.
+            current = await asyncio.shield(self._next_counter())
+        else:
+            self._reading = True  # the common case: nobody else is reading, read inline
+            try:
+                current = int(await self._redis.client.get(self._redis.seq_key) or 0)
+            except (RedisError, OSError) as exc:
+                raise CacheUnavailable(str(exc)) from exc
+            finally:
+                self._read_ended()
         deadline = time.monotonic() + self._catch_up
         while self._applied < current:
             remaining = deadline - time.monotonic()

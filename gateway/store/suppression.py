@@ -73,7 +73,10 @@ class Suppression:
         hashes = self._hashes
         if not hashes:
             return False
-        return any(d in hashes for _, d in self.digests(channel, address, legacy))
+        # Not any(d in hashes ...): a generator naming ``hashes`` makes it a closure cell,
+        # created on every call, also the early return above (the gate calls this for each
+        # allowed recipient).
+        return not hashes.isdisjoint([d for _, d in self.digests(channel, address, legacy)])
 
     async def load(self, pool: asyncpg.Pool) -> None:
         """Replace the in-memory set with the table's contents."""
