@@ -85,14 +85,8 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, dsn: str) -> AsyncIterator[Runtime]:
     """The writer, cache, guard and pipeline of one short-lived instance (no edges)."""
-    dsn = settings.database_url
-    if dsn is None:
-        raise ConfigError(
-            "consent import needs GATEWAY_DATABASE_URL (the embedded database is for the"
-            " quickstart)"
-        )
     s = settings
     async with contextlib.AsyncExitStack() as stack:
         pool = await create_pool(dsn, s.database)

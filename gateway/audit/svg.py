@@ -18,13 +18,14 @@ _LEFT, _RIGHT, _TOP, _BOTTOM = 48, 150, 24, 36
 
 
 def _nice_max(value: int) -> int:
-    """The smallest 1, 2 or 5 times a power of ten at or above ``value`` (at least 1)."""
-    step = 1
+    """The axis top: four gridline steps of 1, 2 or 5 times a power of ten, at or above
+    ``value`` (so every gridline has a whole, round label)."""
+    power = 1
     while True:
         for m in (1, 2, 5):
-            if m * step >= value:
-                return max(m * step, 1)
-        step *= 10
+            if 4 * m * power >= value:
+                return 4 * m * power
+        power *= 10
 
 
 def _axis(top: int) -> list[str]:
@@ -63,7 +64,7 @@ def stacked_bars(
                 f' fill="{PALETTE[n % len(PALETTE)]}"><title>{escape(day)} {escape(name)}:'
                 f" {counts[i]}</title></rect>"
             )
-        if i % 7 == 0 or i == len(days) - 1:
+        if i % 7 == 0 or (i == len(days) - 1 and i % 7 > 3):
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{_H - _BOTTOM + 14}" text-anchor="middle">'
                 f"{escape(day[5:])}</text>"

@@ -50,7 +50,8 @@ SELECT i.id AS inbound_id, i.contact_id, c.address, i.sender, i.method, i.receiv
  ORDER BY i.id
 """
 
-_EMAIL_OPT_OUTS = """
+# An expired double opt-in is closed by the gateway, not asked for by the person.
+_EMAIL_OPT_OUTS = f"""
 SELECT l.inbound_id, l.contact_id, c.address, l.sender, l.method,
        coalesce(i.received_at, min(l.server_time)) AS requested_at,
        min(l.server_time) AS recorded_at, array_agg(l.program ORDER BY l.seq) AS programs
@@ -58,6 +59,7 @@ SELECT l.inbound_id, l.contact_id, c.address, l.sender, l.method,
   JOIN contacts c ON c.id = l.contact_id
   LEFT JOIN inbound_events i ON i.id = l.inbound_id
  WHERE l.channel = 'email' AND l.action = 'opt_out'
+   AND coalesce(l.evidence->>'reason', '') <> '{EXPIRY_REASON}'
    AND l.server_time >= $1 AND l.server_time < $2 AND ($3::text IS NULL OR l.sender = $3)
  GROUP BY l.inbound_id, l.contact_id, c.address, l.sender, l.method, i.received_at
  ORDER BY min(l.seq)
@@ -134,6 +136,7 @@ SELECT last.contact_id, c.address, last.sender, last.program, last.channel,
   FROM (SELECT DISTINCT ON (contact_id, sender, program, channel)
                contact_id, sender, program, channel, new_state, server_time
           FROM ledger WHERE server_time < $2 AND ($3::text IS NULL OR sender = $3)
+           AND $1::timestamptz IS NOT NULL  -- the window's start: states as of its end
          ORDER BY contact_id, sender, program, channel, seq DESC) last
   JOIN contacts c ON c.id = last.contact_id
  WHERE last.new_state = 'pending'

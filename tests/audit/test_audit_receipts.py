@@ -3,6 +3,7 @@ proof fails once a ledger row is altered in PostgreSQL (docs/receipts.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from audit_helpers import call, new_key, opt_in_body
 from support import ROOT, SECRET, sms
 
@@ -27,7 +29,7 @@ NUMBER = "+14155550123"
 async def _history(gateway: Gateway) -> tuple[str, int]:
     """An opt-in by web form, a flagged STOP, a HELP and someone else's events between."""
     key = await new_key(gateway, "admin")
-    status, body = await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body(NUMBER, "a"))
+    status, _ = await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body(NUMBER, "a"))
     assert 200 == status
     await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550999", "b"))
     await gateway.pipeline.handle(sms("stop please", contact=NUMBER))
@@ -41,7 +43,7 @@ async def _history(gateway: Gateway) -> tuple[str, int]:
 async def _receipt(gateway: Gateway, key: str, contact_id: int, path: Path) -> dict[str, Any]:
     status, document = await call(gateway, "GET", f"/v1/contacts/{contact_id}/receipt", key=key)
     assert 200 == status
-    path.write_text(json.dumps(document), encoding="utf-8")
+    await asyncio.to_thread(path.write_text, json.dumps(document), encoding="utf-8")
     assert isinstance(document, dict)
     return document
 
@@ -74,7 +76,8 @@ async def test_receipt_verifies_offline_and_fails_after_a_row_is_altered(
     # The verifier stands alone: copied out of the repository, run with no gateway around.
     alone = tmp_path / "receipt_verify.py"
     shutil.copy(ROOT / "gateway" / "audit" / "receipt_verify.py", alone)
-    run = subprocess.run(
+    run = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-I", str(alone), str(tmp_path / "r.json"), "--public-key", PUBLIC_KEY],
         capture_output=True,
         text=True,
@@ -119,7 +122,9 @@ async def test_a_rewritten_hash_does_not_pass_the_signed_root(
     altered = await _receipt(gateway, key, contact_id, tmp_path / "altered.json")
     result = receipt_verify.verify(altered, [PUBLIC_KEY])
     assert not result["ok"]
-    assert f"seq {row['seq']}: not in the chain its checkpoint signed (altered)" in result["problems"]
+    assert (
+        f"seq {row['seq']}: not in the chain its checkpoint signed (altered)" in result["problems"]
+    )
 
 
 async def test_another_key_and_a_missing_proof_fail(gateway: Gateway, tmp_path: Path) -> None:
@@ -130,7 +135,9 @@ async def test_another_key_and_a_missing_proof_fail(gateway: Gateway, tmp_path: 
     other = CheckpointSigner.from_secret(b"another-secret-that-is-long-enough-0000").public_key
     assert not receipt_verify.verify(document, [other.hex()])["ok"]
     document["events"][0]["proof"] = None
-    assert ["seq 1: not covered by a signed checkpoint"] == receipt_verify.verify(document)["problems"]
+    assert ["seq 1: not covered by a signed checkpoint"] == receipt_verify.verify(document)[
+        "problems"
+    ]
 
 
 async def test_the_data_subject_export_carries_the_receipt(gateway: Gateway) -> None:
@@ -152,10 +159,7 @@ async def test_checkpoints_refuse_a_broken_chain(gateway: Gateway, db: asyncpg.C
     await gateway.pipeline.handle(sms("STOP"))
     seq = await db.fetchval("SELECT max(seq) FROM ledger")
     await _tamper(db, "UPDATE ledger SET method = 'api' WHERE seq = $1", seq)
-    try:
+    with pytest.raises(ChainBroken) as broken:
         await gateway.api.audit.chain.checkpoint_all()
-    except ChainBroken as exc:
-        assert [f"seq {seq}: contents do not match the stored hash (altered)"] == exc.problems
-    else:
-        raise AssertionError("a broken chain was signed")
+    assert [f"seq {seq}: contents do not match the stored hash (altered)"] == broken.value.problems
     assert signed == await db.fetchval("SELECT max(last_seq) FROM ledger_checkpoints")
