@@ -37,7 +37,7 @@ from gateway.audit.html import render_html
 from gateway.audit.importers import LAYOUTS
 from gateway.audit.progress import Progress
 from gateway.audit.signing import CheckpointSigner
-from gateway.edges.http.audit_api import window
+from gateway.edges.http.audit_api import parse_instant, window
 from gateway.edges.http.server import BadRequest
 from gateway.errors import BadInput, ConfigError
 from gateway.settings import Settings
@@ -201,7 +201,7 @@ def _catalog_channel(settings: Settings, sender: str) -> Channel:
 async def _export(settings: Settings, args: argparse.Namespace) -> int:
     channel = _catalog_channel(settings, args.sender)
     try:
-        since = window(args.since, "9999-12-31")[0]
+        since = parse_instant(args.since, "since")
     except BadRequest as exc:
         raise ConfigError(str(exc)) from exc
     columns = COLUMNS[args.list]

@@ -67,7 +67,7 @@ from keywords.model import Channel, IntentKind
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2_000
+CHUNK = 5_000
 _MAX_EVIDENCE = 500  # characters per evidence value taken from a file
 _RETRIES = 5
 
@@ -243,14 +243,14 @@ def _plan_row(
         old == "pending" and row.confirmed_time is None and catalog.program(program).double_opt_in
     ):
         return "unchanged"
+    if row.action == "opt_in" and old == "opted_out":
+        return "kept_opt_out"  # only the person's own opt-in re-subscribes
     if since is not None and since > row.original_time:  # type: ignore[operator]
         return "stale"  # a newer change is recorded here: it stands
     if row.action == "opt_out":
         return _Step(row, program, address, send_to, (IntentKind.OPT_OUT,), old, "opted_out")
     if not (row.disclosure or plan.disclosure):
         return "refused:no_disclosure"
-    if old == "opted_out":
-        return "kept_opt_out"  # only the person's own opt-in re-subscribes
     if not catalog.program(program).double_opt_in:
         return _Step(row, program, address, send_to, (IntentKind.JOIN,), old, "opted_in")
     if row.confirmed_time is None:
@@ -316,10 +316,16 @@ async def _chunk(
         except BadInput:
             summary.outcomes["refused:invalid_address"] += 1
             continue
-        if runtime.suppression.contains(plan.channel.value, address, send_to):
-            summary.outcomes["refused:suppressed"] += 1
-            continue
         keyed.append((item, address, send_to))
+    # Asked of the table, not the in-memory copy: an erasure on another instance since this
+    # import started reaches it by NOTIFY, which this short-lived process does not follow.
+    erased = await runtime.exports.suppressed(
+        plan.channel.value,
+        [runtime.suppression.digests(plan.channel.value, a, s) for _, a, s in keyed],
+    )
+    if erased:
+        summary.outcomes["refused:suppressed"] += len(erased)
+        keyed = [k for i, k in enumerate(keyed) if i not in erased]
     programs = {r.program or plan.program or "" for r, _, _ in keyed}
     states: dict[tuple[str, str], tuple[str, object]] = {}
     for program in programs:

@@ -13,7 +13,8 @@ It re-derives what the receipt claims, in the steps docs/receipts.md describes:
 3. each event's audit path up to the Merkle root of the checkpoint that covers it (RFC 6962
    section 2.1, verified as RFC 9162 section 2.1.3.2 says);
 4. each checkpoint's Ed25519 signature over its statement (RFC 8032), with a public key the
-   reader trusts when ``--public-key`` is given.
+   reader trusts when ``--public-key`` is given;
+5. that each current state the receipt lists rests on an event it shows.
 
 Any ledger row altered after it was checkpointed changes its hash (step 1 fails if the stored
 hash was left, step 3 if it was recomputed); a row altered before has no checkpoint, because
@@ -180,6 +181,13 @@ def verify(receipt: Mapping[str, Any], trusted_keys: Sequence[str] = ()) -> dict
             problems.append(f"seq {seq}: not in the chain its checkpoint signed (altered)")
         if seq == last and derived != cp["head"]:
             problems.append(f"seq {seq}: differs from the head its checkpoint signed")
+    shown = {e.get("seq") for e in events}
+    for state in receipt.get("consent", []):
+        if state.get("last_seq") not in shown:
+            problems.append(
+                f"consent {state.get('sender')}/{state.get('program')}: its last event"
+                f" (seq {state.get('last_seq')}) is not in the receipt"
+            )
     return {
         "ok": not problems,
         "events": len(events),

@@ -18,6 +18,7 @@ import asyncpg
 
 from gateway.errors import TemporaryFailure
 from gateway.store.db import DB_ERRORS
+from gateway.store.suppression import suppressed_among
 
 BATCH = 2_000
 _LISTED = "c.address NOT LIKE 'erased:%' AND c.address NOT LIKE 'case-collision:%'"
@@ -103,16 +104,29 @@ class ConsentExports:
         except DB_ERRORS as exc:
             raise TemporaryFailure("the consent store is unavailable") from exc
 
+    async def suppressed(
+        self, channel: str, digests: Sequence[Sequence[tuple[str, bytes]]]
+    ) -> set[int]:
+        """Which addresses (each given by its hashes under every key) are on the list."""
+        probes = [(channel, d, i) for i, forms in enumerate(digests) for _, d in forms]
+        if not probes:
+            return set()
+        async with self._pool.acquire() as conn:
+            return await suppressed_among(conn, probes)
+
     async def states(
         self, channel: str, sender: str, program: str, addresses: Sequence[str]
     ) -> dict[str, tuple[str, datetime]]:
         """address -> (state, since) for one program, for the addresses that have a row."""
         async with self._pool.acquire() as conn:
+            # One index probe per address (LATERAL ... OFFSET 0), whatever plan the statement
+            # was prepared with: a join planned while the tables were small becomes a scan of
+            # millions of rows per chunk (tests/store/test_store_plans.py tells the story).
             rows = await conn.fetch(
-                "SELECT c.address, s.state, s.updated_at FROM unnest($1::text[]) AS a(address)"
-                " JOIN contacts c ON c.channel = $2 AND c.address = a.address"
+                "SELECT a.address, k.state, k.updated_at FROM unnest($1::text[]) AS a(address)"
+                " CROSS JOIN LATERAL (SELECT s.state, s.updated_at FROM contacts c"
                 " JOIN consent s ON s.contact_id = c.id AND s.channel = $2 AND s.sender = $3"
-                " AND s.program = $4",
+                " AND s.program = $4 WHERE c.channel = $2 AND c.address = a.address OFFSET 0) k",
                 list(addresses),
                 channel,
                 sender,

@@ -43,7 +43,7 @@ class ReviewQueue:
                     " FROM inbound_events i JOIN contacts c ON c.id = i.contact_id"
                     " LEFT JOIN consent_reviews r ON r.inbound_id = i.id"
                     " WHERE i.needs_review AND i.id > $1"
-                    " AND ($3 = 'all' OR ($3 = 'open') = (r.id IS NULL))"
+                    " AND ($3::text = 'all' OR ($3::text = 'open') = (r.id IS NULL))"
                     " ORDER BY i.id LIMIT $2",
                     after,
                     limit,
