@@ -165,7 +165,13 @@ async def test_lists_stream_as_csv_and_json(gateway: Gateway) -> None:
     assert 403 == status
     _, _, body = await fetch(gateway, "GET", f"/v1/admin/exports/consent{base}", key=admin)
     consent = list(csv.DictReader(io.StringIO(body.decode())))
-    assert "2026-01" == json.loads(consent[0]["evidence"])["disclosure_version"]
+    (joined,) = [
+        c for c in consent if (c["address"], c["program"]) == ("+14155550123", "reminders")
+    ]
+    assert ("opted_in", "2026-01") == (
+        joined["state"],
+        json.loads(joined["evidence"])["disclosure_version"],
+    )
     status, err = await call(
         gateway, "GET", "/v1/exports/opt-outs?sender=nobody&channel=sms", key=read
     )

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,22 +58,24 @@ async def test_the_commands_an_operator_answers_an_auditor_with(
     await call(gateway, "POST", "/v1/consent", key=key, json=opt_in_body("+14155550123", "a"))
     await gateway.pipeline.handle(sms("stop please", contact="+14155550123"))
     config = _config(tmp_path, settings)
-    today = "2026-01-01"
+    start = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    end = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
     code, out, err = await _gateway_cli(
-        config, "audit", "report", "--from", today, "--to", "2099-01-01", "--format", "json"
+        config, "audit", "report", "--from", start, "--to", end, "--format", "json"
     )
     assert 0 == code, err
     report = json.loads(out)
     assert report["chain"]["ok"]
+    assert 1 == report["review_queue"]["flagged"]
     assert "report [" in err  # the progress bar, on stderr
     code, out, err = await _gateway_cli(
         config,
         "audit",
         "report",
         "--from",
-        today,
+        start,
         "--to",
-        "2027-12-01",
+        end,
         "--format",
         "pdf",
         "--output",
