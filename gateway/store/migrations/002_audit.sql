@@ -1,4 +1,4 @@
--- 018_audit (002_audit once the baseline squash lands): what an auditor asks for beyond the ledger.
+-- 002_audit: what an auditor asks for beyond the ledger itself.
 --
 --   ledger_checkpoints  signed statements of the chain's head, each with a Merkle root over the
 --                       events since the previous one (receipts prove an event is in the chain
