@@ -6,11 +6,14 @@
 
 CREATE SEQUENCE admin_audit_id_seq OWNED BY admin_audit.id;
 CREATE SEQUENCE cache_repair_id_seq OWNED BY cache_repair.id;
+CREATE SEQUENCE consent_reviews_id_seq OWNED BY consent_reviews.id;
 CREATE SEQUENCE contact_addresses_id_seq OWNED BY contact_addresses.id;
 CREATE SEQUENCE contacts_id_seq OWNED BY contacts.id;
 CREATE SEQUENCE delivery_receipts_id_seq OWNED BY delivery_receipts.id;
 CREATE SEQUENCE inbound_events_id_seq OWNED BY inbound_events.id;
+CREATE SEQUENCE ledger_checkpoints_id_seq OWNED BY ledger_checkpoints.id;
 CREATE SEQUENCE outbox_id_seq OWNED BY outbox.id;
+CREATE SEQUENCE send_reports_id_seq OWNED BY send_reports.id;
 CREATE SEQUENCE sms_part_sets_id_seq OWNED BY sms_part_sets.id;
 CREATE SEQUENCE suppression_entry_seq;
 CREATE SEQUENCE unverified_reports_id_seq OWNED BY unverified_reports.id;
@@ -140,6 +143,23 @@ CREATE TABLE consent (
 );
 CREATE TRIGGER consent_cancels_sends AFTER UPDATE OF state ON consent FOR EACH ROW WHEN (((old.state = 'opted_in'::text) AND (new.state <> 'opted_in'::text))) EXECUTE FUNCTION cancel_sends_after_opt_out();
 
+CREATE TABLE consent_reviews (
+    id bigint DEFAULT nextval('consent_reviews_id_seq'::regclass) NOT NULL,
+    inbound_id bigint NOT NULL,
+    decision text NOT NULL,
+    note text NOT NULL,
+    actor text NOT NULL,
+    ledger_seqs bigint[] NOT NULL,
+    head_seq bigint NOT NULL,
+    head_hash bytea NOT NULL,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT consent_reviews_pkey PRIMARY KEY (id),
+    CONSTRAINT consent_reviews_inbound_id_key UNIQUE (inbound_id),
+    CONSTRAINT consent_reviews_inbound_id_fkey FOREIGN KEY (inbound_id) REFERENCES inbound_events(id),
+    CONSTRAINT consent_reviews_decision_check CHECK ((decision = ANY (ARRAY['confirmed'::text, 'reversed'::text])))
+);
+CREATE TRIGGER consent_reviews_append_only BEFORE DELETE OR UPDATE ON consent_reviews FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+
 CREATE TABLE contact_addresses (
     id bigint DEFAULT nextval('contact_addresses_id_seq'::regclass) NOT NULL,
     contact_id bigint NOT NULL,
@@ -158,6 +178,7 @@ CREATE TABLE contacts (
     CONSTRAINT contacts_channel_address_key UNIQUE (channel, address),
     CONSTRAINT contacts_channel_check CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text])))
 );
+CREATE TRIGGER contacts_erasure_reaches_send_reports AFTER UPDATE OF address ON contacts FOR EACH ROW WHEN (((new.address ~~ 'erased:%'::text) AND (old.address !~~ 'erased:%'::text))) EXECUTE FUNCTION send_reports_follow_erasure();
 
 CREATE TABLE delivery_receipts (
     id bigint DEFAULT nextval('delivery_receipts_id_seq'::regclass) NOT NULL,
@@ -173,6 +194,18 @@ CREATE TABLE delivery_receipts (
     CONSTRAINT delivery_receipts_outbox_id_fkey FOREIGN KEY (outbox_id) REFERENCES outbox(id)
 );
 CREATE INDEX delivery_receipts_outbox ON delivery_receipts USING btree (outbox_id);
+
+CREATE TABLE gate_decisions (
+    id text NOT NULL,
+    sender text NOT NULL,
+    program text NOT NULL,
+    channel text NOT NULL,
+    recipients integer NOT NULL,
+    answers bytea,
+    api_key text NOT NULL,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT gate_decisions_pkey PRIMARY KEY (id)
+);
 
 CREATE TABLE inbound_events (
     id bigint DEFAULT nextval('inbound_events_id_seq'::regclass) NOT NULL,
@@ -218,6 +251,24 @@ CREATE TABLE ledger (
 CREATE INDEX ledger_contact ON ledger USING btree (contact_id, seq);
 CREATE TRIGGER ledger_append_only BEFORE DELETE OR UPDATE ON ledger FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
 CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger FOR EACH STATEMENT EXECUTE FUNCTION ledger_is_append_only();
+
+CREATE TABLE ledger_checkpoints (
+    id bigint DEFAULT nextval('ledger_checkpoints_id_seq'::regclass) NOT NULL,
+    first_seq bigint NOT NULL,
+    last_seq bigint NOT NULL,
+    head_hash bytea NOT NULL,
+    root bytea NOT NULL,
+    statement text NOT NULL,
+    signature bytea NOT NULL,
+    key_id text NOT NULL,
+    public_key bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT ledger_checkpoints_pkey PRIMARY KEY (id),
+    CONSTRAINT ledger_checkpoints_last_seq_key UNIQUE (last_seq),
+    CONSTRAINT ledger_checkpoints_check CHECK (((first_seq >= 1) AND (last_seq >= first_seq)))
+);
+CREATE TRIGGER ledger_checkpoints_append_only BEFORE DELETE OR UPDATE ON ledger_checkpoints FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 
 CREATE TABLE ledger_head (
     singleton boolean DEFAULT true NOT NULL,
@@ -271,6 +322,24 @@ CREATE TABLE schema_migrations (
     applied_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
 );
+
+CREATE TABLE send_reports (
+    id bigint DEFAULT nextval('send_reports_id_seq'::regclass) NOT NULL,
+    sender text NOT NULL,
+    message_id text NOT NULL,
+    channel text NOT NULL,
+    program text NOT NULL,
+    recipient text NOT NULL,
+    sent_at timestamp with time zone NOT NULL,
+    decision_id text,
+    decision_index integer,
+    api_key text NOT NULL,
+    reported_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT send_reports_pkey PRIMARY KEY (id),
+    CONSTRAINT send_reports_sender_message_id_key UNIQUE (sender, message_id)
+);
+CREATE INDEX send_reports_recipient ON send_reports USING btree (channel, recipient);
+CREATE INDEX send_reports_sent_at ON send_reports USING btree (sent_at);
 
 CREATE TABLE sender_overrides (
     sender text NOT NULL,
@@ -357,6 +426,14 @@ CREATE TABLE unverified_reports (
 CREATE INDEX unverified_reports_mail_from ON unverified_reports USING btree (mail_from);
 CREATE INDEX unverified_reports_named ON unverified_reports USING gin (named);
 
+CREATE OR REPLACE FUNCTION audit_append_only()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    RAISE EXCEPTION '% is append-only (%)', TG_TABLE_NAME, TG_OP;
+END $function$;
+
 CREATE OR REPLACE FUNCTION cancel_sends_after_opt_out()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -378,6 +455,16 @@ BEGIN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'the consent ledger is append-only (%)', TG_OP;
+END $function$;
+
+CREATE OR REPLACE FUNCTION send_reports_follow_erasure()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    UPDATE send_reports SET recipient = NEW.address
+     WHERE channel = OLD.channel AND recipient = OLD.address;
+    RETURN NULL;
 END $function$;
 
 CREATE OR REPLACE FUNCTION sms_part_add(p_smsc text, p_source text, p_destination text, p_ref integer, p_total smallint, p_seq smallint, p_coding smallint, p_body bytea)

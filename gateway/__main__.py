@@ -1,5 +1,5 @@
-"""Command line (I/O layer): serve, migrate, check-config, classify, audit verify, sign, keys,
-healthcheck."""
+"""Command line (I/O layer): serve, migrate, check-config, classify, audit (verify, report,
+receipts), consent import and export, review, sign, keys, healthcheck."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from gateway import logs
-from gateway.app import keys_cli, serve
+from gateway.app import audit_cli, keys_cli, serve
 from gateway.app.config_check import check_settings
 from gateway.errors import ConfigError
 from gateway.security.signing import WEBHOOK_PURPOSE, derive_key, sign
@@ -50,9 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     audit_cmd = sub.add_parser("audit", help="ledger audits")
     audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="re-derive the ledger's hash chain")
+    audit_cli.add_audit_commands(audit_sub)
     sign_cmd = sub.add_parser("sign", help="print an X-Gateway-Signature header for a body")
     sign_cmd.add_argument("body", help="the exact request body")
     keys_cli.add_parser(sub)
+    audit_cli.add_parsers(sub)
     sub.add_parser(
         "healthcheck",
         help="exit 0 if this host's gateway can record an opt-out (/readyz?scope=intake on"
@@ -181,8 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
-        if args.command == "audit":
+        if args.command == "audit" and args.audit_command == "verify":
             return asyncio.run(_audit_verify(settings))
+        if args.command in ("audit", "consent", "review"):
+            return asyncio.run(audit_cli.run(settings, args))
         if args.command == "keys":
             return asyncio.run(keys_cli.run(settings, args))
         if args.command == "healthcheck":

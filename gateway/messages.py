@@ -25,6 +25,7 @@ class Method(StrEnum):
     COMPLAINT = "complaint"
     BOUNCE = "bounce"
     ERASURE = "erasure"
+    IMPORT = "import"  # brought from another system (gateway/app/consent_import.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import asyncpg
 
+from gateway.app.audit_wiring import AuditEdge
 from gateway.catalogs import CatalogRegistry
 from gateway.config_rules import positive, ranged
 from gateway.edges.http import (
@@ -246,6 +247,7 @@ class ApiEdge:
         self.admin = CatalogAdmin(
             SenderOverrides(pool, channel=self.channel), AuditLog(pool), catalogs
         )
+        self.audit = AuditEdge(settings, pool, catalogs)
         self.tokens = tokens
         self._wake: Callable[[], None] = lambda: None
         self.app: Any = None
@@ -287,6 +289,7 @@ class ApiEdge:
         await self._on_change("*")
         feed = ChangeFeed(connect, self.channel, self._on_change)
         spawn("api-change-feed", feed.run)
+        spawn("ledger-checkpoints", self.audit.checkpoint_loop)  # docs/receipts.md
 
     async def expire_pending(self, pipeline: InboundPipeline) -> int:
         """Close the double opt-ins left unconfirmed past ``confirm_ttl_hours`` once."""
@@ -337,5 +340,6 @@ class ApiEdge:
             preferences.register,
             privacy.register,
             admin.register,
+            self.audit.http_module(),
             openapi.register,
         ]

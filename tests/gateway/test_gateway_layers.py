@@ -29,6 +29,7 @@ FLOORS: dict[str, int] = {
     "gateway.merge": 4,
     "gateway.email": 4,  # link service and email settings, shared by edges and senders
     "gateway.store": 3,  # all SQL, grouped by table
+    "gateway.audit": 2,  # audit report, receipts and proofs: pure, data in, documents out
     "gateway.security": 2,
     "gateway.catalogs": 2,
     "gateway.settings": 2,

@@ -16,7 +16,8 @@ from gateway.store import db as db_module
 from gateway.store.db import _SQUASHED, _migrations, migrate
 from gateway.store.schema_dump import render
 
-LATER = (2, "002_later.sql", "CREATE TABLE later (id integer PRIMARY KEY);")
+# A file after every real one (002_audit.sql and up follow the baseline already).
+LATER = (999, "999_later.sql", "CREATE TABLE later (id integer PRIMARY KEY);")
 
 
 @pytest.fixture
@@ -48,12 +49,13 @@ async def test_a_new_schema_gets_the_baseline_then_each_later_file_once(
     conn: asyncpg.Connection, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Migration 002 and up are applied after the baseline, once, and recorded."""
-    assert ["001_baseline.sql"] == [name for _, name, _ in _migrations()]
-    assert ["001_baseline.sql"] == await migrate(conn, schema)
-    monkeypatch.setattr(db_module, "_migrations", lambda: [*_migrations(), LATER])
-    assert ["002_later.sql"] == await migrate(conn, schema)
+    real = _migrations()
+    assert "001_baseline.sql" == real[0][1]
+    assert [name for _, name, _ in real] == await migrate(conn, schema)
+    monkeypatch.setattr(db_module, "_migrations", lambda: [*real, LATER])
+    assert ["999_later.sql"] == await migrate(conn, schema)
     assert [] == await migrate(conn, schema)
-    assert [(1, "001_baseline.sql"), (2, "002_later.sql")] == await _records(conn, schema)
+    assert [*((v, n) for v, n, _ in real), (999, "999_later.sql")] == await _records(conn, schema)
     assert 0 == await conn.fetchval(f'SELECT count(*) FROM "{schema}".later')  # noqa: S608
 
 
@@ -62,6 +64,8 @@ async def test_a_schema_built_by_the_squashed_files_is_adopted_and_migrates_on(
 ) -> None:
     """Records of the files squashed into the baseline become the baseline's: nothing is
     applied again, and a new 002 is not mistaken for the old 002."""
+    real = _migrations()
+    monkeypatch.setattr(db_module, "_migrations", lambda: real[:1])  # what the old files built
     await migrate(conn, schema)
     await conn.execute(f'DELETE FROM "{schema}".schema_migrations')  # noqa: S608
     for name in _SQUASHED:
@@ -70,9 +74,10 @@ async def test_a_schema_built_by_the_squashed_files_is_adopted_and_migrates_on(
             int(name[:3]),
             name,
         )
-    monkeypatch.setattr(db_module, "_migrations", lambda: [*_migrations(), LATER])
-    assert ["002_later.sql"] == await migrate(conn, schema)
-    assert [(1, "001_baseline.sql"), (2, "002_later.sql")] == await _records(conn, schema)
+    monkeypatch.setattr(db_module, "_migrations", lambda: [*real, LATER])
+    later = [name for _, name, _ in real[1:]]
+    assert [*later, "999_later.sql"] == await migrate(conn, schema)
+    assert [*((v, n) for v, n, _ in real), (999, "999_later.sql")] == await _records(conn, schema)
 
 
 async def test_a_schema_part_way_through_the_squashed_files_is_refused(

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.edges.http.audit_deps import start_decision
 from gateway.edges.http.auth import require
 from gateway.edges.http.server import (
     DEPS,
@@ -93,8 +94,9 @@ async def gate_check(request: web.Request) -> web.Response:
 
 
 async def gate_batch(request: web.Request) -> web.StreamResponse:
-    """``{sender, program, channel, to: [...]}`` -> ``{results: [...]}`` in input order."""
-    await require(request, "read")
+    """``{sender, program, channel, to: [...]}`` -> ``{decision_id, results: [...]}`` in input
+    order; a send reported with (decision_id, index) is joined to its answer (POST /v1/sends)."""
+    principal = await require(request, "read")
     deps = request.app[DEPS]
     data = parse_json(await read_body(request, MAX_SIGNED_BODY))
     sender, program, channel = scope_of(data)
@@ -106,15 +108,22 @@ async def gate_batch(request: web.Request) -> web.StreamResponse:
     # The first chunk is answered before the headers go out, so a refused scope (unknown
     # sender or program) or an unavailable store still gets a proper 4xx / 503.
     first = await deps.gate.check_many(sender, program, channel, recipients[:_CHUNK])
+    scope = (sender, program, channel.value)
+    decision = await start_decision(request, scope, len(recipients), first, principal.id)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
-    await response.write(b'{"results":[' + encode_answers(first))
+    head = b"{" if decision is None else b'{"decision_id":"' + decision.id.encode() + b'",'
+    await response.write(head + b'"results":[' + encode_answers(first))
     for start in range(_CHUNK, len(recipients), _CHUNK):
         chunk = await deps.gate.check_many(
             sender, program, channel, recipients[start : start + _CHUNK]
         )
         if chunk:
+            if decision is not None:
+                decision.add(chunk)
             await response.write(b"," + encode_answers(chunk))
+    if decision is not None and len(recipients) > _CHUNK:
+        await decision.finish()
     await response.write(b"]}")
     await response.write_eof()
     return response

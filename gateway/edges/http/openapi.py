@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.edges.http.audit_openapi import paths as audit_paths
 from gateway.edges.http.openapi_schemas import EXAMPLES, SCHEMAS, ref
 
 _ERRORS = {
@@ -267,6 +268,8 @@ PATHS: dict[str, Any] = {
         "post": _op("Confirm a pending double opt-in", None, _PAGE, params=_TOKEN),
     },
 }
+
+PATHS.update(audit_paths(_op))
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.addresses import normalize_address
+from gateway.edges.http.audit_deps import AUDIT
 from gateway.edges.http.auth import API, require
 from gateway.edges.http.gate_api import parse_json
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
@@ -48,6 +49,9 @@ async def export(request: web.Request) -> web.Response:
     data = await request.app[API].privacy.export(channel.value, address, actor)
     if data is None:
         raise BadInput("no contact with that address", code="unknown_contact")
+    audit = request.app.get(AUDIT)
+    if audit is not None:  # the same consent receipt, with its proofs (docs/receipts.md)
+        data["receipt"] = await audit.service.receipt(data["contact"]["id"])
     return web.json_response(data)
 
 
