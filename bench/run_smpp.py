@@ -11,6 +11,11 @@ with durable commits. Kannel 1.4.5 (Debian ``kannel``) runs bearerbox + smsbox w
 store and an sms-service answering ``stop`` with a fixed text: it records nothing, which is
 the ceiling we compare with. Kannel must be installed (``apt-get install kannel``); without
 it only the gateway's row is printed.
+
+The first row is the load generator's own ceiling: the same flood answered by
+tests/peers/smsc/echo_esme.js, an ESME that acknowledges and submits a fixed reply with no
+database. Every other row is printed as a fraction of it: a system near 1.00 is held back by
+the simulator (or by sharing the machine's cores with it), not measured.
 Run: ``make bench BENCH=smpp`` or ``python -m bench.run_smpp``.
 """
 
@@ -36,12 +41,13 @@ from bench.cleanup import drop_redis_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = ROOT / "tests" / "peers" / "smsc" / "simulator.js"
+ECHO_ESME = ROOT / "tests" / "peers" / "smsc" / "echo_esme.js"
 PG_URL = os.environ.get("GATEWAY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GATEWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "bench-secret-key-0123456789-0123456789-0123456789"  # noqa: S105 - bench only
 PASSWORD = "bench"  # noqa: S105 - the simulator's bench account
 MOS = int(os.environ.get("BENCH_SMPP_MOS", "50000"))
-WINDOW = 200
+WINDOW = int(os.environ.get("BENCH_SMPP_WINDOW", "200"))
 STOP_REPLY = (
     "Acme Health: You're unsubscribed and will get no more msgs. Reply START to rejoin,"
     " HELP for help."
@@ -194,6 +200,23 @@ max-messages = 1
     return config
 
 
+async def run_ceiling() -> dict[str, Any]:
+    """The load generator's own ceiling: the simulator flooding an ESME that only answers
+    (tests/peers/smsc/echo_esme.js: no database, no queue, one fixed reply per text)."""
+    async with Simulator() as sim:
+        node = shutil.which("node") or "/usr/bin/node"
+        esme = subprocess.Popen(  # noqa: ASYNC220 - start only; it ends with the simulator
+            [node, str(ECHO_ESME), "--port", str(sim.smpp_port), "--system-id", "gateway",
+             "--password", PASSWORD, "--window", str(WINDOW), "--text", STOP_REPLY],
+        )  # fmt: skip
+        try:
+            await sim.wait_bound()
+            return await sim.flood()
+        finally:
+            esme.terminate()
+            esme.wait(timeout=20)
+
+
 async def run_kannel() -> dict[str, Any] | None:
     bearerbox, smsbox = (
         shutil.which("bearerbox", path="/usr/sbin:/usr/bin"),
@@ -242,15 +265,20 @@ def _rates(result: dict[str, Any]) -> tuple[float, float]:
 
 
 async def _main() -> None:
+    ceiling = await run_ceiling()
     ours = await run_gateway()
     peer = await run_kannel()
-    rows = [("gateway (durable)", ours)] + ([("kannel 1.4.5", peer)] if peer else [])
-    print(f"{MOS} MOs (STOP from distinct numbers), window {WINDOW}, simulator: node-smpp")
-    print(f"{'':20} {'replies/s':>10} {'acks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'replies':>8}")
+    rows = [("ceiling (echo ESME)", ceiling), ("gateway (durable)", ours)]
+    rows += [("kannel 1.4.5", peer)] if peer else []
+    top = _rates(ceiling)[0]
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}: {MOS} MOs (STOP from distinct numbers), window"
+          f" {WINDOW}, simulator: node-smpp, {os.cpu_count()} cores")  # fmt: skip
+    print(f"{'':20} {'replies/s':>10} {'/ceiling':>8} {'acks/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'replies':>8}")  # fmt: skip
     for name, r in rows:
         reply_rate, ack_rate = _rates(r)
-        print(f"{name:20} {reply_rate:10.0f} {ack_rate:10.0f} {r['p50_ms']:8.1f} "
-              f"{r['p99_ms']:8.1f} {r['replies']:8d}")  # fmt: skip
+        print(f"{name:20} {reply_rate:10.0f} {reply_rate / top:8.2f} {ack_rate:10.0f}"
+              f" {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['replies']:8d}")  # fmt: skip
     print(f"gateway committed {ours.get('committed')} inbound events")
     if peer:
         print(f"ratio gateway/kannel replies/s: {_rates(ours)[0] / _rates(peer)[0]:.2f}")
