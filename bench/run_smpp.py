@@ -22,6 +22,7 @@ Run: ``make bench BENCH=smpp`` or ``python -m bench.run_smpp``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,8 @@ REDIS_URL = os.environ.get("GATEWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"
 SECRET = "bench-secret-key-0123456789-0123456789-0123456789"  # noqa: S105 - bench only
 PASSWORD = "bench"  # noqa: S105 - the simulator's bench account
 MOS = int(os.environ.get("BENCH_SMPP_MOS", "50000"))
+# `gateway serve --workers N` for each N (gateway/app/workers.py); "1 2" on two cores.
+WORKERS = [int(n) for n in os.environ.get("BENCH_SMPP_WORKERS", "1 2").split()]
 WINDOW = int(os.environ.get("BENCH_SMPP_WINDOW", "200"))
 STOP_REPLY = (
     "Acme Health: You're unsubscribed and will get no more msgs. Reply START to rejoin,"
@@ -87,9 +91,9 @@ class Simulator:
         async with self.http.request(method, url, json=body or {}) as resp:
             return await resp.json()
 
-    async def wait_bound(self, within: float = 30.0) -> None:
+    async def wait_bound(self, within: float = 30.0, receivers: int = 1) -> None:
         deadline = time.monotonic() + within
-        while (await self.call("GET", "/summary"))["receivers"] < 1:
+        while (await self.call("GET", "/summary"))["receivers"] < receivers:
             if time.monotonic() > deadline:
                 raise RuntimeError("nothing bound to the simulator")
             await asyncio.sleep(0.1)
@@ -123,7 +127,7 @@ def _gateway_config(work: Path, schema: str, sim: Simulator) -> Path:
     return config
 
 
-async def run_gateway() -> dict[str, Any]:
+async def run_gateway(workers: int = 1) -> dict[str, Any]:
     schema = f"bench_smpp_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-smpp-") as tmp:
         async with Simulator() as sim:
@@ -133,12 +137,13 @@ async def run_gateway() -> dict[str, Any]:
             with (Path(tmp) / "gateway.log").open("wb") as log:
                 proc = subprocess.Popen(  # noqa: ASYNC220 - start only; waits are polled
                     [sys.executable, *os.environ.get("BENCH_PY_ARGS", "").split(), "-m", "gateway",
-                     "--config", str(config), "serve"],
+                     "--config", str(config), "serve", "--workers", str(workers)],
                     env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
                 )  # fmt: skip
                 try:
-                    await sim.wait_bound()
-                    result = await sim.flood()
+                    await sim.wait_bound(receivers=workers)
+                    with _profiled(proc.pid if workers == 1 else None):
+                        result = await sim.flood()
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(timeout=60)
@@ -152,6 +157,31 @@ async def run_gateway() -> dict[str, Any]:
             await conn.close()
         await drop_redis_prefix(REDIS_URL, f"b{schema[-8:]}")
     return result
+
+
+@contextlib.contextmanager
+def _profiled(pid: int | None) -> Iterator[None]:
+    """With BENCH_PYSPY=<file>, sample the gateway with py-spy (collapsed stacks) meanwhile
+    (one worker only: the parent of several does no work).
+
+    py-spy is not a dependency: ``.venv/bin/pip install py-spy`` first. ``--nonblocking``
+    reads the process without stopping it, so the figures move little.
+    """
+    out = os.environ.get("BENCH_PYSPY")
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if not out or not spy or pid is None:
+        yield
+        return
+    recorder = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--nonblocking",
+         "--output", out],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
 
 
 def _kannel_config(work: Path, sim: Simulator) -> Path:
@@ -266,9 +296,10 @@ def _rates(result: dict[str, Any]) -> tuple[float, float]:
 
 async def _main() -> None:
     ceiling = await run_ceiling()
-    ours = await run_gateway()
+    gateways = [(n, await run_gateway(n)) for n in WORKERS]
     peer = await run_kannel()
-    rows = [("ceiling (echo ESME)", ceiling), ("gateway (durable)", ours)]
+    rows = [("ceiling (echo ESME)", ceiling)]
+    rows += [(f"gateway, {n} worker{'s' if n > 1 else ''}", r) for n, r in gateways]
     rows += [("kannel 1.4.5", peer)] if peer else []
     top = _rates(ceiling)[0]
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: {MOS} MOs (STOP from distinct numbers), window"
@@ -279,9 +310,11 @@ async def _main() -> None:
         reply_rate, ack_rate = _rates(r)
         print(f"{name:20} {reply_rate:10.0f} {reply_rate / top:8.2f} {ack_rate:10.0f}"
               f" {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['replies']:8d}")  # fmt: skip
-    print(f"gateway committed {ours.get('committed')} inbound events")
-    if peer:
-        print(f"ratio gateway/kannel replies/s: {_rates(ours)[0] / _rates(peer)[0]:.2f}")
+    loop = os.environ.get("GATEWAY_EVENT_LOOP", "auto")
+    for n, r in gateways:
+        print(f"gateway ({n} worker(s), loop {loop}) committed {r.get('committed')} inbound events")
+        if peer:
+            print(f"ratio gateway ({n})/kannel replies/s: {_rates(r)[0] / _rates(peer)[0]:.2f}")
 
 
 def main() -> None:

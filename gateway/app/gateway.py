@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway.app.api_wiring import ApiEdge, build_suppression
 from gateway.app.config_check import check_settings
 from gateway.app.email_wiring import EmailEdge
+from gateway.app.workers import reuse_port
 from gateway.catalogs import CatalogRegistry
 from gateway.edges.http import inbound, ops
 from gateway.edges.http.client_address import parse_networks, register_trusted
@@ -314,7 +315,8 @@ class Gateway:
         await runner.setup()
         # Pushed after the writer: on exit HTTP stops first, then the writer drains.
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, s.http.host, s.http.port)
+        # A worker of `serve --workers N` shares the port with its siblings (app/workers.py).
+        site = web.TCPSite(runner, s.http.host, s.http.port, reuse_port=reuse_port())
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
