@@ -117,7 +117,7 @@ def _gateway_config(work: Path, schema: str, sim: Simulator) -> Path:
     config.write_text(
         f'[gateway]\nsenders_dir = "{senders}"\n[http]\nport = 0\n'
         f'[database]\nschema = "{schema}"\npool_min = 4\npool_max = 12\n'
-        f'[cache]\nkey_prefix = "b{schema[-8:]}"\n[logging]\nlevel = "WARNING"\n'
+        f'[cache]\nkey_prefix = "b{schema[-8:]}"\n[logging]\nlevel = "INFO"\n'
         "[outbox]\nbatch_size = 500\n"
         '[smpp]\n[smpp.senders]\n"12345" = ["sim"]\n'
         f'[smpp.smsc.sim]\nhost = "127.0.0.1"\nport = {sim.smpp_port}\nsystem_id = "gateway"\n'
