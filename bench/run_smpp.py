@@ -11,12 +11,18 @@ with durable commits. Kannel 1.4.5 (Debian ``kannel``) runs bearerbox + smsbox w
 store and an sms-service answering ``stop`` with a fixed text: it records nothing, which is
 the ceiling we compare with. Kannel must be installed (``apt-get install kannel``); without
 it only the gateway's row is printed.
+
+The first row is the load generator's own ceiling: the same flood answered by
+tests/peers/smsc/echo_esme.js, an ESME that acknowledges and submits a fixed reply with no
+database. Every other row is printed as a fraction of it: a system near 1.00 is held back by
+the simulator (or by sharing the machine's cores with it), not measured.
 Run: ``make bench BENCH=smpp`` or ``python -m bench.run_smpp``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +43,15 @@ from bench.cleanup import drop_redis_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = ROOT / "tests" / "peers" / "smsc" / "simulator.js"
+ECHO_ESME = ROOT / "tests" / "peers" / "smsc" / "echo_esme.js"
 PG_URL = os.environ.get("GATEWAY_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GATEWAY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "bench-secret-key-0123456789-0123456789-0123456789"  # noqa: S105 - bench only
 PASSWORD = "bench"  # noqa: S105 - the simulator's bench account
 MOS = int(os.environ.get("BENCH_SMPP_MOS", "50000"))
-WINDOW = 200
+# `gateway serve --workers N` for each N (gateway/app/workers.py); "1 2" on two cores.
+WORKERS = [int(n) for n in os.environ.get("BENCH_SMPP_WORKERS", "1 2").split()]
+WINDOW = int(os.environ.get("BENCH_SMPP_WINDOW", "200"))
 STOP_REPLY = (
     "Acme Health: You're unsubscribed and will get no more msgs. Reply START to rejoin,"
     " HELP for help."
@@ -81,9 +91,9 @@ class Simulator:
         async with self.http.request(method, url, json=body or {}) as resp:
             return await resp.json()
 
-    async def wait_bound(self, within: float = 30.0) -> None:
+    async def wait_bound(self, within: float = 30.0, receivers: int = 1) -> None:
         deadline = time.monotonic() + within
-        while (await self.call("GET", "/summary"))["receivers"] < 1:
+        while (await self.call("GET", "/summary"))["receivers"] < receivers:
             if time.monotonic() > deadline:
                 raise RuntimeError("nothing bound to the simulator")
             await asyncio.sleep(0.1)
@@ -107,7 +117,7 @@ def _gateway_config(work: Path, schema: str, sim: Simulator) -> Path:
     config.write_text(
         f'[gateway]\nsenders_dir = "{senders}"\n[http]\nport = 0\n'
         f'[database]\nschema = "{schema}"\npool_min = 4\npool_max = 12\n'
-        f'[cache]\nkey_prefix = "b{schema[-8:]}"\n[logging]\nlevel = "WARNING"\n'
+        f'[cache]\nkey_prefix = "b{schema[-8:]}"\n[logging]\nlevel = "INFO"\n'
         "[outbox]\nbatch_size = 500\n"
         '[smpp]\n[smpp.senders]\n"12345" = ["sim"]\n'
         f'[smpp.smsc.sim]\nhost = "127.0.0.1"\nport = {sim.smpp_port}\nsystem_id = "gateway"\n'
@@ -117,7 +127,7 @@ def _gateway_config(work: Path, schema: str, sim: Simulator) -> Path:
     return config
 
 
-async def run_gateway() -> dict[str, Any]:
+async def run_gateway(workers: int = 1) -> dict[str, Any]:
     schema = f"bench_smpp_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-smpp-") as tmp:
         async with Simulator() as sim:
@@ -127,12 +137,13 @@ async def run_gateway() -> dict[str, Any]:
             with (Path(tmp) / "gateway.log").open("wb") as log:
                 proc = subprocess.Popen(  # noqa: ASYNC220 - start only; waits are polled
                     [sys.executable, *os.environ.get("BENCH_PY_ARGS", "").split(), "-m", "gateway",
-                     "--config", str(config), "serve"],
+                     "--config", str(config), "serve", "--workers", str(workers)],
                     env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
                 )  # fmt: skip
                 try:
-                    await sim.wait_bound()
-                    result = await sim.flood()
+                    await sim.wait_bound(receivers=workers)
+                    with _profiled(proc.pid if workers == 1 else None):
+                        result = await sim.flood()
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(timeout=60)
@@ -146,6 +157,31 @@ async def run_gateway() -> dict[str, Any]:
             await conn.close()
         await drop_redis_prefix(REDIS_URL, f"b{schema[-8:]}")
     return result
+
+
+@contextlib.contextmanager
+def _profiled(pid: int | None) -> Iterator[None]:
+    """With BENCH_PYSPY=<file>, sample the gateway with py-spy (collapsed stacks) meanwhile
+    (one worker only: the parent of several does no work).
+
+    py-spy is not a dependency: ``.venv/bin/pip install py-spy`` first. ``--nonblocking``
+    reads the process without stopping it, so the figures move little.
+    """
+    out = os.environ.get("BENCH_PYSPY")
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if not out or not spy or pid is None:
+        yield
+        return
+    recorder = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--nonblocking",
+         "--output", out],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
 
 
 def _kannel_config(work: Path, sim: Simulator) -> Path:
@@ -192,6 +228,23 @@ max-messages = 1
         encoding="utf-8",
     )
     return config
+
+
+async def run_ceiling() -> dict[str, Any]:
+    """The load generator's own ceiling: the simulator flooding an ESME that only answers
+    (tests/peers/smsc/echo_esme.js: no database, no queue, one fixed reply per text)."""
+    async with Simulator() as sim:
+        node = shutil.which("node") or "/usr/bin/node"
+        esme = subprocess.Popen(  # noqa: ASYNC220 - start only; it ends with the simulator
+            [node, str(ECHO_ESME), "--port", str(sim.smpp_port), "--system-id", "gateway",
+             "--password", PASSWORD, "--window", str(WINDOW), "--text", STOP_REPLY],
+        )  # fmt: skip
+        try:
+            await sim.wait_bound()
+            return await sim.flood()
+        finally:
+            esme.terminate()
+            esme.wait(timeout=20)
 
 
 async def run_kannel() -> dict[str, Any] | None:
@@ -242,18 +295,26 @@ def _rates(result: dict[str, Any]) -> tuple[float, float]:
 
 
 async def _main() -> None:
-    ours = await run_gateway()
+    ceiling = await run_ceiling()
+    gateways = [(n, await run_gateway(n)) for n in WORKERS]
     peer = await run_kannel()
-    rows = [("gateway (durable)", ours)] + ([("kannel 1.4.5", peer)] if peer else [])
-    print(f"{MOS} MOs (STOP from distinct numbers), window {WINDOW}, simulator: node-smpp")
-    print(f"{'':20} {'replies/s':>10} {'acks/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'replies':>8}")
+    rows = [("ceiling (echo ESME)", ceiling)]
+    rows += [(f"gateway, {n} worker{'s' if n > 1 else ''}", r) for n, r in gateways]
+    rows += [("kannel 1.4.5", peer)] if peer else []
+    top = _rates(ceiling)[0]
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}: {MOS} MOs (STOP from distinct numbers), window"
+          f" {WINDOW}, simulator: node-smpp, {os.cpu_count()} cores")  # fmt: skip
+    print(f"{'':20} {'replies/s':>10} {'/ceiling':>8} {'acks/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'replies':>8}")  # fmt: skip
     for name, r in rows:
         reply_rate, ack_rate = _rates(r)
-        print(f"{name:20} {reply_rate:10.0f} {ack_rate:10.0f} {r['p50_ms']:8.1f} "
-              f"{r['p99_ms']:8.1f} {r['replies']:8d}")  # fmt: skip
-    print(f"gateway committed {ours.get('committed')} inbound events")
-    if peer:
-        print(f"ratio gateway/kannel replies/s: {_rates(ours)[0] / _rates(peer)[0]:.2f}")
+        print(f"{name:20} {reply_rate:10.0f} {reply_rate / top:8.2f} {ack_rate:10.0f}"
+              f" {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['replies']:8d}")  # fmt: skip
+    loop = os.environ.get("GATEWAY_EVENT_LOOP", "auto")
+    for n, r in gateways:
+        print(f"gateway ({n} worker(s), loop {loop}) committed {r.get('committed')} inbound events")
+        if peer:
+            print(f"ratio gateway ({n})/kannel replies/s: {_rates(r)[0] / _rates(peer)[0]:.2f}")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from gateway import logs
-from gateway.app import audit_cli, keys_cli, serve
+from gateway.app import audit_cli, keys_cli, workers
 from gateway.app.config_check import check_settings
 from gateway.errors import ConfigError
 from gateway.security.signing import WEBHOOK_PURPOSE, derive_key, sign
@@ -38,7 +38,16 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=DEFAULT_CONFIG, help="gateway.toml (default: %(default)s)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the gateway until SIGTERM")
+    serve_cmd = sub.add_parser("serve", help="run the gateway until SIGTERM")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=1, help="processes on this host (gateway/app/workers.py)"
+    )
+    serve_cmd.add_argument(
+        "--loop",
+        choices=workers.LOOPS,
+        default=os.environ.get(workers.LOOP_ENV, "auto"),
+        help="event loop (default: $GATEWAY_EVENT_LOOP or auto: uvloop when installed)",
+    )
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser(
         "check-config",
@@ -180,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config, os.environ)
         logs.configure(settings.logging.level)
         if args.command == "serve":
-            return asyncio.run(serve(settings))
+            return workers.serve_command(settings, args.config, args.workers, args.loop)
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "audit" and args.audit_command == "verify":

@@ -60,6 +60,13 @@ from keywords.model import Channel
 
 log = logging.getLogger(__name__)
 
+REUSE_PORT_ENV = "GATEWAY_REUSE_PORT"
+
+
+def reuse_port(env: Mapping[str, str] = os.environ) -> bool:
+    """True in a worker of ``--workers N``: its listeners share their ports."""
+    return env.get(REUSE_PORT_ENV) == "1"
+
 
 class Gateway:
     """One running gateway instance."""
@@ -314,7 +321,8 @@ class Gateway:
         await runner.setup()
         # Pushed after the writer: on exit HTTP stops first, then the writer drains.
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, s.http.host, s.http.port)
+        # A worker of `serve --workers N` shares the port with its siblings (app/workers.py).
+        site = web.TCPSite(runner, s.http.host, s.http.port, reuse_port=reuse_port())
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

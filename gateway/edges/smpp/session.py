@@ -41,6 +41,7 @@ TEMPORARY_STATUSES = frozenset(
 )
 _THROTTLED = frozenset({codec.ESME_RTHROTTLED, codec.ESME_RMSGQFUL})
 _DELIVER_REQUESTS = frozenset({codec.DELIVER_SM})
+_MIN_PAUSE = 0.001  # seconds: shorter pacing waits are not slept (Session._pace)
 
 
 class SessionError(Exception):
@@ -283,14 +284,19 @@ class Session:
         """Send a request inside the window; return its response (or generic_nack)."""
         async with self._window:
             sequence = self._next_sequence()
-            future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Pdu] = loop.create_future()
             self._pending[sequence] = future
+            # One timer on the future itself: asyncio.wait_for wraps every request in more
+            # futures and callbacks, a cost paid per reply (bench/run_session.py).
+            timer = loop.call_later(self.smsc.response_timeout_seconds, _expire, future)
             try:
                 await self._write(codec.encode(name, sequence, tlvs=tlvs, **params))
-                return await asyncio.wait_for(future, self.smsc.response_timeout_seconds)
+                return await future
             except TimeoutError as exc:
                 raise SessionError(f"{name}: no response", temporary=True) from exc
             finally:
+                timer.cancel()
                 self._pending.pop(sequence, None)
 
     async def _enquire_links(self) -> None:
@@ -341,5 +347,14 @@ class Session:
         now = time.monotonic()
         slot = max(now, self._next_submit, self._throttled_until)
         self._next_submit = slot + 1.0 / self.smsc.submit_rate
-        if slot > now:
+        # A wait under a millisecond is not taken: the loop's timers are no finer (uvloop
+        # counts in milliseconds), and each one cost a timer and a loop turn per submit at
+        # high rates. The slots still advance, so the rate over any second is unchanged.
+        if slot - now >= _MIN_PAUSE:
             await asyncio.sleep(slot - now)
+
+
+def _expire(future: asyncio.Future[Pdu]) -> None:
+    """A request's response timeout: the peer did not answer in time."""
+    if not future.done():
+        future.set_exception(TimeoutError())
