@@ -21,7 +21,7 @@ with the first non-zero status, so the service manager restarts the whole set
 
 ``--loop`` (or ``GATEWAY_EVENT_LOOP``): ``uvloop`` (libuv's loop, when installed; ``auto``,
 the default, takes it when it imports), or ``asyncio`` for the standard library's.
-bench/run_smpp.py measured it; the README's benchmark section has the figures.
+bench/run_smpp.py measured it; docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
