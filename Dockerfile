@@ -23,6 +23,7 @@ RUN pip install --no-cache-dir --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY keywords ./keywords
+COPY rules ./rules
 RUN pip install --no-cache-dir --no-deps . && mkdir -p /app/var && chown gateway:gateway /app/var
 
 USER 10001:10001
