@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import asyncpg
-from audit_helpers import call, new_key, opt_in_body
+from audit_http import call, new_key, opt_in_body
 
 from gateway.app import Gateway
 from gateway.edges.http import consent_api

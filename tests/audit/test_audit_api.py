@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import asyncpg
-from audit_helpers import call, fetch, new_key, opt_in_body
+from audit_http import call, fetch, new_key, opt_in_body
 from support import sms
 
 from gateway.app import Gateway

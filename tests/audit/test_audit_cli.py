@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from audit_helpers import call, new_key, opt_in_body
+from audit_http import call, new_key, opt_in_body
 from support import CONFIG, PG_URL, REDIS_URL, SECRET, sms
 
 from gateway.app import Gateway

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from audit_helpers import call, new_key
+from audit_http import call, new_key
 from support import PG_URL, sms
 
 from gateway.app import Gateway

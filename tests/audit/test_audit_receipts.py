@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from audit_helpers import call, new_key, opt_in_body
+from audit_http import call, new_key, opt_in_body
 from support import ROOT, SECRET, sms
 
 from gateway.app import Gateway

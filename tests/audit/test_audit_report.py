@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from audit_helpers import fetch
+from audit_http import fetch
 from browser import Browser
 from png import decode
 from support import PG_URL

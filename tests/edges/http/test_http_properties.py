@@ -149,7 +149,12 @@ def requests(draw: st.DrawFn, ctx: Context) -> bytes:
     length: bytes | None = None
     odd_length = draw(st.integers(0, 9))
     if odd_length == 0:
-        length = draw(st.sampled_from(ODD_DIGITS)).encode()
+        # " 7" and "7 " are 7 once the field's whitespace is dropped (RFC 9112 section 5):
+        # with a shorter body that is a larger length, which waits for more, so not those.
+        odd = st.sampled_from(ODD_DIGITS).filter(
+            lambda t: t == t.strip() or not t.strip().isdigit() or int(t.strip()) <= len(body)
+        )
+        length = draw(odd).encode()
     elif odd_length == 1:
         length = str(draw(st.integers(0, max(0, len(body) - 1)))).encode()
     return request_bytes(method, target, headers, body, content_length=length)

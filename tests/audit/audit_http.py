@@ -1,7 +1,7 @@
-"""Helpers for the audit tests: keys, one HTTP call (raw bytes too), a web-form opt-in body.
+"""HTTP for the audit tests: keys, one HTTP call (raw bytes too), a web-form opt-in body.
 
-The API tests keep theirs beside them (tests/edges/api/api_helpers.py); these tests live
-in their own folder, so they carry the few they need.
+The API tests keep the same beside them (tests/edges/api/); these tests live in their own
+folder, so they carry the few functions they need.
 """
 
 from __future__ import annotations
