@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+
     from gateway.store.db import Connection
 
 GENESIS = bytes(32)
@@ -49,6 +51,25 @@ class LedgerEvent:
 # both run for every consent change; what orjson refuses (a lone surrogate) goes to json.
 _EVIDENCE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 _FIELDS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def event_from_row(row: Record) -> LedgerEvent:
+    """The hashed fields of one ``ledger`` row, as ``event_hash`` takes them."""
+    return LedgerEvent(
+        seq=row["seq"],
+        contact_id=row["contact_id"],
+        channel=row["channel"],
+        sender=row["sender"],
+        program=row["program"],
+        action=row["action"],
+        method=row["method"],
+        old_state=row["old_state"],
+        new_state=row["new_state"],
+        server_time=row["server_time"],
+        carrier_time=row["carrier_time"],
+        inbound_id=row["inbound_id"],
+        evidence_sha256=bytes(row["evidence_sha256"]),
+    )
 
 
 def _canonical(value: object, encoder: json.JSONEncoder, option: int) -> str:
@@ -120,21 +141,7 @@ async def verify(conn: Connection, *, batch: int = 10_000) -> VerifyReport:
                 problems.append(f"seq {seq}: expected seq {expected_seq} (rows missing)")
             if bytes(row["prev_hash"]) != prev_hash:
                 problems.append(f"seq {seq}: prev_hash does not link to the previous event")
-            event = LedgerEvent(
-                seq=seq,
-                contact_id=row["contact_id"],
-                channel=row["channel"],
-                sender=row["sender"],
-                program=row["program"],
-                action=row["action"],
-                method=row["method"],
-                old_state=row["old_state"],
-                new_state=row["new_state"],
-                server_time=row["server_time"],
-                carrier_time=row["carrier_time"],
-                inbound_id=row["inbound_id"],
-                evidence_sha256=bytes(row["evidence_sha256"]),
-            )
+            event = event_from_row(row)
             digest = event_hash(bytes(row["prev_hash"]), event)
             if digest != bytes(row["hash"]):
                 problems.append(f"seq {seq}: contents do not match the stored hash (altered)")

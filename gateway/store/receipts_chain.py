@@ -30,7 +30,13 @@ import asyncpg
 
 from gateway.audit import merkle
 from gateway.audit.signing import CheckpointSigner
-from gateway.store.ledger import GENESIS, LedgerEvent, event_hash, evidence_digest, evidence_json
+from gateway.store.ledger import (
+    GENESIS,
+    event_from_row,
+    event_hash,
+    evidence_digest,
+    evidence_json,
+)
 
 STATEMENT_FORMAT = "ledger-checkpoint/1"
 MAX_EVENTS = 100_000  # per checkpoint: a receipt's proof reads at most this many hashes
@@ -85,24 +91,6 @@ def _checkpoint(row: asyncpg.Record) -> Checkpoint:
     )
 
 
-def _event(row: asyncpg.Record) -> LedgerEvent:
-    return LedgerEvent(
-        seq=row["seq"],
-        contact_id=row["contact_id"],
-        channel=row["channel"],
-        sender=row["sender"],
-        program=row["program"],
-        action=row["action"],
-        method=row["method"],
-        old_state=row["old_state"],
-        new_state=row["new_state"],
-        server_time=row["server_time"],
-        carrier_time=row["carrier_time"],
-        inbound_id=row["inbound_id"],
-        evidence_sha256=bytes(row["evidence_sha256"]),
-    )
-
-
 def _problems_of(row: asyncpg.Record, expected_seq: int, prev: bytes) -> list[str]:
     """What is wrong with one ledger row, as ``gateway audit verify`` words it."""
     seq = row["seq"]
@@ -111,7 +99,7 @@ def _problems_of(row: asyncpg.Record, expected_seq: int, prev: bytes) -> list[st
         found.append(f"seq {seq}: expected seq {expected_seq} (rows missing)")
     if bytes(row["prev_hash"]) != prev:
         found.append(f"seq {seq}: prev_hash does not link to the previous event")
-    if event_hash(bytes(row["prev_hash"]), _event(row)) != bytes(row["hash"]):
+    if event_hash(bytes(row["prev_hash"]), event_from_row(row)) != bytes(row["hash"]):
         found.append(f"seq {seq}: contents do not match the stored hash (altered)")
     evidence = row["evidence"]
     if evidence is not None and (
