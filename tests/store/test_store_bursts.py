@@ -13,7 +13,6 @@ invariant 2).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -21,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from faults import RedisProcess
 from redis.exceptions import ConnectionError as RedisConnectionError
-from support import PG_URL, REDIS_URL, SECRET, make_settings, sms
+from support import PG_URL, REDIS_URL, SECRET, eventually, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.gate import GateAnswer
@@ -77,10 +76,10 @@ def _near(gw: Gateway) -> NearCache:
 
 
 async def _trusted(gw: Gateway) -> None:
-    deadline = time.monotonic() + 5
-    while not (gw.guard.usable and await _near(gw)._in_step()):
-        assert time.monotonic() < deadline, "the cache was never trusted"
-        await asyncio.sleep(0.01)  # polled with a deadline
+    async def trusted() -> bool:
+        return gw.guard.usable and await _near(gw)._in_step()
+
+    await eventually(trusted, timeout=5, interval=0.01, message="the cache was never trusted")
 
 
 def _answers_by_source(gw: Gateway) -> dict[str, float]:
@@ -188,11 +187,14 @@ async def test_a_check_never_answers_from_a_counter_read_sent_before_it_began(
     near = _near(gw)
     await _trusted(gw)
     await gw.pipeline.handle(sms("START", contact=CONTACT))
-    deadline = time.monotonic() + 5
-    while CONTACT not in near._entries.get(("sms", "12345", "reminders"), {}):
-        assert time.monotonic() < deadline, "the near cache never held the answer"
+
+    async def answered_from_memory() -> bool:  # the writer's fill lands after its ack
+        if CONTACT in near._entries.get(("sms", "12345", "reminders"), {}):
+            return True
         await gw.gate.check(*SCOPE, CONTACT)
-        await asyncio.sleep(0.01)  # the writer's fill lands after its acknowledgement
+        return False
+
+    await eventually(answered_from_memory, timeout=5, message="the near cache never held it")
 
     client = near._redis.client
     real_get = client.get

@@ -8,12 +8,9 @@ gets alone.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from hypothesis import example, given
 from hypothesis import strategies as st
-from support import sms
+from support import eventually, sms
 
 from gateway.addresses import E164_RE, all_e164
 from gateway.app import Gateway
@@ -42,10 +39,11 @@ def test_one_pass_over_a_batch_agrees_with_each_number_alone(raws: list[str]) ->
 async def _trusted(gw: Gateway) -> None:
     near = gw.cache
     assert isinstance(near, NearCache)
-    deadline = time.monotonic() + 5
-    while not (gw.guard.usable and await near._in_step()):
-        assert time.monotonic() < deadline, "the cache was never trusted"
-        await asyncio.sleep(0.01)  # polled with a deadline
+
+    async def trusted() -> bool:
+        return gw.guard.usable and await near._in_step()
+
+    await eventually(trusted, timeout=5, interval=0.01, message="the cache was never trusted")
 
 
 def _counts(gw: Gateway) -> dict[tuple[str, str], float]:
