@@ -10,7 +10,7 @@ from support import ROOT
 from keywords.consent import transition_table_markdown
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-DESIGN = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+DESIGN = ROOT.joinpath("docs/DESIGN.md").read_text(encoding="utf-8")
 MAKEFILE = (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
