@@ -52,6 +52,12 @@ class Program:
     double_opt_in: bool  # START/JOIN asks "Reply YES" first (state PENDING)
     keywords: tuple[str, ...] = ()  # JOIN keywords, as configured ("FLU")
     translations: tuple[ProgramText, ...] = ()
+    # What the program sends (rules.model.Category values), the first being a send's
+    # category when the send names none, and the consent basis its sign-up records
+    # (rules.model.Basis). The gateway checks at load that the basis reaches every
+    # category's level (rules.consent.check_program); docs/rules.md, "Programs".
+    categories: tuple[str, ...] = ("informational",)
+    basis: str = "express"
 
     def text(self, language: str) -> ProgramText:
         """The title, description and frequency to show in ``language``."""

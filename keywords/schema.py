@@ -51,8 +51,14 @@ _PROGRAM = frozenset(
         "double_opt_in",
         "keywords",
         "translations",
+        "categories",
+        "basis",
     }
 )
+# The names rules/ gives message categories and consent bases (rules.model.Category and
+# Basis; keywords/ imports nothing of rules/, tests/keywords holds the lists equal).
+CATEGORIES = ("marketing", "informational", "healthcare_exempt", "transactional")
+BASES = ("express_written", "express", "implied_purchase", "implied_inquiry", "soft_opt_in")
 _TRANSLATION = frozenset({"title", "description", "frequency"})
 _SENDER_FORMS = {
     SenderKind.SHORT_CODE: (re.compile(r"\d{3,8}"), Channel.SMS, "3-8 digits"),
@@ -301,6 +307,8 @@ def _programs(p: _Parser, table: Mapping[str, object], channel: Channel) -> tupl
                 double_opt_in=p.flag(body, key, "double_opt_in"),
                 keywords=p.strings(body, key, "keywords"),
                 translations=tuple(translations),
+                categories=_categories(p, body, key),
+                basis=_basis(p, body, key),
             )
         )
     if not programs:
@@ -308,6 +316,27 @@ def _programs(p: _Parser, table: Mapping[str, object], channel: Channel) -> tupl
     if not any(prog.default for prog in programs):
         raise p.fail("programs", "no program has default = true (START would join nothing)")
     return tuple(programs)
+
+
+def _categories(p: _Parser, body: Mapping[str, object], key: str) -> tuple[str, ...]:
+    if "categories" not in body:
+        return ("informational",)
+    found = p.strings(body, key, "categories")
+    if not found:
+        raise p.fail(f"{key}.categories", "must name at least one category")
+    for name in found:
+        if name not in CATEGORIES:
+            raise p.fail(f"{key}.categories", f'"{name}" is not one of {", ".join(CATEGORIES)}')
+    if len(set(found)) < len(found):
+        raise p.fail(f"{key}.categories", "names a category twice")
+    return found
+
+
+def _basis(p: _Parser, body: Mapping[str, object], key: str) -> str:
+    value = body.get("basis", "express")
+    if value not in BASES:
+        raise p.fail(f"{key}.basis", f"must be one of {', '.join(BASES)}, not {value!r}")
+    return str(value)
 
 
 def _keywords(

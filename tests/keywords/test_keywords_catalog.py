@@ -160,6 +160,14 @@ def test_program_lookup() -> None:
         ({"templates__en__help": "{brand"}, "templates.en.help", "expected '}'"),
         ({"templates__en__help": "{}"}, "templates.en.help", "unknown placeholder"),
         ({"templates__en__bye": "x"}, "templates.en.bye", "unknown key"),
+        ({"programs__alerts__categories": ["ads"]}, "programs.alerts.categories", "not one of"),
+        ({"programs__alerts__categories": []}, "programs.alerts.categories", "at least one"),
+        (
+            {"programs__alerts__categories": ["marketing", "marketing"]},
+            "programs.alerts.categories",
+            "twice",
+        ),
+        ({"programs__alerts__basis": "verbal"}, "programs.alerts.basis", "must be one of"),
     ],
 )
 def test_load_errors_name_the_key(changes: dict[str, Any], key: str, fragment: str) -> None:
@@ -170,6 +178,21 @@ def test_load_errors_name_the_key(changes: dict[str, Any], key: str, fragment: s
     assert ("senders/bad.toml", key) == (error.source, error.key)
     assert fragment in error.message
     assert str(error).startswith(f"senders/bad.toml: {key}: ")
+
+
+def test_program_category_and_basis_default_and_parse() -> None:
+    """Without the keys a program sends ``informational`` on ``express`` consent; with them,
+    what it names, the first category being a send's default."""
+    plain = load_sender(minimal(), "senders/x.toml").program("alerts")
+    assert (plain.categories, plain.basis) == (("informational",), "express")
+    named = load_sender(
+        minimal(
+            programs__alerts__categories=["marketing", "informational"],
+            programs__alerts__basis="express_written",
+        ),
+        "senders/x.toml",
+    ).program("alerts")
+    assert (named.categories, named.basis) == (("marketing", "informational"), "express_written")
 
 
 def test_error_str_format() -> None:

@@ -42,3 +42,13 @@ def test_only_the_loader_reads_files(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     touches = any(word in text for word in ("open(", "read_bytes", "read_text", "tomllib"))
     assert touches == (path.name in READS_FILES)
+
+
+def test_sender_files_name_the_categories_and_bases_rules_defines() -> None:
+    """keywords/ validates a program's ``categories`` and ``basis`` without importing rules/:
+    its lists must be the rules' own names."""
+    from keywords.schema import BASES, CATEGORIES
+    from rules.model import Basis, Category
+
+    assert set(CATEGORIES) == {c.value for c in Category}
+    assert set(BASES) == {b.value for b in Basis}
