@@ -35,6 +35,8 @@ from gateway.config_rules import (
     text,
 )
 from gateway.errors import ConfigError
+from rules.location import valid_zone
+from rules.revocation import parse_revoke_all
 
 # Tables owned by protocol edges; each edge parses its own (see ``section``).
 EDGE_SECTIONS = frozenset({"smpp", "smtp", "email", "api", "providers"})
@@ -135,6 +137,23 @@ class OutboxSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesSettings:
+    """[rules]: the send rules the gate applies (docs/rules.md)."""
+
+    # false: the gate answers on consent alone, as it did before the rules existed.
+    enabled: bool = True
+    # The shipped rule table and an operator directory on top of it (stricter only), each
+    # relative to the config file; "" for no operator rules.
+    shipped_dir: str = text("rules", min_len=1)
+    operator_dir: str = ""
+    # Where email recipients with no recorded time zone are taken to be (the sender's zone).
+    default_zone: str = text("America/New_York", min_len=1)
+    # 47 CFR 64.1200(a)(10) revoke-all: "auto" (in force from 2027-01-31), "on", or an
+    # earlier date "YYYY-MM-DD" (rules/revocation.py).
+    revoke_all: str = text("auto", min_len=1)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """Structured JSON logs on stderr."""
 
@@ -152,6 +171,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    rules: RulesSettings = field(default_factory=RulesSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     # From the environment.
     database_url: str | None = None
@@ -245,7 +265,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
 
-    allowed = {"gateway", "http", "database", "cache", "pipeline", "outbox", "logging"}
+    allowed = {"gateway", "http", "database", "cache", "pipeline", "outbox", "rules", "logging"}
     for key in raw:
         if key not in allowed and key not in EDGE_SECTIONS:
             raise ConfigError(f"{path}: [{key}]: unknown section")
@@ -295,6 +315,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         cache=section(CacheSettings, raw.get("cache"), "cache", path),
         pipeline=section(PipelineSettings, raw.get("pipeline"), "pipeline", path),
         outbox=section(OutboxSettings, raw.get("outbox"), "outbox", path),
+        rules=_rules(section(RulesSettings, raw.get("rules"), "rules", path), path),
         logging=section(LoggingSettings, raw.get("logging"), "logging", path),
         database_url=env.get("GATEWAY_DATABASE_URL") or None,
         redis_url=redis_url,
@@ -304,6 +325,21 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
         previous_secret_keys=tuple(p for p in previous if p != secret),
         edges={name: raw[name] for name in EDGE_SECTIONS if name in raw},
         env={k: v for k, v in env.items() if k.startswith("GATEWAY_")},
+    )
+
+
+def _rules(rules: RulesSettings, path: Path) -> RulesSettings:
+    """``[rules]`` with its directories made absolute from the config file's directory, its
+    zone and revoke-all switch checked."""
+    if not valid_zone(rules.default_zone):
+        raise ConfigError(f"{path}: rules.default_zone: {rules.default_zone!r} is not a time zone")
+    try:
+        parse_revoke_all(rules.revoke_all)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: rules.revoke_all: {exc}") from None
+    operator = str(_relative_to(path, rules.operator_dir)) if rules.operator_dir else ""
+    return replace(
+        rules, shipped_dir=str(_relative_to(path, rules.shipped_dir)), operator_dir=operator
     )
 
 
