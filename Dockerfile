@@ -24,6 +24,10 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY keywords ./keywords
 COPY rules ./rules
+# The shipped send-rule table (docs/rules.md): [rules] shipped_dir "" finds it beside
+# /config/gateway.toml. A mount over /config/rules replaces it; add stricter rules with
+# [rules] operator_dir instead.
+COPY config/rules /config/rules
 RUN pip install --no-cache-dir --no-deps . && mkdir -p /app/var && chown gateway:gateway /app/var
 
 USER 10001:10001

@@ -21,6 +21,8 @@ import asyncpg
 from gateway.addresses import E164_RE, all_e164, legacy_email_key, normalize_address
 from gateway.errors import BadInput, InvalidAddress, UnknownSender
 from gateway.metrics import Metrics
+from gateway.send_rules import HISTORY_SPAN, SendRules, SendTerms
+from gateway.send_rules import check as check_rules
 from gateway.store.cache import (
     NO_CONSENT,
     CachedConsent,
@@ -30,8 +32,12 @@ from gateway.store.cache import (
 )
 from gateway.store.gate_reads import consent_states
 from gateway.store.guard import CacheGuard
+from gateway.store.send_history import sends_since
 from keywords.catalog import SenderCatalog
 from keywords.model import Channel, ConsentState
+from rules.location import email_key, sms_key
+from rules.model import NO_HISTORY, Answer, Verdict
+from rules.model import Channel as RuleChannel
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ class GateReason(StrEnum):
     OPTED_OUT = "opted_out"
     INVALID_ADDRESS = "invalid_address"
     SUPPRESSED = "suppressed"  # erased (GDPR art. 17): never messaged again
+    DEFERRED = "deferred"  # consented, but a send rule allows it only from ``not_before``
+    REFUSED_BY_RULE = "refused_by_rule"  # consented, but a send rule refuses it (``detail``)
 
 
 _REASON = {
@@ -57,16 +65,49 @@ _REASON = {
 
 @dataclass(frozen=True, slots=True)
 class GateAnswer:
-    """One recipient's answer: ``since`` is when the deciding state was recorded."""
+    """One recipient's answer: ``since`` is when the deciding state was recorded.
+
+    ``verdict`` is ``allowed``, ``refused`` or ``deferred``; a deferred answer carries
+    ``not_before``, the first instant every send rule allows, and both it and a rule's
+    refusal say why in ``detail`` (docs/rules.md).
+    """
 
     allowed: bool
     reason: GateReason
     since: datetime | None = None
+    not_before: datetime | None = None
+    detail: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``allowed``, ``deferred`` or ``refused``."""
+        if self.allowed:
+            return "allowed"
+        return "deferred" if self.reason is GateReason.DEFERRED else "refused"
 
 
 _INVALID = GateAnswer(False, GateReason.INVALID_ADDRESS)
 _MEMO_LIMIT = 500_000
 _SUPPRESSED = GateAnswer(False, GateReason.SUPPRESSED)
+
+
+def _ruled(
+    memo: dict[tuple[object, int], GateAnswer], consented: GateAnswer, ruled: Answer
+) -> GateAnswer:
+    """A consented answer that a send rule defers or refuses (shared by equal pairs)."""
+    key = (consented.since, id(ruled))
+    found = memo.get(key)
+    if found is None:
+        if ruled.verdict is Verdict.DEFERRED:
+            found = GateAnswer(
+                False, GateReason.DEFERRED, consented.since, ruled.not_before, ruled.reason
+            )
+        else:
+            found = GateAnswer(
+                False, GateReason.REFUSED_BY_RULE, consented.since, None, ruled.reason
+            )
+        memo[key] = found
+    return found
 
 
 def _answer(entry: CachedConsent) -> GateAnswer:
@@ -87,8 +128,10 @@ class SendGate:
         *,
         suppressed: Callable[[str, str, str | None], bool],
         default_region: str,
+        rules: SendRules | None = None,
     ) -> None:
         self._pool = pool
+        self.rules = rules
         self._answers: dict[int, tuple[CachedConsent, GateAnswer]] = {}
         self._cache = cache
         self._guard = guard
@@ -108,15 +151,46 @@ class SendGate:
             raise BadInput(f"sender {sender} has no program {program!r}", code="unknown_program")
         return catalog
 
-    async def check(self, sender: str, program: str, channel: Channel, address: str) -> GateAnswer:
+    def terms(
+        self,
+        sender: str,
+        program: str,
+        channel: Channel,
+        category: str | None = None,
+        at: datetime | None = None,
+    ) -> SendTerms | None:
+        """The send rules' question for one request (None: no rules configured), shared by
+        every chunk of a batch so its answers by place are worked out once."""
+        catalog = self._scope(sender, program, channel)
+        return None if self.rules is None else self.rules.terms(catalog, program, category, at)
+
+    async def check(
+        self,
+        sender: str,
+        program: str,
+        channel: Channel,
+        address: str,
+        terms: SendTerms | None = None,
+    ) -> GateAnswer:
         """Check one recipient."""
-        return (await self.check_many(sender, program, channel, [address]))[0]
+        return (await self.check_many(sender, program, channel, [address], terms))[0]
 
     async def check_many(
-        self, sender: str, program: str, channel: Channel, addresses: Sequence[str]
+        self,
+        sender: str,
+        program: str,
+        channel: Channel,
+        addresses: Sequence[str],
+        terms: SendTerms | None = None,
     ) -> list[GateAnswer]:
-        """Check many recipients of one sender and program; answers are in input order."""
+        """Check many recipients of one sender and program; answers are in input order.
+
+        ``terms`` (from ``terms``) carries the category and instant; without it, the
+        program's first category now.
+        """
         self._scope(sender, program, channel)
+        if terms is None:
+            terms = self.terms(sender, program, channel)
         # Hot path of the batch gate: E.164 input is taken as is (see addresses.py), a whole
         # batch of it in one pass.
         normalized: Sequence[str | None]
@@ -186,7 +260,67 @@ class SendGate:
         gate.labels("false", "cache").inc(hits - allowed_hits)
         gate.labels("true", "postgres").inc(allowed_db)
         gate.labels("false", "postgres").inc(len(answers) - hits - allowed_db)
+        if terms is not None and terms.batch is not None and allowed:
+            await self._apply_rules(terms, sender, program, channel, normalized, answers)
         return answers
+
+    async def _apply_rules(
+        self,
+        terms: SendTerms,
+        sender: str,
+        program: str,
+        channel: Channel,
+        normalized: Sequence[str | None],
+        answers: list[GateAnswer],
+    ) -> None:
+        """Turn consented answers into deferrals or refusals where a send rule says so.
+
+        The first pass answers from the place alone (one dict lookup per recipient when the
+        basis never lapses); recipients in a place where a capped rule applies are answered
+        again with their earlier sends, read in one round trip (docs/rules.md, "Caps").
+        """
+        assert self.rules is not None
+        assert terms.batch is not None
+        rules, batch = self.rules, terms.batch
+        sms = channel is Channel.SMS
+        email_place = email_key()
+        capped = batch.capped
+        memo: dict[tuple[object, int], GateAnswer] = {}
+        later: list[tuple[int, str, str]] = []
+        from_real = rules.clock.from_real
+        for i, (address, answer) in enumerate(zip(normalized, answers, strict=True)):
+            if not answer.allowed or address is None:
+                continue
+            place = sms_key(address) if sms else email_place
+            since = None if answer.since is None else from_real(answer.since)
+            verdict = check_rules(terms, place, rules.consent(terms, since), NO_HISTORY)
+            if place in capped:
+                later.append((i, address, place))
+            if verdict.verdict is not Verdict.ALLOWED:
+                answers[i] = _ruled(memo, answer, verdict)
+        if not later:
+            return
+        at = terms.at
+        past = await sends_since(
+            self._pool,
+            channel.value,
+            [a for _, a, _ in later],
+            at - HISTORY_SPAN,
+            rules.clock.to_real(at - HISTORY_SPAN),
+        )
+        for i, address, place in later:
+            sent, first = past.get(address), answers[i]
+            if not sent or not (first.allowed or first.reason is GateReason.DEFERRED):
+                continue
+            history = rules.history(
+                sent, sender, program, RuleChannel(channel.value), self._catalogs, terms.category
+            )
+            base = first
+            if base.reason is GateReason.DEFERRED:  # the consent answer it came from
+                base = GateAnswer(True, GateReason.OPTED_IN, base.since)
+            since = None if base.since is None else from_real(base.since)
+            verdict = check_rules(terms, place, rules.consent(terms, since), history)
+            answers[i] = base if verdict.verdict is Verdict.ALLOWED else _ruled(memo, base, verdict)
 
     async def _read_postgres(
         self, channel: Channel, sender: str, program: str, addresses: list[str]

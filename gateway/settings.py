@@ -42,6 +42,8 @@ from rules.revocation import parse_revoke_all
 EDGE_SECTIONS = frozenset({"smpp", "smtp", "email", "api", "providers"})
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIN_SECRET_BYTES = 32
+# The shipped rule table in the source tree this gateway runs from (config/rules).
+SOURCE_RULES = Path(__file__).resolve().parents[1] / "config" / "rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +145,10 @@ class RulesSettings:
     # false: the gate answers on consent alone, as it did before the rules existed.
     enabled: bool = True
     # The shipped rule table and an operator directory on top of it (stricter only), each
-    # relative to the config file; "" for no operator rules.
-    shipped_dir: str = text("rules", min_len=1)
+    # relative to the config file. shipped_dir "": the "rules" directory beside the config
+    # file if there is one (config/rules; /config/rules in the image), else the one in the
+    # source tree the gateway runs from. operator_dir "": no operator rules.
+    shipped_dir: str = ""
     operator_dir: str = ""
     # Where email recipients with no recorded time zone are taken to be (the sender's zone).
     default_zone: str = text("America/New_York", min_len=1)
@@ -338,9 +342,17 @@ def _rules(rules: RulesSettings, path: Path) -> RulesSettings:
     except ValueError as exc:
         raise ConfigError(f"{path}: rules.revoke_all: {exc}") from None
     operator = str(_relative_to(path, rules.operator_dir)) if rules.operator_dir else ""
-    return replace(
-        rules, shipped_dir=str(_relative_to(path, rules.shipped_dir)), operator_dir=operator
-    )
+    if rules.shipped_dir:
+        shipped = _relative_to(path, rules.shipped_dir)
+    else:
+        beside = _relative_to(path, "rules")
+        shipped = beside if beside.is_dir() else SOURCE_RULES
+    if rules.enabled and not shipped.is_dir():
+        raise ConfigError(
+            f"{path}: rules.shipped_dir: {shipped} is not a directory (the shipped rule table,"
+            " config/rules in the source tree)"
+        )
+    return replace(rules, shipped_dir=str(shipped), operator_dir=operator)
 
 
 def _relative_to(config: Path, value: str) -> Path:

@@ -31,9 +31,18 @@ _NOTHING = object()  # no check has finished yet
 
 
 def make_settings(
-    schema: str, prefix: str, *, redis_url: str | None = REDIS_URL, dsn: str = PG_URL
+    schema: str,
+    prefix: str,
+    *,
+    redis_url: str | None = REDIS_URL,
+    dsn: str = PG_URL,
+    rules: bool = False,
 ) -> Settings:
-    """Settings from the example config, pointed at this test's schema and prefix."""
+    """Settings from the example config, pointed at this test's schema and prefix.
+
+    The send rules are off unless ``rules``: a test about consent must not depend on the
+    hour it runs at (tests/edges/api/test_api_rules.py turns them on with a fixed ``at``).
+    """
     base = load_settings(CONFIG, {"GATEWAY_SECRET_KEY": SECRET})
     return dataclasses.replace(
         base,
@@ -42,6 +51,7 @@ def make_settings(
         cache=CacheSettings(key_prefix=prefix, health_interval_seconds=0.05),
         database_url=dsn,
         redis_url=redis_url,
+        rules=dataclasses.replace(base.rules, enabled=rules),
     )
 
 

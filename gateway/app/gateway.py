@@ -29,6 +29,7 @@ from gateway.app.api_wiring import ApiEdge, build_suppression
 from gateway.app.config_check import check_settings
 from gateway.app.email_wiring import EmailEdge
 from gateway.catalogs import CatalogRegistry
+from gateway.clock import Clock
 from gateway.edges.http import inbound, ops
 from gateway.edges.http.client_address import parse_networks, register_trusted
 from gateway.edges.http.protocol import GatewayRunner
@@ -43,6 +44,7 @@ from gateway.outbox import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.security.signing import WEBHOOK_PURPOSE, derive_key
 from gateway.security.tokens import TokenCodec, TokenKeys
+from gateway.send_rules import SendRules
 from gateway.senders.base import OutboundSender
 from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
@@ -88,6 +90,13 @@ class Gateway:
         self.catalogs = CatalogRegistry(
             catalogs if catalogs is not None else load_catalogs(settings.senders_dir)
         )
+        # The send rules: loaded and every program's categories checked before anything
+        # starts (docs/rules.md); the clock is the system's unless a test sets its own.
+        self.clock = Clock.from_env(settings.env)
+        self.send_rules = SendRules(settings.rules, self.clock)
+        problems = self.send_rules.problems(self.catalogs)
+        if problems:
+            raise ConfigError("; ".join(problems))
         # One token codec for every link and token this instance issues or reads.
         self.tokens = TokenCodec(
             TokenKeys.from_env(settings.env, settings.secret_key, settings.previous_secret_keys)
@@ -118,6 +127,11 @@ class Gateway:
 
     async def _start(self) -> None:
         s = self.settings
+        if self.clock.simulated:
+            log.warning(
+                "test clock in use: the send rules read a simulated time",
+                extra={"now": self.clock.now().isoformat(), "rate": self.clock.rate},
+            )
         # Pushed first, so it runs last: a safety net for any task still running then.
         self._stack.push_async_callback(self.supervisor.stop)
         dsn = s.database_url
@@ -212,6 +226,7 @@ class Gateway:
             self.metrics,
             suppressed=self.suppression.contains,
             default_region=s.pipeline.default_region,
+            rules=self.send_rules,
         )
         self.email = EmailEdge(s, self.catalogs, self.pool, self.tokens)
         self._senders.update(self.email.senders(self._senders))

@@ -9,6 +9,7 @@ invariant 2). The outbox worker leases and settles the rows (gateway/store/outbo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -55,11 +56,14 @@ class SendQueue:
         body: str,
         *,
         recipient: str | None = None,
+        not_before: datetime | None = None,
     ) -> int | str:
         """Queue a message if, under the contact's lock, its consent is ``opted_in``.
 
         ``address`` is the contact key, ``recipient`` the address to send to (the key when
         None). Returns the outbox id, or the refusal reason (a ``GateReason`` value).
+        ``not_before`` (real time) defers the send: the outbox leaves it alone until then,
+        and an opt-out meanwhile cancels it like any queued send (docs/rules.md).
 
         The contact row is locked ``FOR SHARE``: an opt-out for this person waits for this
         transaction and then cancels the queued row (gateway/store/plan.py), so no send
@@ -84,13 +88,16 @@ class SendQueue:
                     return _REFUSED.get(state or "none", "no_consent")
                 outbox_id: int = await conn.fetchval(
                     "INSERT INTO outbox (channel, sender, program, contact_id, recipient, kind,"
-                    " language, body) VALUES ($1, $2, $3, $4, $5, 'send', '', $6) RETURNING id",
+                    " language, body, next_attempt_at)"
+                    " VALUES ($1, $2, $3, $4, $5, 'send', '', $6, coalesce($7, now()))"
+                    " RETURNING id",
                     channel,
                     sender,
                     program,
                     cid,
                     recipient or address,
                     body,
+                    not_before,
                 )
         except DB_ERRORS as exc:
             raise TemporaryFailure("consent store unavailable") from exc

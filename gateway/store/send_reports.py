@@ -31,6 +31,8 @@ ANSWER_CODES: dict[str, int] = {
     "opted_out": 4,
     "invalid_address": 5,
     "suppressed": 6,
+    "deferred": 7,
+    "refused_by_rule": 8,
 }
 ANSWER_REASONS: dict[int, str] = {code: reason for reason, code in ANSWER_CODES.items()}
 

@@ -25,6 +25,7 @@ FLOORS: dict[str, int] = {
     "gateway.senders": 5,  # the ways out: SMPP, SMTP relay, HTTP provider
     "gateway.pipeline": 4,
     "gateway.gate": 4,
+    "gateway.send_rules": 4,  # the rules engine joined to programs and send history
     "gateway.health": 4,
     "gateway.merge": 4,
     "gateway.email": 4,  # link service and email settings, shared by edges and senders
@@ -42,6 +43,7 @@ FLOORS: dict[str, int] = {
     "gateway.waiting": 2,
     "gateway.errors": 1,
     "gateway.logs": 1,
+    "gateway.clock": 1,
     "gateway.metrics": 1,
     "keywords": 0,  # pure: the standard library only (tests/keywords/test_keywords_imports.py)
     "rules": 0,  # pure: send windows, caps and consent durations (tests/rules/)

@@ -34,6 +34,8 @@ ANSWER_CODES: Mapping[str, int] = {
     "opted_out": 4,
     "invalid_address": 5,
     "suppressed": 6,
+    "deferred": 7,
+    "refused_by_rule": 8,
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -76,6 +77,7 @@ class Sends(Protocol):
         body: str,
         *,
         recipient: str | None = None,
+        not_before: datetime | None = None,
     ) -> int | str: ...
 
     async def queue_notice(

@@ -32,9 +32,10 @@ from aiohttp import web
 from gateway.addresses import key_and_send_address, normalize_address
 from gateway.edges.http.auth import API, ApiDeps, Privacy, require
 from gateway.edges.http.client_address import client_address
-from gateway.edges.http.gate_api import parse_json, scope_of
+from gateway.edges.http.gate_api import parse_json, scope_of, terms_of
 from gateway.edges.http.server import DEPS, BadRequest, channel_field, read_body, string_field
 from gateway.errors import BadInput, UnknownSender
+from gateway.gate import GateReason
 from gateway.messages import InboundMessage, Method, Outcome
 from gateway.security.tokens import TokenCodec, TokenError
 from gateway.send_limits import check_body
@@ -268,8 +269,11 @@ async def send(request: web.Request) -> web.Response:
     await require(request, "send")
     deps, api = request.app[DEPS], request.app[API]
     data = parse_json(await read_body(request, deps.max_body_bytes))
-    sender, program, channel = scope_of(data)
+    sender, program, channel = scope = scope_of(data)
     catalog_for(api, sender, program, channel)
+    if "at" in data:
+        raise BadRequest("a send leaves now, or when the send rules allow; 'at' is for the gate")
+    terms = terms_of(deps, data, scope)
     text = string_field(data, "body", max_len=deps.max_body_bytes)
     check_body(
         channel,
@@ -283,22 +287,44 @@ async def send(request: web.Request) -> web.Response:
         )
     except BadInput:
         return _refused("invalid_address")
+    not_before = None
+    rules = deps.gate.rules
+    if rules is not None and terms is not None and terms.batch is not None:
+        # The rules first (their answer needs the consent's date); the consent itself is
+        # decided again under the contact's lock by queue_send.
+        answer = await deps.gate.check(sender, program, channel, address, terms)
+        if answer.reason is GateReason.DEFERRED and answer.not_before is not None:
+            not_before = answer.not_before
+        elif not answer.allowed:
+            return _refused(answer.reason.value, answer.detail)
     queued = await api.sends.queue_send(
-        channel.value, sender, program, address, text, recipient=send_to
+        channel.value,
+        sender,
+        program,
+        address,
+        text,
+        recipient=send_to,
+        not_before=None if not_before is None or rules is None else rules.clock.to_real(not_before),
     )
     if isinstance(queued, str):
         return _refused(queued)
     api.wake_outbox()
+    if not_before is not None:
+        body = {"status": "deferred", "outbox_id": queued, "not_before": not_before.isoformat()}
+        return web.json_response(body, status=202)
     return web.json_response({"status": "queued", "outbox_id": queued}, status=202)
 
 
-def _refused(reason: str) -> web.Response:
-    """The error shape plus ``reason``, a gate reason (``opted_out``, ``no_consent``, ...)."""
+def _refused(reason: str, detail: str | None = None) -> web.Response:
+    """The error shape plus ``reason``, a gate reason (``opted_out``, ``no_consent``, ...),
+    and the send rule's ``detail`` when one refused."""
     error = {
         "code": SendRefused.code,
         "reason": reason,
         "message": f"the recipient may not be messaged ({reason})",
     }
+    if detail is not None:
+        error["detail"] = detail
     return web.Response(
         body=orjson.dumps({"error": error}), status=422, content_type="application/json"
     )

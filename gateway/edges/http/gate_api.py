@@ -7,6 +7,7 @@ leave while later ones are still being looked up and memory stays bounded per ch
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from gateway.edges.http.server import (
 )
 from gateway.errors import BadInput
 from gateway.gate import GateAnswer
+from gateway.send_rules import SendTerms
 from keywords.model import Channel
 
 MAX_BATCH_RECIPIENTS = 1_000_000
@@ -31,12 +33,22 @@ _CHUNK = 5_000  # recipients per step of the stream: one step blocks the loop ~1
 
 
 def answer_json(answer: GateAnswer) -> dict[str, Any]:
-    """One answer on the wire."""
-    return {
+    """One answer on the wire: ``not_before`` and ``detail`` only when a send rule spoke."""
+    out: dict[str, Any] = {
         "allowed": answer.allowed,
+        "verdict": answer.verdict,
         "reason": answer.reason.value,
         "since": answer.since.isoformat() if answer.since else None,
     }
+    if answer.not_before is not None:
+        out["not_before"] = answer.not_before.isoformat()
+    if answer.detail is not None:
+        out["detail"] = answer.detail
+    return out
+
+
+def _encoded(answer: GateAnswer) -> bytes:
+    return orjson.dumps(answer_json(answer))
 
 
 def encode_answers(answers: list[GateAnswer]) -> bytes:
@@ -48,16 +60,14 @@ def encode_answers(answers: list[GateAnswer]) -> bytes:
     100,000 answers: 10x faster than ``orjson.dumps`` of the dataclasses when values
     repeat, 2x when none do (bench/run_api.py).
     """
-    memo: dict[tuple[str, object], bytes] = {}
+    memo: dict[tuple[str, object, object, object], bytes] = {}
     parts: list[bytes] = []
     append = parts.append
     for answer in answers:
-        key = (answer.reason, answer.since)
+        key = (answer.reason, answer.since, answer.not_before, answer.detail)
         encoded = memo.get(key)
         if encoded is None:
-            encoded = memo[key] = orjson.dumps(
-                {"allowed": answer.allowed, "reason": answer.reason, "since": answer.since}
-            )
+            encoded = memo[key] = _encoded(answer)
         append(encoded)
     return b",".join(parts)
 
@@ -68,6 +78,28 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from exc
+
+
+def terms_of(deps: Any, data: dict[str, Any], scope: tuple[str, str, Channel]) -> SendTerms | None:
+    """The send rules' question of a request: its ``category`` (default: the program's
+    first) and ``at`` (an ISO 8601 instant with offset; default now)."""
+    category = data.get("category")
+    if category is not None and not isinstance(category, str):
+        raise BadRequest("field 'category' must be a string")
+    at = data.get("at")
+    when = None
+    if at is not None:
+        if not isinstance(at, str) or len(at) > 40:
+            raise BadRequest("field 'at' must be an ISO 8601 instant")
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise BadRequest("field 'at' must be an ISO 8601 instant") from None
+        if when.tzinfo is None:
+            raise BadRequest("field 'at' needs an offset, such as Z or -05:00")
+    sender, program, channel = scope
+    terms: SendTerms | None = deps.gate.terms(sender, program, channel, category, when)
+    return terms
 
 
 def scope_of(data: Any) -> tuple[str, str, Channel]:
@@ -87,10 +119,11 @@ async def gate_check(request: web.Request) -> web.Response:
     await require(request, "read")
     deps = request.app[DEPS]
     data = parse_json(await read_body(request, deps.max_body_bytes))
-    sender, program, channel = scope_of(data)
+    sender, program, channel = scope = scope_of(data)
     to = string_field(data, "to", max_len=254)
-    answer = await deps.gate.check(sender, program, channel, to)
-    return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    terms = terms_of(deps, data, scope)
+    answer = await deps.gate.check(sender, program, channel, to, terms)
+    return web.Response(body=_encoded(answer), content_type="application/json")
 
 
 async def gate_batch(request: web.Request) -> web.StreamResponse:
@@ -100,6 +133,7 @@ async def gate_batch(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
     data = parse_json(await read_body(request, MAX_SIGNED_BODY))
     sender, program, channel = scope_of(data)
+    terms = terms_of(deps, data, (sender, program, channel))
     recipients = data.get("to")
     if not isinstance(recipients, list) or not all(type(r) is str for r in recipients):
         raise BadRequest("field 'to' must be a list of strings")
@@ -107,7 +141,7 @@ async def gate_batch(request: web.Request) -> web.StreamResponse:
         raise BadInput(f"at most {MAX_BATCH_RECIPIENTS} recipients per request", code="too_many")
     # The first chunk is answered before the headers go out, so a refused scope (unknown
     # sender or program) or an unavailable store still gets a proper 4xx / 503.
-    first = await deps.gate.check_many(sender, program, channel, recipients[:_CHUNK])
+    first = await deps.gate.check_many(sender, program, channel, recipients[:_CHUNK], terms)
     scope = (sender, program, channel.value)
     decision = await start_decision(request, scope, len(recipients), first, principal.id)
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -116,7 +150,7 @@ async def gate_batch(request: web.Request) -> web.StreamResponse:
     await response.write(head + b'"results":[' + encode_answers(first))
     for start in range(_CHUNK, len(recipients), _CHUNK):
         chunk = await deps.gate.check_many(
-            sender, program, channel, recipients[start : start + _CHUNK]
+            sender, program, channel, recipients[start : start + _CHUNK], terms
         )
         if chunk:
             if decision is not None:

@@ -18,7 +18,21 @@ REASONS = [
     "opted_out",
     "invalid_address",
     "suppressed",
+    "deferred",
+    "refused_by_rule",
 ]
+TERMS = {
+    "category": {
+        "type": "string",
+        "enum": ["marketing", "informational", "healthcare_exempt", "transactional"],
+        "description": "default: the program's first category (docs/rules.md)",
+    },
+    "at": {
+        "type": "string",
+        "format": "date-time",
+        "description": "the send time the rules are asked about; default now",
+    },
+}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -45,9 +59,18 @@ SCHEMAS: dict[str, Any] = {
     "GateAnswer": obj(
         {
             "allowed": {"type": "boolean"},
+            "verdict": {"type": "string", "enum": ["allowed", "deferred", "refused"]},
             "reason": {"type": "string", "enum": REASONS},
             "since": {"type": ["string", "null"], "format": "date-time"},
-        }
+        },
+        {
+            "not_before": {
+                "type": "string",
+                "format": "date-time",
+                "description": "deferred: the first instant every send rule allows",
+            },
+            "detail": {"type": "string", "description": "the send rule that deferred or refused"},
+        },
     ),
     "Readiness": {
         **obj(
@@ -74,14 +97,17 @@ SCHEMAS: dict[str, Any] = {
         "description": "`cache: bypassed` is no problem: the gate then reads PostgreSQL. "
         "The intake scope carries only status, problems, database, writer and cache.",
     },
-    "GateCheck": obj({"sender": STRING, "program": STRING, "channel": CHANNEL, "to": STRING}),
+    "GateCheck": obj(
+        {"sender": STRING, "program": STRING, "channel": CHANNEL, "to": STRING}, TERMS
+    ),
     "GateBatch": obj(
         {
             "sender": STRING,
             "program": STRING,
             "channel": CHANNEL,
             "to": {"type": "array", "items": {"type": "string"}, "maxItems": 1_000_000},
-        }
+        },
+        TERMS,
     ),
     "GateBatchResult": obj({"results": {"type": "array", "items": ref("GateAnswer")}}),
     "Consent": obj(
