@@ -17,13 +17,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-from api_helpers import call, new_key, opt_in_body
-from support import CONFIG, PG_URL, make_settings, sms
+from aiohttp import web
+from api_helpers import TWILIO_SID, TWILIO_TOKEN, call, new_key, opt_in_body, with_edges
+from support import CONFIG, PG_URL, eventually, make_settings, sms
 
 from gateway.app import Gateway
 from gateway.edges.http.audit_deps import ANSWER_CODES as EDGE_CODES
 from gateway.gate import GateReason
-from gateway.settings import Settings
+from gateway.settings import OutboxSettings, Settings
 from gateway.store.send_reports import ANSWER_CODES
 from keywords.catalog import SenderCatalog
 from keywords.loading import load_catalogs, load_sender
@@ -34,6 +35,7 @@ CALIFORNIA = "+14155550123"
 EVENING = "2026-12-04T01:30:00+00:00"
 NEXT_MORNING = datetime(2026, 12, 4, 13, 0, tzinfo=UTC)  # 08:00 EST
 MARKETING = {"sender": "12345", "program": "offers", "channel": "sms"}
+FAST_OUTBOX = OutboxSettings(poll_interval_seconds=0.05)
 
 
 def catalogs() -> dict[str, SenderCatalog]:
@@ -289,3 +291,81 @@ def test_a_program_whose_basis_cannot_carry_its_category_stops_the_start(
     found["12345"] = load_sender(raw, "senders/12345.toml")
     with pytest.raises(ConfigError, match=r"programs\.reminders: marketing by sms needs"):
         Gateway(rules_settings(schema, redis_prefix), catalogs=found)
+
+
+class Provider:
+    """A Twilio-compatible Messages.json recording each message's recipient, body and the
+    real instant it arrived."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, datetime]] = []
+        self.url = ""
+
+    async def messages(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.received.append((str(form["To"]), str(form["Body"]), datetime.now(UTC)))
+        return web.json_response({"sid": f"SM{len(self.received)}"}, status=201)
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Provider]:
+    """The provider on an ephemeral port."""
+    found = Provider()
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", found.messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    found.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield found
+    await runner.cleanup()
+
+
+async def test_a_deferred_send_leaves_at_0800_and_an_opt_out_at_2300_cancels_another(
+    schema: str, redis_prefix: str, provider: Provider
+) -> None:
+    """The acceptance run, on a test clock 3,600 times real time from 20:30 Miami time:
+    two Florida sends are deferred; one person texts STOP at 23:00; at 08:00 the other's
+    message reaches the provider (within a few clock minutes: the outbox polls every 50 ms,
+    three clock minutes), and the stopped person gets the STOP confirmation, not the offer."""
+    stopping = "+13055550111"
+    env = {
+        "GATEWAY_TEST_CLOCK": EVENING,
+        "GATEWAY_TEST_CLOCK_RATE": "3600",
+        "GATEWAY_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+    }
+    settings = with_edges(
+        rules_settings(schema, redis_prefix),
+        env=env,
+        providers={
+            "twilio": {"base_url": provider.url, "account_sid": TWILIO_SID, "senders": ["12345"]}
+        },
+    )
+    settings = dataclasses.replace(settings, outbox=FAST_OUTBOX)
+    offer = "Flu shots 20% off this week. Reply STOP to end."
+    async with Gateway(settings, catalogs=catalogs()) as gw:
+        key = await new_key(gw, "send", "write")
+        for number in (FLORIDA, stopping):
+            await opt_in(gw, key, number, "offers", "e")
+            body = {**MARKETING, "to": number, "body": offer}
+            status, answer = await call(gw, "POST", "/v1/send", key=key, json=body)
+            assert (202, "deferred") == (status, answer["status"]), answer
+            assert NEXT_MORNING == datetime.fromisoformat(answer["not_before"])
+        eleven_pm = datetime(2026, 12, 4, 4, 0, tzinfo=UTC)  # 23:00 EST
+        await eventually(lambda: gw.clock.now() >= eleven_pm, timeout=10, message="23:00")
+        await gw.pipeline.handle(sms("STOP", contact=stopping))
+
+        def offered() -> bool:
+            return any(body == offer for _, body, _ in provider.received)
+
+        await eventually(offered, timeout=30, message="the deferred send never left")
+        offers = [
+            (to, gw.clock.from_real(at)) for to, body, at in provider.received if body == offer
+        ]
+        assert [FLORIDA] == [to for to, _ in offers]
+        left = offers[0][1]
+        assert NEXT_MORNING <= left < NEXT_MORNING + timedelta(minutes=10), left
+        to_stopping = [body for to, body, _ in provider.received if to == stopping]
+        assert offer not in to_stopping
+        assert "unsubscribed" in to_stopping[-1]
