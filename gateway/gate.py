@@ -284,19 +284,35 @@ class SendGate:
         rules, batch = self.rules, terms.batch
         sms = channel is Channel.SMS
         email_place = email_key()
-        capped = batch.capped
+        capped, by_place, lasting = batch.capped, batch.answers, terms.lasting
         memo: dict[tuple[object, int], GateAnswer] = {}
         later: list[tuple[int, str, str]] = []
         from_real = rules.clock.from_real
-        for i, (address, answer) in enumerate(zip(normalized, answers, strict=True)):
-            if not answer.allowed or address is None:
+        allowed = Verdict.ALLOWED
+        clear: set[str] = set()  # places allowed outright (lasting consent, no cap)
+        for i, answer in enumerate(answers):
+            if not answer.allowed:
                 continue
-            place = sms_key(address) if sms else email_place
-            since = None if answer.since is None else from_real(answer.since)
-            verdict = check_rules(terms, place, rules.consent(terms, since), NO_HISTORY)
+            address = normalized[i]
+            assert address is not None  # an allowed answer has an address
+            if not sms:
+                place = email_place
+            elif address.startswith("+1"):
+                place = address[:5]  # rules.location.sms_key's common case, inlined
+            else:
+                place = sms_key(address)
+            if lasting:
+                if place in clear:
+                    continue
+                verdict = by_place[place]
+            else:
+                since = None if answer.since is None else from_real(answer.since)
+                verdict = check_rules(terms, place, rules.consent(terms, since), NO_HISTORY)
             if place in capped:
                 later.append((i, address, place))
-            if verdict.verdict is not Verdict.ALLOWED:
+            elif lasting and verdict.verdict is allowed:
+                clear.add(place)
+            if verdict.verdict is not allowed:
                 answers[i] = _ruled(memo, answer, verdict)
         if not later:
             return
