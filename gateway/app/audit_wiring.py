@@ -35,7 +35,7 @@ from gateway.edges.http import audit_api
 from gateway.edges.http.audit_deps import AUDIT, AuditDeps
 from gateway.edges.http.server import Register
 from gateway.errors import ConfigError
-from gateway.settings import RulesSettings, Settings
+from gateway.settings import SOURCE_RULES, RulesSettings, Settings
 from gateway.store import audit_queries
 from gateway.store.consent_exports import ConsentExports
 from gateway.store.consent_reviews import ReviewQueue
@@ -57,8 +57,10 @@ BUSINESS_HOLIDAYS = "us_federal"
 def business_calendar(rules: RulesSettings) -> BusinessCalendar:
     """The federal holidays of the rule data and the sender's zone (reads the rule files)."""
     try:
+        # "" only in settings built without a file: the source tree's table, as the gate reads.
         ruleset = load_rules(
-            Path(rules.shipped_dir), Path(rules.operator_dir) if rules.operator_dir else None
+            Path(rules.shipped_dir or SOURCE_RULES),
+            Path(rules.operator_dir) if rules.operator_dir else None,
         )
     except RulesError as exc:
         raise ConfigError(f"rules: {exc}") from None
