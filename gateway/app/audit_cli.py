@@ -47,7 +47,7 @@ from keywords.loading import load_catalogs
 from keywords.model import Channel
 
 _T = TypeVar("_T")
-_REPORT_STAGES = 12  # audit_queries.report_data's steps, its counts and the chain
+_REPORT_STAGES = 13  # audit_queries.report_data's steps, its counts and the chain
 
 
 def add_audit_commands(audit_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,6 +7,11 @@ send_reports.py, consent_reviews.py, consent_exports.py) and the pure builders
 every ``CHECKPOINT_SECONDS`` (docs/receipts.md). A chain that no longer verifies is logged
 as an error at every turn and never signed; the loop itself goes on (docs/DESIGN.md,
 invariant 10).
+
+The report's business days (its opt-out deadlines) are counted on the federal holiday
+calendar of the rule data (``[rules] shipped_dir`` and ``operator_dir``, docs/rules.md) in
+``[rules] default_zone``, the sender's zone. The rule data is read at the first report, not
+at start-up, so a gateway that never reports does not need it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from gateway.app.audit_pdf import html_to_pdf
+from gateway.audit.deadlines import BusinessCalendar
 from gateway.audit.receipt import build_receipt
 from gateway.audit.report import build_report
 from gateway.audit.rules import REQUIRED_EVIDENCE
@@ -27,7 +34,8 @@ from gateway.audit.signing import CheckpointSigner
 from gateway.edges.http import audit_api
 from gateway.edges.http.audit_deps import AUDIT, AuditDeps
 from gateway.edges.http.server import Register
-from gateway.settings import Settings
+from gateway.errors import ConfigError
+from gateway.settings import SOURCE_RULES, RulesSettings, Settings
 from gateway.store import audit_queries
 from gateway.store.consent_exports import ConsentExports
 from gateway.store.consent_reviews import ReviewQueue
@@ -35,10 +43,31 @@ from gateway.store.db import DB_ERRORS
 from gateway.store.receipts_chain import ChainBroken, ReceiptChain
 from gateway.store.send_reports import SendReport, SendReports
 from keywords.catalog import SenderCatalog
+from rules.errors import RulesError
+from rules.holidays import HolidayCalendar
+from rules.loading import load_rules
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 60.0
+# Ten business days skip the legal public holidays, 5 U.S.C. 6103 (config/rules/holidays.toml).
+BUSINESS_HOLIDAYS = "us_federal"
+
+
+def business_calendar(rules: RulesSettings) -> BusinessCalendar:
+    """The federal holidays of the rule data and the sender's zone (reads the rule files)."""
+    try:
+        # "" only in settings built without a file: the source tree's table, as the gate reads.
+        ruleset = load_rules(
+            Path(rules.shipped_dir or SOURCE_RULES),
+            Path(rules.operator_dir) if rules.operator_dir else None,
+        )
+    except RulesError as exc:
+        raise ConfigError(f"rules: {exc}") from None
+    definition = ruleset.holidays.get(BUSINESS_HOLIDAYS)
+    if definition is None:
+        raise ConfigError(f"{rules.shipped_dir}: holidays.{BUSINESS_HOLIDAYS} is not defined")
+    return BusinessCalendar(HolidayCalendar([definition]), BUSINESS_HOLIDAYS, rules.default_zone)
 
 
 class AuditEdge:
@@ -50,6 +79,8 @@ class AuditEdge:
         self._pool = pool
         self._catalogs = catalogs
         self._region = settings.pipeline.default_region
+        self._rules = settings.rules
+        self._calendar: BusinessCalendar | None = None
         self.chain = ReceiptChain(
             pool, CheckpointSigner.from_env(settings.env, settings.secret_key)
         )
@@ -65,10 +96,12 @@ class AuditEdge:
         progress: audit_queries.Progress = lambda _stage: None,
     ) -> dict[str, Any]:
         """The report document of ``[start, end)``."""
+        if self._calendar is None:
+            self._calendar = await asyncio.to_thread(business_calendar, self._rules)
         data = await audit_queries.report_data(
             self._pool, start, end, sender, REQUIRED_EVIDENCE, progress
         )
-        return build_report(data, start, end, sender)
+        return build_report(data, start, end, sender, self._calendar)
 
     async def pdf(self, html: str) -> bytes:
         """``html`` printed by headless Chromium."""

@@ -1,8 +1,10 @@
 """The compliance report (pure layer): the rows of one snapshot in, one JSON document out.
 
 ``build_report`` is deterministic: the same rows give the same document, apart from
-``generated_at`` (the snapshot's time, which is also when the chain was verified), so two
-reports of unchanged data can be compared byte for byte. The HTML (gateway/audit/html.py)
+``generated_at`` (the snapshot's time, which is also when the chain was verified) and what
+is judged at that time (an opt-out deadline whose event has not come yet: its seconds so far
+and whether it is still open), so two reports of unchanged data can be compared byte for
+byte. The HTML (gateway/audit/html.py)
 is drawn from this document only.
 
 People are named by contact id and a masked address (gateway/logs.py): the report is filed
@@ -19,6 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from gateway.audit import rules
+from gateway.audit.deadlines import BusinessCalendar, build_deadlines
 from gateway.logs import mask_address
 
 FORMAT = "consent-audit-report/1"
@@ -299,9 +302,14 @@ def _missing(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_report(
-    data: Mapping[str, Any], start: datetime, end: datetime, sender: str | None
+    data: Mapping[str, Any],
+    start: datetime,
+    end: datetime,
+    sender: str | None,
+    calendar: BusinessCalendar,
 ) -> dict[str, Any]:
-    """The report document of ``[start, end)`` from ``report_data``'s rows."""
+    """The report document of ``[start, end)`` from ``report_data``'s rows; ``calendar``
+    counts the business days of the opt-out deadlines (gateway/audit/deadlines.py)."""
     findings: list[dict[str, Any]] = []
     chain = dict(data["chain"])
     chain["verified_at"] = _iso(data["generated_at"])
@@ -321,6 +329,7 @@ def build_report(
         "consent_changes": _changes(data["changes"], days),
         "sms_opt_out_confirmations": _confirmations(data["sms_opt_outs"], findings),
         "email_unsubscribes": _unsubscribes(data["email_opt_outs"], findings),
+        "opt_out_deadlines": build_deadlines(data["opt_out_times"], calendar, data["generated_at"]),
         "sends_to_people_not_allowed": _not_allowed(data, findings),
         "review_queue": _reviews(data["reviews"]),
         "double_opt_in": _double_opt_in(data, end),

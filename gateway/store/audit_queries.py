@@ -65,6 +65,28 @@ SELECT l.inbound_id, l.contact_id, c.address, l.sender, l.method,
  ORDER BY min(l.seq)
 """
 
+# Every opt-out of the period, one row per inbound event: when it arrived, when it took
+# effect (its first ledger row, written in the transaction that changed consent) and its one
+# confirmation (docs/DESIGN.md, invariant 5), for gateway/audit/deadlines.py. An expired
+# double opt-in is the gateway's own closing, not a request, and has no deadline.
+_OPT_OUT_TIMES = f"""
+SELECT i.id AS inbound_id, i.contact_id, c.address, i.channel, i.sender, i.method,
+       i.received_at, min(l.server_time) AS took_effect_at,
+       array_agg(l.program ORDER BY l.seq) AS programs,
+       o.id AS outbox_id, o.status, o.created_at AS queued_at, o.sent_at
+  FROM ledger l
+  JOIN inbound_events i ON i.id = l.inbound_id
+  JOIN contacts c ON c.id = i.contact_id
+  LEFT JOIN LATERAL (
+      SELECT id, status, created_at, sent_at FROM outbox
+       WHERE inbound_id = i.id AND kind = 'opt_out' ORDER BY id LIMIT 1) o ON true
+ WHERE l.action = 'opt_out'
+   AND coalesce(l.evidence->>'reason', '') <> '{EXPIRY_REASON}'
+   AND {_LW}
+ GROUP BY i.id, c.address, o.id, o.status, o.created_at, o.sent_at
+ ORDER BY i.id
+"""
+
 # The state at the moment of a send: the last ledger event of that scope before it.
 _STATE_AT = """
 SELECT l.seq, l.new_state, l.server_time, l.method FROM ledger l
@@ -211,6 +233,7 @@ async def report_data(
             ("changes", _CHANGES, args),
             ("sms_opt_outs", _SMS_OPT_OUTS, args),
             ("email_opt_outs", _EMAIL_OPT_OUTS, args),
+            ("opt_out_times", _OPT_OUT_TIMES, args),
             ("outbox_after", _OUTBOX_AFTER, args),
             ("reported", _REPORTED, args),
             ("reviews", _REVIEWS, args),

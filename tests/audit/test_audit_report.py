@@ -85,6 +85,19 @@ async def test_the_month_report_flags_exactly_the_two_breaches(
     assert 5 == outside["reported_sends"]
     assert outside["outbox_sends"] >= 10
 
+    deadlines = report["opt_out_deadlines"]["summary"]
+    confirmations = deadlines["sms_confirmation"]
+    assert (1, 0, month.late_inbound) == (
+        confirmations["missed"],
+        confirmations["open"],
+        confirmations["worst_inbound_id"],
+    )
+    assert 420 <= confirmations["worst_seconds"] < 430
+    assert (3, 3) == (deadlines["one_click"]["applies_to"], deadlines["one_click"]["met"])
+    honoured = deadlines["ten_business_days"]
+    assert (0, 0) == (honoured["missed"], honoured["open"])
+    assert honoured["applies_to"] == honoured["met"] >= confirmations["applies_to"] + 3
+
     reviews = report["review_queue"]
     assert (len(month.flagged), 1, 1) == (
         reviews["flagged"],
