@@ -1,4 +1,4 @@
--- 003_send_history: the caps of the send rules count a person's earlier sends.
+-- 005_send_history: the caps of the send rules count a person's earlier sends.
 --
 -- The gate reads, for a recipient in a place where a capped rule applies, the gated sends
 -- queued, leaving or sent to that address in the last days (gateway/store/send_history.py):
