@@ -62,6 +62,16 @@ CREATE TYPE writer_inbound_row AS (
     evidence text
 );
 
+CREATE TYPE writer_keep_offer_row AS (
+    contact_id bigint,
+    sender text,
+    channel text,
+    programs text[],
+    inbound_id bigint,
+    offered_at timestamp with time zone,
+    expires_at timestamp with time zone
+);
+
 CREATE TYPE writer_ledger_row AS (
     seq bigint,
     contact_id bigint,
@@ -226,6 +236,20 @@ CREATE TABLE inbound_events (
     CONSTRAINT inbound_events_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES contacts(id)
 );
 CREATE INDEX inbound_events_review ON inbound_events USING btree (received_at) WHERE needs_review;
+
+CREATE TABLE keep_offers (
+    contact_id bigint NOT NULL,
+    sender text NOT NULL,
+    channel text NOT NULL,
+    programs text[] NOT NULL,
+    inbound_id bigint NOT NULL,
+    offered_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT keep_offers_pkey PRIMARY KEY (contact_id, sender, channel),
+    CONSTRAINT keep_offers_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES contacts(id),
+    CONSTRAINT keep_offers_inbound_id_fkey FOREIGN KEY (inbound_id) REFERENCES inbound_events(id),
+    CONSTRAINT keep_offers_programs_check CHECK (((cardinality(programs) >= 1) AND (cardinality(programs) <= 9)))
+);
 
 CREATE TABLE ledger (
     seq bigint NOT NULL,
@@ -620,5 +644,15 @@ BEGIN
            AND o.status IN ('queued', 'sending')
            AND o.kind IN ('opt_in', 'pending', 'already_opted_in')
            AND o.sender = q.s AND o.channel = q.ch OFFSET 0
+    ) k
+    UNION ALL
+    -- The open keep offer of the scope, one row per program: id the inbound event that made
+    -- it, version the program's number in the offer.
+    SELECT 'k', k.inbound_id, NULL, q.cid, q.s, q.ch, k.program, NULL, k.n, NULL FROM q
+    CROSS JOIN LATERAL (
+        SELECT ko.inbound_id, p.program, p.n FROM keep_offers ko
+        CROSS JOIN LATERAL unnest(ko.programs) WITH ORDINALITY AS p(program, n)
+        WHERE ko.contact_id = q.cid AND ko.sender = q.s AND ko.channel = q.ch
+          AND ko.expires_at > statement_timestamp() OFFSET 0
     ) k;
 END $function$;

@@ -51,6 +51,8 @@ async def carry_case_collision_opt_outs(
                         "from_contact": f"contact:{contact_id}",
                     },
                     suppress_replies=True,
+                    # An opt-out recorded before, carried to the key: it keeps its scope.
+                    revokes=False,
                 )
             )
         except BadInput as exc:  # an old address the new syntax check refuses

@@ -59,6 +59,10 @@ class InboundMessage:
     # True when the person at ``contact`` acted from that address themselves: a click on a
     # confirm link that was mailed there. (An SMS keyword always is: it came from the number.)
     by_subject: bool = False
+    # False for an opt-out that is no revocation made now: a double opt-in left unconfirmed,
+    # an opt-out carried over or imported from an earlier record. Revoke-all (47 CFR
+    # 64.1200(a)(10)) widens a revocation only; these keep the one program they name.
+    revokes: bool = True
 
     @property
     def from_the_person(self) -> bool:
@@ -81,6 +85,7 @@ class InboundMessage:
         evidence: Mapping[str, str] | None = None,
         suppress_replies: bool = False,
         by_subject: bool = False,
+        revokes: bool = True,
     ) -> InboundMessage:
         """A message whose intent the edge already knows (a form, a click, an operator):
         there is no text to classify, and the intent is recorded as an exact match."""
@@ -96,6 +101,7 @@ class InboundMessage:
             intent=Intent(kind, MatchKind.EXACT, program=program),
             suppress_replies=suppress_replies,
             by_subject=by_subject,
+            revokes=revokes,
         )
 
 

@@ -3,7 +3,9 @@
 Every edge calls ``Pipeline.handle`` and acknowledges only what it returns: a committed
 ``Outcome`` (new or duplicate) means ack; ``BadInput`` means a permanent refusal that wrote
 nothing; ``TemporaryFailure`` means nothing was committed and the peer must retry.
-Classification is pure and runs here, before the database is touched.
+Classification is pure and runs here, before the database is touched, and so does the
+revoke-all question (47 CFR 64.1200(a)(10), docs/rules.md): is the rule in force at the
+message's received time? The answer travels with the event to the consent table.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.store.writer import ConsentWriter, PreparedEvent
 from keywords.catalog import SenderCatalog
 from keywords.classify import classify
 from keywords.model import Intent, IntentKind, MatchKind
+from rules.revocation import revoke_all_in_force
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,14 @@ class Pipeline:
         *,
         default_region: str,
         max_text_chars: int,
+        revoke_all: str = "auto",
     ) -> None:
         self._catalogs = catalogs
         self._writer = writer
         self._metrics = metrics
         self._region = default_region
         self._max_text = max_text_chars
+        self._revoke_all = revoke_all  # [rules] revoke_all, checked at load
 
     def prepare(self, message: InboundMessage) -> PreparedEvent:
         """Validate and classify; raise ``BadInput`` for anything we must refuse."""
@@ -80,9 +85,17 @@ class Pipeline:
             intent = Intent(
                 IntentKind.UNKNOWN, MatchKind.NONE, language=intent.language, needs_review=True
             )
+        if message.partial and intent.choices:
+            # Nor is it an answer to a keep offer, which would opt in too (keywords/keep.py).
+            intent = dataclasses.replace(intent, choices=())
         if intent.program is not None and not catalog.has_program(intent.program):
             raise BadInput("the sender has no such program", code="unknown_program")
-        return PreparedEvent(message, address, catalog, intent, send_to)
+        revoke_all = (
+            intent.kind is IntentKind.OPT_OUT
+            and message.revokes
+            and revoke_all_in_force(message.received_at, self._revoke_all)
+        )
+        return PreparedEvent(message, address, catalog, intent, send_to, revoke_all)
 
     async def handle(self, message: InboundMessage) -> Outcome:
         """Record ``message``; return only after the commit (docs/DESIGN.md, invariant 1)."""

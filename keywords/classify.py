@@ -14,7 +14,9 @@ Rules, first match wins (all on the normalized text, see ``keywords.normalize``)
    texts``, ``darme de baja``); FCC 24-24: revocation "by any reasonable means".
 5. PHRASE: any opt-out word next to an opt-in word (``yes cancel``): the opt-out wins.
 6. LEADING_WORD: the text begins with a help word (``help me``).
-7. Otherwise UNKNOWN (MatchKind.NONE).
+7. Otherwise UNKNOWN (MatchKind.NONE). A text of numbers only (``1``, ``1 2``, ``1, 2``)
+   carries them in ``Intent.choices``: it is still UNKNOWN, and only ``decide`` reads it as
+   the answer to an open keep offer (keywords/consent.py, revoke-all).
 
 Everything from rule 2 on is flagged ``needs_review``. An inexact text is never an opt-in: opt-in,
 join and confirm come from rule 1 only, and the catalog refuses opt-in keywords that would read
@@ -35,6 +37,7 @@ from dataclasses import replace
 from itertools import pairwise
 
 from keywords.catalog import Keyword, SenderCatalog
+from keywords.keep import MAX_OFFER
 from keywords.model import Intent, IntentKind, MatchKind
 from keywords.normalize import lookalikes, normalize
 from keywords.reserved import GLUED_EXCEPTIONS, revocation
@@ -128,4 +131,17 @@ def _rules(normalized: str, catalog: SenderCatalog) -> Intent:
     helper = catalog.index.help.get(parts[0])
     if helper is not None:
         return _intent(helper, MatchKind.LEADING_WORD)
-    return Intent(IntentKind.UNKNOWN, MatchKind.NONE, language=catalog.default_language)
+    return Intent(
+        IntentKind.UNKNOWN,
+        MatchKind.NONE,
+        language=catalog.default_language,
+        choices=_choices(parts),
+    )
+
+
+def _choices(parts: list[str]) -> tuple[int, ...]:
+    """The numbers of a text made of numbers only, else none. An offer numbers at most
+    ``MAX_OFFER`` programs, so a longer number or list is no answer to one."""
+    if len(parts) > MAX_OFFER or not all(w.isdecimal() and len(w) <= 2 for w in parts):
+        return ()
+    return tuple(int(w) for w in parts)

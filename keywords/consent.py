@@ -28,6 +28,18 @@ from the table by ``transition_table_markdown``. The rules:
 - HELP: no transition; one HELP reply, subscribed or not (CTIA 5.1.3: short codes answer HELP
   and STOP whether or not the person is subscribed).
 - UNKNOWN: nothing, no reply.
+- KEEP (``1`` while a keep offer is open): each program the answer picks from the offer,
+  OPTED_OUT -> OPTED_IN, with an opt-in confirmation each. The person's own opt-in, by text
+  from the number; from any other state nothing changes.
+
+Revoke-all (47 CFR 64.1200(a)(10), docs/rules.md). The caller says whether it is in force for
+this event (``decide(..., revoke_all=True)``; the pipeline asks ``rules.revocation`` with the
+event's received time): then OPT_OUT (STOP FLU, a one-click or preference-page opt-out of one
+program) is decided as OPT_OUT_ALL: every program of the sender, one sender-wide confirmation,
+and ``Decision.widened`` so the ledger evidence can say so. That confirmation may offer to
+keep the programs the person had (``keywords.keep``, 47 CFR 64.1200(a)(11)); the caller passes
+an open offer back in (``offer=``), and a text of numbers only is then KEEP. Without an open
+offer such a text is UNKNOWN, as before.
 
 A (state, intent) pair missing from the table raises ``DecisionError``; the table is total over
 the enums and a test holds it so.
@@ -42,12 +54,14 @@ from types import MappingProxyType
 
 from keywords.catalog import Program, SenderCatalog
 from keywords.errors import DecisionError
+from keywords.keep import offer_line, offered, picked
 from keywords.model import (
     Action,
     ConsentState,
     Decision,
     Intent,
     IntentKind,
+    MatchKind,
     Reply,
     ReplyKind,
     Transition,
@@ -94,6 +108,7 @@ class Scope(StrEnum):
     DEFAULTS = "the default programs, a reply each"
     PENDING_ELSE_DEFAULTS = "pending programs, else the default programs"
     SENDER = "no program; one reply if the rule has one"
+    OFFERED = "the programs the answer picks from the open keep offer, a reply each"
 
 
 _S, _I = ConsentState, IntentKind
@@ -115,6 +130,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.CONFIRM_LINK: _NOTHING,  # no sign-up open: a stale link
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
+        _I.KEEP: _NOTHING,  # an offer names only programs the person was in
     },
     _S.PENDING: {
         _I.OPT_OUT_ALL: Rule(_OUT),
@@ -125,6 +141,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.CONFIRM_LINK: Rule(_IN),
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
+        _I.KEEP: _NOTHING,
     },
     _S.OPTED_IN: {
         _I.OPT_OUT_ALL: Rule(_OUT),
@@ -135,6 +152,7 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.CONFIRM_LINK: _NOTHING,  # already confirmed: the page says so, no second mail
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
+        _I.KEEP: _NOTHING,  # already back in: nothing to keep
     },
     _S.OPTED_OUT: {
         _I.OPT_OUT_ALL: _NOTHING,  # CTIA 5.1.3: one final confirmation, then nothing
@@ -145,6 +163,9 @@ _ROWS: dict[ConsentState, dict[IntentKind, Rule]] = {
         _I.CONFIRM_LINK: _NOTHING,  # left since the link was mailed: it no longer applies
         _I.HELP: _HELP,
         _I.UNKNOWN: _NOTHING,
+        # Straight to opted_in, double opt-in or not: the person had confirmed the program
+        # before the widened opt-out, and the answer names it.
+        _I.KEEP: Rule(_IN),
     },
 }
 
@@ -162,6 +183,7 @@ SCOPES: Mapping[IntentKind, Scope] = MappingProxyType(
         _I.CONFIRM_LINK: Scope.NAMED,
         _I.HELP: Scope.SENDER,
         _I.UNKNOWN: Scope.SENDER,
+        _I.KEEP: Scope.OFFERED,
     }
 )
 
@@ -176,11 +198,16 @@ def _rule(state: ConsentState, intent: IntentKind) -> Rule:
 
 
 def _targets(
-    intent: Intent, states: Mapping[str, ConsentState], catalog: SenderCatalog
+    intent: Intent,
+    states: Mapping[str, ConsentState],
+    catalog: SenderCatalog,
+    scope: Scope | None,
+    offer: tuple[str, ...],
 ) -> list[str]:
-    scope = SCOPES.get(intent.kind)
     if scope is None:
         raise DecisionError(f"no scope for intent {intent.kind!r}")
+    if scope is Scope.OFFERED:
+        return list(picked(intent.choices, offer))
     names = [p.name for p in catalog.programs]
     if scope is Scope.ALL:
         return names + sorted(n for n in states if n not in names)
@@ -195,12 +222,33 @@ def _targets(
     return defaults if scope is Scope.DEFAULTS else []
 
 
-def decide(intent: Intent, states: Mapping[str, ConsentState], catalog: SenderCatalog) -> Decision:
+def decide(
+    intent: Intent,
+    states: Mapping[str, ConsentState],
+    catalog: SenderCatalog,
+    *,
+    revoke_all: bool = False,
+    offer: tuple[str, ...] = (),
+) -> Decision:
     """The transitions and replies ``intent`` causes, given the contact's state per program.
 
     ``states`` maps program names on this sender to the contact's state; missing means NONE.
+    ``revoke_all``: revoke-all is in force for this event, so an OPT_OUT is every program's.
+    ``offer``: the programs of the person's open keep offer, by number (none: no offer).
     """
-    scope = SCOPES.get(intent.kind)
+    if intent.kind is IntentKind.UNKNOWN and picked(intent.choices, offer):
+        # Only now is a number an answer: the offer is open (keywords/keep.py).
+        intent = Intent(
+            IntentKind.KEEP,
+            MatchKind.EXACT,
+            intent.language,
+            keyword=" ".join(str(n) for n in intent.choices),
+            choices=intent.choices,
+        )
+    widened = revoke_all and intent.kind is IntentKind.OPT_OUT
+    # A widened opt-out is decided as STOP is: same table column, same scope, one reply.
+    kind = IntentKind.OPT_OUT_ALL if widened else intent.kind
+    scope = SCOPES.get(kind)
     if scope is Scope.SENDER:
         # HELP and UNKNOWN touch no program; the rule is the same from every state.
         # HELP is rendered with the default program's fields (its title, frequency, contact).
@@ -214,18 +262,32 @@ def decide(intent: Intent, states: Mapping[str, ConsentState], catalog: SenderCa
         return Decision(intent=intent, replies=replies)
     transitions: list[Transition] = []
     replies_: list[Reply] = []
-    for name in _targets(intent, states, catalog):
+    for name in _targets(intent, states, catalog, scope, offer):
         old = states.get(name, _S.NONE)
         program = catalog.program(name) if catalog.has_program(name) else None
-        outcome = _rule(old, intent.kind).for_program(program)
+        outcome = _rule(old, kind).for_program(program)
         if outcome.new is not None and outcome.new is not old:
             transitions.append(Transition(name, old, outcome.new, _ACTIONS[outcome.new]))
         if outcome.reply is not None and scope is not Scope.ALL:
             replies_.append(render(catalog, outcome.reply, intent.language, program))
+    kept: tuple[str, ...] = ()
     if scope is Scope.ALL and transitions:
         # One confirmation for the whole sender (FCC 24-24: one confirmation text).
-        replies_.append(render(catalog, ReplyKind.OPT_OUT, intent.language, None))
-    return Decision(intent=intent, transitions=tuple(transitions), replies=tuple(replies_))
+        reply = render(catalog, ReplyKind.OPT_OUT, intent.language, None)
+        if widened:
+            # 47 CFR 64.1200(a)(11): the one confirmation may ask which programs to keep.
+            kept = offered(catalog, intent.program, states, reply.language)
+            if kept:
+                text = f"{reply.text} {offer_line(catalog, kept, reply.language)}"
+                reply = Reply(reply.kind, reply.language, text, reply.program)
+        replies_.append(reply)
+    return Decision(
+        intent=intent,
+        transitions=tuple(transitions),
+        replies=tuple(replies_),
+        widened=widened,
+        offer=kept,
+    )
 
 
 def _cell(outcome: Outcome) -> str:

@@ -35,6 +35,11 @@ class IntentKind(StrEnum):
     CONFIRM_LINK = "confirm_link"
     HELP = "help"
     UNKNOWN = "unknown"
+    # An answer to a keep offer (``1``): rejoin the programs it picks from the offer that a
+    # widened opt-out's confirmation made (keywords/consent.py, "revoke-all"). ``classify``
+    # never returns it: only ``decide`` reads a text of numbers so, and only while an offer
+    # is open; without one such a text stays UNKNOWN.
+    KEEP = "keep"
 
 
 class MatchKind(StrEnum):
@@ -71,6 +76,9 @@ class ReplyKind(StrEnum):
     OPT_OUT = "opt_out"  # the one confirmation of an opt-out
     PENDING = "pending"  # "Reply YES to confirm" for double opt-in programs
     ALREADY_OPTED_IN = "already_opted_in"
+    # Not a reply of its own: one line per program offered, added to the opt-out confirmation
+    # of a widened opt-out ("Reply 1 to keep Acme Health Reminders.", 47 CFR 64.1200(a)(11)).
+    KEEP_OFFER = "keep_offer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,9 @@ class Intent:
     program: str | None = None  # for OPT_OUT and JOIN: the program named
     keyword: str | None = None  # the catalog keyword that matched, normalized
     needs_review: bool = False  # a leading-word or phrase match: a human should look
+    # For a text of numbers only (``1``, ``1 2``): the numbers, in order. They mean something
+    # only as the answer to an open keep offer (IntentKind.KEEP); the kind stays UNKNOWN.
+    choices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +123,9 @@ class Decision:
     intent: Intent
     transitions: tuple[Transition, ...] = field(default=())
     replies: tuple[Reply, ...] = field(default=())
+    # An opt-out of one program that revoke-all made an opt-out of every program of the
+    # sender (47 CFR 64.1200(a)(10)); ``intent.program`` is the program it named.
+    widened: bool = False
+    # The programs the confirmation offers to keep, in the order of their numbers ("Reply 1
+    # to keep ..."): the offer the writer records, open until answered or expired.
+    offer: tuple[str, ...] = ()

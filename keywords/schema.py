@@ -2,7 +2,8 @@
 
 Top-level keys: sender, kind, channel, brand, default_language, [programs.<name>],
 [keywords.<language>] (opt_out, opt_in, confirm, help: words *added* to the reserved ones)
-and [templates.<language>] (help, opt_in, opt_out, pending, already_opted_in).
+and [templates.<language>] (help, opt_in, opt_out, pending, already_opted_in, and for SMS
+senders keep_offer, which turns on the keep offer of a widened opt-out: keywords/consent.py).
 Every error is a ``CatalogError(source, dotted key, message)``.
 
 Limits (2026-12-02). A definition also comes from the admin API (PUT /v1/admin/senders), so
@@ -31,7 +32,7 @@ from keywords.catalog import Keyword, Program, ProgramText, SenderCatalog, Templ
 from keywords.errors import CatalogError
 from keywords.model import Channel, IntentKind, ReplyKind, SenderKind
 from keywords.normalize import lookalikes, normalize
-from keywords.replies import placeholders
+from keywords.replies import KEEP_PLACEHOLDERS, PLACEHOLDERS, placeholders
 from keywords.reserved import FAMILIES, GLUED_EXCEPTIONS, RESERVED, revocation
 
 __all__ = ["parse_sender"]
@@ -255,7 +256,7 @@ def parse_sender(data: Mapping[str, object], source: str) -> SenderCatalog:
     default_language = p.language("default_language", p.text(data, "", "default_language"))
     programs = _programs(p, p.sub(data, "", "programs"), channel)
     keywords = _keywords(p, p.sub(data, "", "keywords"), programs, default_language)
-    templates = _templates(p, p.sub(data, "", "templates"), default_language, programs)
+    templates = _templates(p, p.sub(data, "", "templates"), default_language, programs, channel)
     return SenderCatalog(
         sender=sender,
         kind=kind,
@@ -381,7 +382,11 @@ def _keywords(
 
 
 def _templates(
-    p: _Parser, table: Mapping[str, object], default_language: str, programs: tuple[Program, ...]
+    p: _Parser,
+    table: Mapping[str, object],
+    default_language: str,
+    programs: tuple[Program, ...],
+    channel: Channel,
 ) -> tuple[Template, ...]:
     templates: list[Template] = []
     kinds = frozenset(k.value for k in ReplyKind)
@@ -393,10 +398,17 @@ def _templates(
         p.table(body, key, kinds)
         for name in body:
             text = p.text(body, key, name, max_len=MAX_TEMPLATE, newlines=True)
+            keep = name == ReplyKind.KEEP_OFFER.value
             try:
-                placeholders(text)
+                used = placeholders(text, KEEP_PLACEHOLDERS if keep else PLACEHOLDERS)
             except ValueError as exc:
                 raise p.fail(f"{key}.{name}", str(exc)) from None
+            if keep and "number" not in used:
+                raise p.fail(f"{key}.{name}", "must say which number to reply ({number})")
+            if keep and channel is not Channel.SMS:
+                # The answer is a text back to the sender (keywords/consent.py, revoke-all);
+                # an email list has no conversation to answer in.
+                raise p.fail(f"{key}.{name}", "only an SMS sender can offer to keep programs")
             templates.append(Template(lang, ReplyKind(name), text))
     required = {ReplyKind.HELP, ReplyKind.OPT_IN, ReplyKind.OPT_OUT, ReplyKind.ALREADY_OPTED_IN}
     if any(prog.double_opt_in for prog in programs):

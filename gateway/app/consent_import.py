@@ -149,6 +149,7 @@ async def open_runtime(settings: Settings, dsn: str) -> AsyncIterator[Runtime]:
             metrics,
             default_region=s.pipeline.default_region,
             max_text_chars=s.pipeline.max_text_chars,
+            revoke_all=s.rules.revoke_all,
         )
         yield Runtime(
             pool, pipeline, catalogs, suppression, ConsentExports(pool), s.pipeline.default_region
@@ -278,6 +279,9 @@ async def _apply(runtime: Runtime, plan: ImportPlan, step: _Step) -> str:
             program=step.program,
             evidence=_evidence(plan, step.row, disclosure),
             suppress_replies=True,  # an import never messages anyone
+            # Another system's record of an earlier opt-out, not a revocation received now:
+            # it keeps the program it names (docs/rules.md, revoke-all).
+            revokes=False,
         )
         for attempt in range(_RETRIES):
             try:

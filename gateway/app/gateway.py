@@ -215,6 +215,7 @@ class Gateway:
             self.metrics,
             default_region=s.pipeline.default_region,
             max_text_chars=s.pipeline.max_text_chars,
+            revoke_all=s.rules.revoke_all,
         )
         # Migration 011's case collisions: their opt-outs reach the key before any send.
         await carry_case_collision_opt_outs(self.pool, self.pipeline, self.catalogs)

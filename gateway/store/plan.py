@@ -16,6 +16,13 @@ writes everything and tells the cache (invalidate.py).
   already cancelled; its own confirmation is queued (invariants 2 and 5);
 * the cache entries carry the new versions: the writer tombstones them before COMMIT.
 
+Revoke-all and the keep offer (keywords/keep.py, migration 003): ``decide`` gets the event's
+``revoke_all`` and the scope's open offer, advanced event by event like the states. A
+decision with an offer writes it (``Plan.offers``, if its confirmation is sent); any other
+consent change in the scope closes the open one (``Plan.closed_offers``). A widened opt-out
+and an answer to an offer say so in their evidence: ``revoke_all: widened`` with the
+program named, the programs offered; ``keep_offer: answered`` with the offering event.
+
 An event that could give consent is checked against the suppression list (``capture_probes``
 names what to look up). Captured by someone else, it is refused (``Plan.refused``): the
 writer rolls the batch back and commits it again without it, so it writes nothing. The
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.messages import InboundMessage, Method
@@ -38,6 +45,7 @@ from gateway.store.cache import CachedConsent, ConsentKey
 from gateway.store.ledger import evidence_digest, evidence_json
 from keywords.catalog import SenderCatalog
 from keywords.consent import decide
+from keywords.keep import OFFER_SECONDS
 from keywords.model import ConsentState, Decision, Intent, IntentKind, Reply, ReplyKind
 
 if TYPE_CHECKING:
@@ -68,6 +76,9 @@ class PreparedEvent:
     catalog: SenderCatalog
     intent: Intent
     send_to: str = ""  # where replies go: the validated address as written; "" = ``address``
+    # Revoke-all is in force for this opt-out (the pipeline asked rules.revocation): an
+    # opt-out of one program is every program's (keywords/consent.py).
+    revoke_all: bool = False
 
 
 class LedgerRow(NamedTuple):
@@ -116,6 +127,18 @@ class OutboxRow(NamedTuple):
     status: str  # QUEUED, or CANCELLED when an opt-out later in the batch cancels it
 
 
+class OfferRow(NamedTuple):
+    """A keep offer to write, fields in the order of the ``writer_keep_offer_row`` type."""
+
+    contact_id: int
+    sender: str
+    channel: str
+    programs: list[str]
+    inbound_id: int
+    offered_at: datetime
+    expires_at: datetime
+
+
 class Lift(NamedTuple):
     """The person's own opt-in on a suppressed address: the suppression to remove."""
 
@@ -139,6 +162,8 @@ class Plan:
     cache_entries: dict[ConsentKey, CachedConsent]  # the new versions, to tombstone
     lifts: list[Lift]
     refused: frozenset[str]  # dedupe keys of others' captures for suppressed addresses
+    offers: list[OfferRow]  # keep offers made now, one per scope
+    closed_offers: list[Scope]  # scopes whose open offer a change closed (none in offers)
 
 
 def unique_events(events: Sequence[PreparedEvent]) -> dict[str, PreparedEvent]:
@@ -223,6 +248,9 @@ def plan_batch(
     # of an earlier event in that scope is written cancelled (decided before any row exists).
     replying: list[tuple[int, PreparedEvent, int, int, tuple[Reply, ...]]] = []
     last_opt_out: dict[Scope, int] = {}
+    # Per scope its open offer as the events so far left it (None: closed in this batch).
+    offers: dict[Scope, sql.KeepOffer | None] = dict(recorded.offers)
+    written_offers: dict[Scope, OfferRow | None] = {}
     for index, (key, event) in enumerate(unique.items()):
         inbound_id = fresh.get(key)
         if inbound_id is None:
@@ -234,7 +262,15 @@ def plan_batch(
             program: states.get((cid, sender, channel, program), _NO_ROW)[0]
             for program in (p.name for p in event.catalog.programs)
         }
-        decision = decide(event.intent, current, event.catalog)
+        scope = (cid, sender, channel)
+        open_offer = offers.get(scope)
+        decision = decide(
+            event.intent,
+            current,
+            event.catalog,
+            revoke_all=event.revoke_all,
+            offer=open_offer.programs if open_offer is not None else (),
+        )
         decisions[key] = decision
         lifted: dict[str, str] = {}
         floor = 0
@@ -254,22 +290,34 @@ def plan_batch(
                 lifted = {"suppression_lifted": "yes"}
                 lifts.append(Lift(inbound_id, cid, channel, sender, msg.method.value, hashes))
         if decision.transitions:
+            intent = decision.intent  # KEEP when the text answered an open offer
             evidence = evidence_json(
                 {
                     **msg.evidence,
                     **lifted,
+                    **_keep_evidence(decision, open_offer, msg.suppress_replies),
                     "text": msg.text,
                     "dedupe_key": msg.dedupe_key,
-                    "intent": event.intent.kind.value,
-                    "match": event.intent.match.value,
-                    "keyword": event.intent.keyword or "",
-                    "needs_review": "yes" if event.intent.needs_review else "no",
+                    "intent": intent.kind.value,
+                    "match": intent.match.value,
+                    "keyword": intent.keyword or "",
+                    "needs_review": "yes" if intent.needs_review else "no",
                 }
             )
+            if scope in offers:
+                # Any change closes the open offer; this decision may make the next one.
+                offers[scope] = None
+                written_offers[scope] = None
+            if decision.offer and not msg.suppress_replies:
+                # Only an offer the person is sent can be answered.
+                offers[scope] = sql.KeepOffer(inbound_id, decision.offer)
+                written_offers[scope] = OfferRow(
+                    cid, sender, channel, list(decision.offer), inbound_id, now,
+                    now + timedelta(seconds=OFFER_SECONDS),
+                )  # fmt: skip
             digest = evidence_digest(evidence)
             for tr in decision.transitions:
                 if tr.new is ConsentState.OPTED_OUT:
-                    scope = (cid, sender, channel)
                     last_opt_out[scope] = index
                     if scope not in cancelled_scopes:
                         cancelled_scopes.add(scope)
@@ -319,6 +367,29 @@ def plan_batch(
         for row in consent.values():
             ckey = ConsentKey(row.channel, row.sender, row.program, row.address)
             cache_entries[ckey] = CachedConsent(row.state, row.version, since)
+    made = [row for row in written_offers.values() if row is not None]
+    closed = [scope for scope, row in written_offers.items() if row is None]
     return Plan(
-        decisions, ledger, consent, cancel, outbox, cache_entries, lifts, frozenset(refused)
-    )
+        decisions, ledger, consent, cancel, outbox, cache_entries, lifts, frozenset(refused),
+        made, closed,
+    )  # fmt: skip
+
+
+def _keep_evidence(
+    decision: Decision, answered: sql.KeepOffer | None, silent: bool
+) -> dict[str, str]:
+    """What the ledger says about revoke-all (47 CFR 64.1200(a)(10)-(11), keywords/keep.py):
+    a widened opt-out names the program asked for and the programs offered back; an answer
+    names the offer it answered."""
+    if decision.widened:
+        found = {"revoke_all": "widened", "revoke_all_named": decision.intent.program or ""}
+        if decision.offer and not silent:
+            found["keep_offer"] = ",".join(decision.offer)
+        return found
+    if decision.intent.kind is IntentKind.KEEP and answered is not None:
+        return {
+            "keep_offer": "answered",
+            "keep_offer_inbound_id": str(answered.inbound_id),
+            "keep_offer_programs": ",".join(answered.programs),
+        }
+    return {}

@@ -231,6 +231,8 @@ class PrivacyStore:
                     "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid
                 )
                 await conn.execute("DELETE FROM contact_addresses WHERE contact_id = $1", cid)
+                # An open keep offer (migration 003) must not outlive the person's data.
+                await conn.execute("DELETE FROM keep_offers WHERE contact_id = $1", cid)
                 await conn.execute(
                     "UPDATE inbound_events SET body = '', evidence = '{}' WHERE contact_id = $1",
                     cid,

@@ -6,10 +6,10 @@ A batch costs two or three statements between BEGIN and COMMIT, whatever its siz
    locks all of them (``ON CONFLICT DO UPDATE`` returns and locks existing rows too; rows go
    in sorted order, so two instances always lock in the same order and never deadlock), then,
    in a statement of its own and so from a snapshot taken with the locks held, inserts the
-   inbound events (``ON CONFLICT (dedupe_key) DO NOTHING``) and reads the current consent
-   and unsent opt-in replies of those contacts. The read sees every change committed before
-   it, because no other transaction can change these contacts' consent or queue them a reply
-   while we hold their rows;
+   inbound events (``ON CONFLICT (dedupe_key) DO NOTHING``) and reads the current consent,
+   unsent opt-in replies and open keep offers of those contacts (migration 003). The read
+   sees every change committed before it, because no other transaction can change these
+   contacts' consent or queue them a reply while we hold their rows;
 2. ``lock_head``: lock ``ledger_head`` and read the chain's last link (held to COMMIT),
    only when the writer does not know the head already (see chain.py);
 3. ``write_changes``: the head moved on (only if it is still the one the events were
@@ -26,7 +26,7 @@ probe per key that no plan can turn into a scan of a whole table
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -66,12 +66,23 @@ class Recorded:
     # (contact, sender, channel) -> ids of its unsent opt-in replies, which an opt-out in
     # this batch cancels. No other transaction can add one while we hold the contact.
     cancellable: dict[tuple[int, str, str], list[int]]
+    # (contact, sender, channel) -> its open keep offer (keywords/keep.py, migration 003).
+    offers: dict[tuple[int, str, str], KeepOffer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeepOffer:
+    """An open keep offer: the inbound event whose confirmation made it, and its programs
+    in the order of their numbers."""
+
+    inbound_id: int
+    programs: tuple[str, ...]
 
 
 async def record(
     conn: Connection, contacts: Sequence[tuple[str, str]], rows: Sequence[InboundRow]
 ) -> Recorded:
-    """Steps 1 and 2 in one round trip: ``writer_record`` (migrations 006 and 008).
+    """Steps 1 and 2 in one round trip: ``writer_record`` (migrations 001 and 003).
 
     ``contacts`` are every (channel, address) of the batch; ``rows`` one per distinct event.
     """
@@ -97,6 +108,7 @@ async def record(
         ],
     )
     out = Recorded({}, {}, {}, {})
+    offered: dict[tuple[int, str, str], tuple[int, list[tuple[int, str]]]] = {}
     for r in result:
         kind = r["kind"]
         if kind == "c":
@@ -106,9 +118,14 @@ async def record(
         elif kind == "s":
             key = (r["contact_id"], r["sender"], r["channel"], r["program"])
             out.states[key] = (ConsentState(r["state"]), r["version"])
+        elif kind == "k":
+            scope = (r["contact_id"], r["sender"], r["channel"])
+            offered.setdefault(scope, (r["id"], []))[1].append((r["version"], r["program"]))
         else:
             scope = (r["contact_id"], r["sender"], r["channel"])
             out.cancellable.setdefault(scope, []).append(r["id"])
+    for scope, (inbound_id, numbered) in offered.items():
+        out.offers[scope] = KeepOffer(inbound_id, tuple(name for _, name in sorted(numbered)))
     return out
 
 
@@ -156,6 +173,11 @@ class Changes:
     cancel: Sequence[int]  # outbox ids of unsent opt-in replies to people who opted out
     # channel, sender, program, contact_id, recipient, kind, language, body, inbound_id, status
     outbox: Sequence[Sequence[object]]
+    # keep offers to write: contact_id, sender, channel, programs, inbound_id, offered_at,
+    # expires_at (one per scope; it replaces the scope's earlier offer)
+    offers: Sequence[tuple[int, str, str, list[str], int, datetime, datetime]] = ()
+    # (contact_id, sender, channel) whose offer a consent change closed; never also in offers
+    closed_offers: Sequence[tuple[int, str, str]] = ()
 
 
 async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[int]]:
@@ -240,6 +262,27 @@ async def write_changes(conn: Connection, changes: Changes) -> dict[int, list[in
             " CASE WHEN u.status = 'cancelled' THEN 'recipient opted out' END"
             f" FROM unnest({rows}) AS u RETURNING id, inbound_id",
             read="id, inbound_id",
+        )
+    if changes.offers:
+        rows = p([tuple(row) for row in changes.offers], "writer_keep_offer_row[]")
+        add(
+            "k",
+            "INSERT INTO keep_offers (contact_id, sender, channel, programs, inbound_id,"
+            f" offered_at, expires_at) SELECT * FROM unnest({rows})"
+            " ON CONFLICT (contact_id, sender, channel) DO UPDATE SET"
+            " programs = EXCLUDED.programs, inbound_id = EXCLUDED.inbound_id,"
+            " offered_at = EXCLUDED.offered_at, expires_at = EXCLUDED.expires_at RETURNING 1",
+        )
+    if changes.closed_offers:
+        # The scope's next consent change closes its offer (keywords/keep.py): a "1" after
+        # a START or a second opt-out must not be read against an offer made before them.
+        cids, senders, channels = (list(col) for col in zip(*changes.closed_offers, strict=True))
+        add(
+            "kx",
+            "DELETE FROM keep_offers k USING unnest("
+            f"{p(cids, 'bigint[]')}, {p(senders, 'text[]')}, {p(channels, 'text[]')})"
+            " AS u(cid, s, ch) WHERE k.contact_id = u.cid AND k.sender = u.s"
+            " AND k.channel = u.ch RETURNING 1",
         )
     if not parts:
         return {}

@@ -350,6 +350,8 @@ class ConsentWriter:
                 consent=consent,
                 cancel=batch.cancel,
                 outbox=batch.outbox,
+                offers=batch.offers,
+                closed_offers=batch.closed_offers,
             )
             return _Written(seqs, await sql.write_changes(conn, changes))
 

@@ -399,6 +399,9 @@ async def expire_pending(
                 program=program,
                 evidence={"reason": "double opt-in not confirmed in time"},
                 suppress_replies=True,
+                # The person revoked nothing: the sign-up lapsed. Revoke-all must not turn
+                # it into an opt-out of their other programs (docs/rules.md, revoke-all).
+                revokes=False,
             )
         )
     return len(rows)
