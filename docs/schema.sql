@@ -331,6 +331,7 @@ CREATE INDEX outbox_cancellable ON outbox USING btree (contact_id) WHERE ((statu
 CREATE INDEX outbox_due ON outbox USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['queued'::text, 'sending'::text]));
 CREATE INDEX outbox_provider_refs ON outbox USING gin (string_to_array(provider_ref, ' '::text));
 CREATE INDEX outbox_queued_sends ON outbox USING btree (contact_id) WHERE ((status = ANY (ARRAY['queued'::text, 'sending'::text])) AND (kind = 'send'::text));
+CREATE INDEX outbox_sends_by_contact ON outbox USING btree (contact_id) WHERE ((kind = 'send'::text) AND (status = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text])));
 CREATE INDEX outbox_waiting ON outbox USING btree (kind, created_at) WHERE (status = ANY (ARRAY['queued'::text, 'sending'::text]));
 
 CREATE TABLE revoked_tokens (
