@@ -14,7 +14,10 @@ writes everything and tells the cache (invalidate.py).
 * an opt-out cancels the person's unsent opt-in replies of that sender: those earlier
   batches queued (their outbox ids, ``cancel``) and this batch's own, which are written
   already cancelled; its own confirmation is queued (invariants 2 and 5);
-* the cache entries carry the new versions: the writer tombstones them before COMMIT.
+* the cache entries carry the new versions: the writer tombstones them before COMMIT;
+* a transition to opted_in carries in its ledger evidence the ``basis`` its program's
+  sign-up records (``Program.basis``), so the ledger says on what ground the consent was
+  taken and how long it lasts (docs/rules.md, "Consent duration").
 
 An event that could give consent is checked against the suppression list (``capture_probes``
 names what to look up). Captured by someone else, it is refused (``Plan.refused``): the
@@ -197,6 +200,17 @@ def refused_when_suppressed(decision: Decision, message: InboundMessage) -> bool
     return False
 
 
+def _with_basis(
+    fields: Mapping[str, str], catalog: SenderCatalog, program: str
+) -> tuple[str, bytes]:
+    """An opt-in's evidence with the consent basis the program's sign-up records, written
+    after the caller's fields so no form or file can claim another: the audit shows on what
+    ground each consent was taken, and its lapse is counted from it (docs/rules.md,
+    "Consent duration"; gateway/store/consent_expiry.py reads it back)."""
+    text = evidence_json({**fields, "basis": catalog.program(program).basis})
+    return text, evidence_digest(text)
+
+
 def plan_batch(
     unique: Mapping[str, PreparedEvent],
     recorded: sql.Recorded,
@@ -254,20 +268,22 @@ def plan_batch(
                 lifted = {"suppression_lifted": "yes"}
                 lifts.append(Lift(inbound_id, cid, channel, sender, msg.method.value, hashes))
         if decision.transitions:
-            evidence = evidence_json(
-                {
-                    **msg.evidence,
-                    **lifted,
-                    "text": msg.text,
-                    "dedupe_key": msg.dedupe_key,
-                    "intent": event.intent.kind.value,
-                    "match": event.intent.match.value,
-                    "keyword": event.intent.keyword or "",
-                    "needs_review": "yes" if event.intent.needs_review else "no",
-                }
-            )
+            fields = {
+                **msg.evidence,
+                **lifted,
+                "text": msg.text,
+                "dedupe_key": msg.dedupe_key,
+                "intent": event.intent.kind.value,
+                "match": event.intent.match.value,
+                "keyword": event.intent.keyword or "",
+                "needs_review": "yes" if event.intent.needs_review else "no",
+            }
+            evidence = evidence_json(fields)
             digest = evidence_digest(evidence)
             for tr in decision.transitions:
+                row_evidence, row_digest = evidence, digest
+                if tr.new is ConsentState.OPTED_IN:
+                    row_evidence, row_digest = _with_basis(fields, event.catalog, tr.program)
                 if tr.new is ConsentState.OPTED_OUT:
                     scope = (cid, sender, channel)
                     last_opt_out[scope] = index
@@ -293,8 +309,8 @@ def plan_batch(
                         server_time=now,
                         carrier_time=msg.carrier_time,
                         inbound_id=inbound_id,
-                        evidence=evidence,
-                        evidence_sha256=digest,
+                        evidence=row_evidence,
+                        evidence_sha256=row_digest,
                     )
                 )
         if decision.replies and not msg.suppress_replies:
