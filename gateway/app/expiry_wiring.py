@@ -4,7 +4,8 @@
 
 The durations are read from ``[rules] shipped_dir`` and ``operator_dir`` whatever ``[rules]
 enabled`` says: the listing reports how long the law lets each basis last, which does not
-depend on whether the send gate applies the rules (docs/rules.md, "Consent duration").
+depend on whether the send gate applies the rules (docs/rules.md, "Consent duration"). An
+empty ``shipped_dir`` reads the source tree's table, as the gate and the audit wiring do.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.edges.http import expiry_api
 from gateway.edges.http.expiry_api import EXPIRY, ExpiryDeps
 from gateway.edges.http.server import Register
 from gateway.errors import ConfigError
-from gateway.settings import Settings
+from gateway.settings import SOURCE_RULES, Settings
 from gateway.store.consent_expiry import ConsentExpiry
 from keywords.catalog import SenderCatalog
 from rules.errors import RulesError
@@ -30,9 +31,9 @@ from rules.model import Basis, Duration
 def load_durations(settings: Settings) -> Mapping[Basis, Duration]:
     """How long each basis lasts, shipped table and operator rules merged; ``ConfigError``
     naming the file and key of a rule that cannot be loaded."""
-    operator = settings.rules.operator_dir
+    shipped, operator = settings.rules.shipped_dir, settings.rules.operator_dir
     try:
-        rules = load_rules(Path(settings.rules.shipped_dir), Path(operator) if operator else None)
+        rules = load_rules(Path(shipped or SOURCE_RULES), Path(operator) if operator else None)
     except RulesError as exc:
         raise ConfigError(f"[rules]: {exc}") from exc
     return rules.durations
