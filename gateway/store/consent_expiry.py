@@ -13,7 +13,7 @@ What a row's consent is, as the listing reads it (docs/rules.md, "Consent durati
   learnt of it, and the earlier start is never the one that overstates a consent.
 
 The SQL narrows the rows by ``updated_at`` to a window a little wider than the exact one
-(a margin of two days covers PostgreSQL adding months in the session's zone), and
+(a margin of two days covers PostgreSQL adding months in the connection's TimeZone), and
 ``rules.consent.expiring_within`` decides exactly. The read is one read-only REPEATABLE
 READ transaction through a cursor, so the list describes one moment. It walks the opted-in
 consent rows of the sender (there is no index on state or time: a report, not a hot path).
