@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 
 from gateway.app.audit_wiring import AuditEdge
+from gateway.app.expiry_wiring import ExpiryEdge
 from gateway.catalogs import CatalogRegistry
 from gateway.config_rules import positive, ranged
 from gateway.edges.http import (
@@ -248,6 +249,7 @@ class ApiEdge:
             SenderOverrides(pool, channel=self.channel), AuditLog(pool), catalogs
         )
         self.audit = AuditEdge(settings, pool, catalogs)
+        self.expiry = ExpiryEdge(settings, pool, catalogs)  # docs/rules.md, consent duration
         self.tokens = tokens
         self._wake: Callable[[], None] = lambda: None
         self.app: Any = None
@@ -341,5 +343,6 @@ class ApiEdge:
             privacy.register,
             admin.register,
             self.audit.http_module(),
+            self.expiry.http_module(),
             openapi.register,
         ]

@@ -9,6 +9,8 @@ operator answers an auditor with.
 - ``consent import FILE --layout listmonk|mailchimp|twilio|gateway --sender S [--program P]
   [--disclosure TEXT] [--dry-run]`` (gateway/app/consent_import.py);
 - ``consent export suppression|opt-outs|consent --sender S [--since DATE] [--format csv|json]``;
+- ``consent expiring --days N [--sender S]``: consents whose basis lapses within N days
+  (gateway/app/expiry_cli.py);
 - ``review list [--status open|decided|all]``, ``review confirm|reverse INBOUND_ID --note``.
 
 Read-only commands never create a schema (``connect_existing`` first, as ``audit verify``);
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.addresses import normalize_address
+from gateway.app import expiry_cli
 from gateway.app.audit_wiring import AuditEdge
 from gateway.app.consent_import import ImportPlan, open_runtime, run_import
 from gateway.audit import receipt_verify
@@ -91,6 +94,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     exp.add_argument("--sender", required=True)
     exp.add_argument("--since", default="1970-01-01")
     exp.add_argument("--format", choices=("csv", "json"), default="csv")
+    expiry_cli.add_parser(consent_sub)  # consent expiring (docs/rules.md)
     review = sub.add_parser("review", help="texts flagged needs_review")
     review_sub = review.add_subparsers(dest="review_command", required=True)
     listing = review_sub.add_parser("list", help="flagged texts, oldest first, as JSON")
@@ -296,5 +300,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "consent":
         if args.consent_command == "import":
             return await _import(settings, args)
+        if args.consent_command == "expiring":
+            return await expiry_cli.run(settings, args)
         return await _export(settings, args)
     return await _review(settings, args)

@@ -14,7 +14,10 @@ writes everything and tells the cache (invalidate.py).
 * an opt-out cancels the person's unsent opt-in replies of that sender: those earlier
   batches queued (their outbox ids, ``cancel``) and this batch's own, which are written
   already cancelled; its own confirmation is queued (invariants 2 and 5);
-* the cache entries carry the new versions: the writer tombstones them before COMMIT.
+* the cache entries carry the new versions: the writer tombstones them before COMMIT;
+* a transition to opted_in carries in its ledger evidence the ``basis`` its program's
+  sign-up records (``Program.basis``), so the ledger says on what ground the consent was
+  taken and how long it lasts (docs/rules.md, "Consent duration").
 
 Revoke-all and the keep offer (keywords/keep.py, migration 003): ``decide`` gets the event's
 ``revoke_all`` and the scope's open offer, advanced event by event like the states. A
@@ -222,6 +225,17 @@ def refused_when_suppressed(decision: Decision, message: InboundMessage) -> bool
     return False
 
 
+def _with_basis(
+    fields: Mapping[str, str], catalog: SenderCatalog, program: str
+) -> tuple[str, bytes]:
+    """An opt-in's evidence with the consent basis the program's sign-up records, written
+    after the caller's fields so no form or file can claim another: the audit shows on what
+    ground each consent was taken, and its lapse is counted from it (docs/rules.md,
+    "Consent duration"; gateway/store/consent_expiry.py reads it back)."""
+    text = evidence_json({**fields, "basis": catalog.program(program).basis})
+    return text, evidence_digest(text)
+
+
 def plan_batch(
     unique: Mapping[str, PreparedEvent],
     recorded: sql.Recorded,
@@ -291,19 +305,18 @@ def plan_batch(
                 lifts.append(Lift(inbound_id, cid, channel, sender, msg.method.value, hashes))
         if decision.transitions:
             intent = decision.intent  # KEEP when the text answered an open offer
-            evidence = evidence_json(
-                {
-                    **msg.evidence,
-                    **lifted,
-                    **_keep_evidence(decision, open_offer, msg.suppress_replies),
-                    "text": msg.text,
-                    "dedupe_key": msg.dedupe_key,
-                    "intent": intent.kind.value,
-                    "match": intent.match.value,
-                    "keyword": intent.keyword or "",
-                    "needs_review": "yes" if intent.needs_review else "no",
-                }
-            )
+            fields = {
+                **msg.evidence,
+                **lifted,
+                **_keep_evidence(decision, open_offer, msg.suppress_replies),
+                "text": msg.text,
+                "dedupe_key": msg.dedupe_key,
+                "intent": intent.kind.value,
+                "match": intent.match.value,
+                "keyword": intent.keyword or "",
+                "needs_review": "yes" if intent.needs_review else "no",
+            }
+            evidence = evidence_json(fields)
             if scope in offers:
                 # Any change closes the open offer; this decision may make the next one.
                 offers[scope] = None
@@ -317,6 +330,9 @@ def plan_batch(
                 )  # fmt: skip
             digest = evidence_digest(evidence)
             for tr in decision.transitions:
+                row_evidence, row_digest = evidence, digest
+                if tr.new is ConsentState.OPTED_IN:
+                    row_evidence, row_digest = _with_basis(fields, event.catalog, tr.program)
                 if tr.new is ConsentState.OPTED_OUT:
                     last_opt_out[scope] = index
                     if scope not in cancelled_scopes:
@@ -341,8 +357,8 @@ def plan_batch(
                         server_time=now,
                         carrier_time=msg.carrier_time,
                         inbound_id=inbound_id,
-                        evidence=evidence,
-                        evidence_sha256=digest,
+                        evidence=row_evidence,
+                        evidence_sha256=row_digest,
                     )
                 )
         if decision.replies and not msg.suppress_replies:

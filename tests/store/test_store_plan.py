@@ -127,6 +127,32 @@ def test_an_opt_out_gives_ledger_consent_and_one_confirmation() -> None:
     assert (frozenset(), []) == (plan.refused, plan.lifts)
 
 
+def test_an_opt_in_records_the_programs_basis_and_no_one_else_can_name_it() -> None:
+    """START opts in the default program: its ledger evidence names the basis the program's
+    sign-up records, even when the message's own evidence claims another; an opt-out's
+    evidence carries no basis (docs/rules.md, "Consent duration")."""
+    inquiry = dataclasses.replace(
+        CATALOG,
+        programs=tuple(
+            dataclasses.replace(p, basis="implied_inquiry") if p.name == "reminders" else p
+            for p in CATALOG.programs
+        ),
+    )
+    start = _event("START", "k1")
+    start = dataclasses.replace(
+        start,
+        catalog=inquiry,
+        message=dataclasses.replace(start.message, evidence={"basis": "express_written"}),
+    )
+    plan, _ = _plan([start])
+
+    assert [("reminders", "opted_in")] == [(r.program, r.new_state) for r in plan.ledger]
+    assert '"basis":"implied_inquiry"' in plan.ledger[0].evidence
+    assert evidence_digest(plan.ledger[0].evidence) == plan.ledger[0].evidence_sha256
+    stop, _ = _plan([_event("STOP", "k2")], {_key("reminders"): (S.OPTED_IN, 1)})
+    assert all('"basis"' not in r.evidence for r in stop.ledger)
+
+
 def test_a_duplicate_or_a_change_to_nothing_writes_nothing() -> None:
     """A redelivery (not inserted now) is not even decided; STOP when already out decides,
     but gives no row of any kind."""

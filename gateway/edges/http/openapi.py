@@ -113,6 +113,11 @@ _TWILIO = [{"name": "X-Twilio-Signature", "in": "header", "required": True,
             "schema": {"type": "string"}}]  # fmt: skip
 _LIMIT = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
            "maximum": 1000}}]  # fmt: skip
+_EXPIRING: list[dict[str, Any]] = [
+    {"name": "days", "in": "query", "required": True,
+     "schema": {"type": "integer", "minimum": 0, "maximum": 3650}},
+    {"name": "sender", "in": "query", "schema": {"type": "string", "minLength": 1}},
+]  # fmt: skip
 _SIGNED = [
     {
         "name": "X-Gateway-Signature",
@@ -156,6 +161,15 @@ PATHS: dict[str, Any] = {
             "write",
             ("200", _JSON_OK, "ConsentResult"),
             "Consent",
+        )
+    },
+    "/v1/consent/expiring": {
+        "get": _op(
+            "Opted-in consents whose basis lapses within `days` (0..3650), soonest first,"
+            " with basis, since and expires_at (docs/rules.md)",
+            "read",
+            ("200", _JSON_OK, "ExpiringConsents"),
+            params=_EXPIRING,
         )
     },
     "/v1/preferences/links": {

@@ -154,6 +154,37 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Object": {"type": "object"},
+    # GET /v1/consent/expiring (docs/rules.md, "Consent duration"), soonest first.
+    "ExpiringConsents": obj(
+        {
+            "at": {"type": "string", "format": "date-time"},
+            "days": {"type": "integer", "minimum": 0, "maximum": 3650},
+            "sender": {"type": ["string", "null"]},
+            "items": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "channel": CHANNEL,
+                        "sender": {"type": "string"},
+                        "program": {"type": "string"},
+                        "address": {"type": "string"},
+                        "basis": {
+                            "type": "string",
+                            "enum": [
+                                "implied_purchase",
+                                "implied_inquiry",
+                                "express_written",
+                                "express",
+                                "soft_opt_in",
+                            ],
+                        },
+                        "since": {"type": "string", "format": "date-time"},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                    }
+                ),
+            },
+        }
+    ),
     "InboundSms": obj(
         {"id": STRING, "from": STRING, "to": STRING, "text": {"type": "string"}},
         {"timestamp": {"type": "string", "format": "date-time"}},
