@@ -25,6 +25,7 @@ class GatewayProcess:
         redis_prefix: str,
         env: dict[str, str],
         name: str = "gw",
+        rules: bool = False,
     ) -> None:
         self.port = free_port()
         self.workdir = workdir
@@ -34,7 +35,9 @@ class GatewayProcess:
             f'[gateway]\nsenders_dir = "{senders}"\n'
             f"[http]\nport = {self.port}\n"
             f'[database]\nschema = "{schema}"\npool_min = 1\npool_max = 4\n'
-            f'[cache]\nkey_prefix = "{redis_prefix}"\nhealth_interval_seconds = 0.05\n',
+            f'[cache]\nkey_prefix = "{redis_prefix}"\nhealth_interval_seconds = 0.05\n'
+            # Off unless asked: a test of consent must not depend on the hour it runs at.
+            f"[rules]\nenabled = {'true' if rules else 'false'}\n",
             encoding="utf-8",
         )
         self.env = {**os.environ, "GATEWAY_SECRET_KEY": SECRET, **env}
