@@ -341,6 +341,16 @@ CREATE TABLE revoked_tokens (
     CONSTRAINT revoked_tokens_pkey PRIMARY KEY (fingerprint)
 );
 
+CREATE TABLE rule_overrides (
+    name text NOT NULL,
+    document text NOT NULL,
+    revision bigint NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text NOT NULL,
+    CONSTRAINT rule_overrides_pkey PRIMARY KEY (name),
+    CONSTRAINT rule_overrides_name_check CHECK ((name ~ '^[a-z][a-z0-9_-]{0,63}$'::text))
+);
+
 CREATE TABLE schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,

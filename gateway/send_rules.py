@@ -13,6 +13,11 @@ A person's consent is taken as the program's basis since the consent row's time 
 moment it became opted_in). Caps count the person's earlier sends (``history``): the
 gateway's own gated sends and those outside senders report, each counted as its program's
 first category; a program is one subject (docs/rules.md, "Caps").
+
+The compiled rules are replaced whole when operator documents change through the admin API
+(gateway/app/rules_wiring.py): ``swap`` is one assignment, and ``terms`` reads
+``self.compiled`` without awaiting, so a request's ``SendTerms`` (and the ``Batch`` in it)
+come from one rule set, kept to the end of the request whatever is swapped in meanwhile.
 """
 
 from __future__ import annotations
@@ -85,15 +90,23 @@ class SendRules:
             raise ConfigError(str(exc)) from None
         self.compiled = CompiledRules(rule_set, default_zone=settings.default_zone)
 
-    def problems(self, catalogs: Mapping[str, SenderCatalog]) -> list[str]:
-        """Programs whose basis cannot carry one of their categories (a start refuses them)."""
+    def swap(self, compiled: CompiledRules) -> None:
+        """Answer with ``compiled`` from the next request on (one assignment)."""
+        self.compiled = compiled
+
+    def problems(
+        self, catalogs: Mapping[str, SenderCatalog], compiled: CompiledRules | None = None
+    ) -> list[str]:
+        """Programs whose basis cannot carry one of their categories (a start refuses them),
+        under the rules served now or under ``compiled``, a candidate not yet swapped in."""
+        rules = (compiled or self.compiled).rules
         found = []
         for sender, catalog in catalogs.items():
             channel = Channel(catalog.channel.value)
             for program in catalog.programs:
                 policy = _policy(program.name, program.categories, program.basis)
                 for name in program.categories:
-                    why = check_program(policy, Category(name), channel, self.compiled.rules)
+                    why = check_program(policy, Category(name), channel, rules)
                     if why is not None:
                         found.append(f"sender {sender}: programs.{program.name}: {why}")
         return found

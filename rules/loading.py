@@ -6,6 +6,12 @@ rules, categories' stricter policies and shorter consent durations; a definition
 replaces a shipped one must be no weaker (``rules.strictness``). Every problem is a
 ``RulesError(file, dotted key, message)``, as sender catalogs report theirs.
 
+Operator documents need not be files: the admin API stores them as TOML text
+(gateway/store/rule_overrides.py) and hands them to ``load_rules`` as ``(source, text)``
+pairs. They join the operator directory's files in one operator layer and are checked
+exactly as those files are (``parse_rule_text``); this module still reads no database, only
+the two directories.
+
 File format (each top-level table optional)::
 
     [rules.<id>]            title, jurisdiction, presume_by_area_code, channels, categories,
@@ -21,7 +27,7 @@ File format (each top-level table optional)::
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -33,7 +39,7 @@ from rules.model import (
 )
 from rules.strictness import weaker_category, weaker_duration, weaker_rule
 
-__all__ = ["load_rule_file", "load_rules", "parse_rule_data"]
+__all__ = ["load_rule_file", "load_rules", "parse_rule_data", "parse_rule_text"]
 
 from rules.schema import Layer, parse_rule_data
 
@@ -47,16 +53,23 @@ K = TypeVar("K", bound=Hashable)
 D = TypeVar("D", bound=_Defined)
 
 
-def load_rules(shipped: Path, operator: Path | None = None) -> RuleSet:
-    """Load the shipped table and, if given, an operator directory on top of it."""
+def load_rules(
+    shipped: Path, operator: Path | None = None, documents: Sequence[tuple[str, str]] = ()
+) -> RuleSet:
+    """Load the shipped table and, if given, an operator directory and operator documents
+    (``(source, TOML text)``, in the given order) on top of it, as one operator layer."""
     base = Layer()
     for path in _files(shipped):
         _merge(base, parse_rule_data(_read(path), str(path)))
     _require_complete(base, str(shipped))
-    if operator is not None:
+    if operator is not None or documents:
         extra = Layer()
-        for path in _files(operator):
+        for path in _files(operator) if operator is not None else []:
             _merge(extra, parse_rule_data(_read(path), str(path)))
+        for source, text in documents:
+            # One layer with the files: the same definition in a file and a document (or in
+            # two documents) is a conflict, as it is between two files of operator_dir.
+            _merge(extra, parse_rule_text(text, source))
         _overlay(base, extra)
     _check_references(base)
     return RuleSet(
@@ -71,6 +84,15 @@ def load_rules(shipped: Path, operator: Path | None = None) -> RuleSet:
 def load_rule_file(path: Path) -> Layer:
     """Read and validate one file on its own (what ``load_rules`` does for each file)."""
     return parse_rule_data(_read(path), str(path))
+
+
+def parse_rule_text(text: str, source: str) -> Layer:
+    """Validate one document given as TOML text, named ``source`` in every error."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(source, "", f"invalid TOML: {exc}") from exc
+    return parse_rule_data(data, source)
 
 
 def _files(directory: Path) -> list[Path]:

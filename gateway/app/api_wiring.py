@@ -24,6 +24,7 @@ import asyncpg
 
 from gateway.app.audit_wiring import AuditEdge
 from gateway.app.expiry_wiring import ExpiryEdge
+from gateway.app.rules_wiring import RulesAdmin
 from gateway.catalogs import CatalogRegistry
 from gateway.config_rules import positive, ranged
 from gateway.edges.http import (
@@ -53,6 +54,7 @@ from gateway.store.change_feed import ChangeFeed
 from gateway.store.guard import CacheGuard
 from gateway.store.keys import ApiKeys
 from gateway.store.privacy import PrivacyStore
+from gateway.store.rule_overrides import RuleOverrides
 from gateway.store.send_queue import SendQueue
 from gateway.store.sender_overrides import SenderOverrides
 from gateway.store.suppression import Suppression
@@ -248,6 +250,15 @@ class ApiEdge:
         self.admin = CatalogAdmin(
             SenderOverrides(pool, channel=self.channel), AuditLog(pool), catalogs
         )
+        # Send rules changed through the admin API (gateway/app/rules_wiring.py): on the
+        # gate's own SendRules, so a swap reaches every gate request from then on.
+        self.rules = (
+            None
+            if gate.rules is None
+            else RulesAdmin(
+                settings.rules, RuleOverrides(pool, channel=self.channel), gate.rules, catalogs
+            )
+        )
         self.audit = AuditEdge(settings, pool, catalogs)
         self.expiry = ExpiryEdge(settings, pool, catalogs)  # docs/rules.md, consent duration
         self.tokens = tokens
@@ -275,6 +286,8 @@ class ApiEdge:
     async def _on_change(self, topic: str) -> None:
         if topic in ("senders", "*"):
             await self.admin.reload()
+        if topic in ("rules", "*") and self.rules is not None:
+            await self.rules.reload()
         if topic in ("suppression", "*"):
             await self.suppression.load(self.pool)
         if topic in ("keys", "*"):
@@ -288,6 +301,8 @@ class ApiEdge:
     ) -> None:
         """Load what the database holds now, then follow changes from other instances."""
         self._wake = wake_outbox
+        if self.rules is not None:
+            await self.rules.load()  # before HTTP serves a gate answer (a bad set stops here)
         await self._on_change("*")
         feed = ChangeFeed(connect, self.channel, self._on_change)
         spawn("api-change-feed", feed.run)
@@ -315,6 +330,7 @@ class ApiEdge:
             privacy=self.privacy,
             sends=self.sends,
             admin=self.admin,
+            rules=self.rules,
             catalogs=self.catalogs,
             tokens=self.tokens,
             public_base_url=self.api_settings.public_base_url,

@@ -1,9 +1,9 @@
 """The change feed: one LISTEN per instance on ``<schema>_api``, for changes made elsewhere.
 
-Keys, sender definitions and the suppression list announce their changes with ``NOTIFY`` in
-the same transaction that makes them, so a listener hears only committed changes. After any
-reconnect the feed reports topic ``*`` and the instance reloads everything: a notice sent
-while nobody listened is otherwise lost.
+Keys, sender definitions, rule documents and the suppression list announce their changes
+with ``NOTIFY`` in the same transaction that makes them, so a listener hears only committed
+changes. After any reconnect the feed reports topic ``*`` and the instance reloads
+everything: a notice sent while nobody listened is otherwise lost.
 """
 
 from __future__ import annotations

@@ -354,3 +354,24 @@ def test_added_rule_narrows_and_cannot_widen(tmp_path: Path) -> None:
         rules.location("+1212"), night, Category.MARKETING, Channel.SMS, WRITTEN
     )
     assert local(NY, 2027, 3, 10, 10, 0) == answer.not_before
+
+
+def test_a_document_given_as_text_is_checked_as_an_operator_file(tmp_path: Path) -> None:
+    """An operator document handed over as TOML text (the admin API's) joins the operator
+    layer: an addition loads; a replacement weaker than the shipped rule, a definition
+    already in an operator file, and text that is not TOML are refused naming the
+    document and the key."""
+    added = load_rules(SHIPPED, None, [("stored:extra", rule())])
+    assert "stored:extra" in {r.file for r in added.rules}
+    florida = (SHIPPED / "florida.toml").read_text(encoding="utf-8")
+    stricter = load_rules(SHIPPED, None, [("stored:fl", florida.replace("08:00-20", "09:00-20"))])
+    assert {"stored:fl"} == {r.file for r in stricter.rules if r.id == "us_fl_telemarketing"}
+    cases = [
+        (None, florida.replace("08:00-20", "07:00-20"), "rules.us_fl_telemarketing.windows.mon"),
+        (operator(tmp_path, rule()), rule(), "rules.house_extra"),
+        (None, "[rules", ""),
+    ]
+    for directory, text, key in cases:
+        with pytest.raises(RulesError) as caught:
+            load_rules(SHIPPED, directory, [("stored:doc", text)])
+        assert ("stored:doc", key) == (caught.value.source, caught.value.key)

@@ -7,23 +7,42 @@
   recorded in the audit log and announced to every instance, which swap it in without a
   restart (see gateway/app/api_wiring.py).
 - ``GET /v1/admin/senders``: what each instance serves now.
+- ``PUT /v1/admin/rules/{name}``: one operator rule document, the TOML text of a file of
+  ``[rules] operator_dir`` as the body (``application/toml`` or ``text/plain``, UTF-8). It
+  is validated as such a file on top of the shipped table, the operator_dir files and the
+  other stored documents; a weaker definition, a conflict, a window that never opens or a
+  program the result cannot carry is 422 ``invalid_rules`` naming the document and key,
+  and changes nothing. Accepted, it is stored, audited and live on every instance
+  (gateway/app/rules_wiring.py). TOML, not JSON: it is the operator file's own format, so
+  a file moves between operator_dir and the API unchanged, comments and all.
+- ``DELETE /v1/admin/rules/{name}``: remove one (404 if there is none; 422 if the rest no
+  longer loads without it, e.g. a holiday calendar another document closes on).
+- ``GET /v1/admin/rules``: the rule set this instance serves, where each rule, category
+  policy, consent duration and calendar is defined, and the stored documents.
 - ``GET /v1/admin/audit?limit=``: the newest audit records (key changes, sender changes,
-  data-subject requests); ``limit`` is 1..1000 in ASCII digits (default 100), else 400.
+  rule changes, data-subject requests); ``limit`` is 1..1000 in ASCII digits (default
+  100), else 400.
 
 All need scope ``admin``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
 
-from gateway.edges.http.auth import API, require
+from gateway.edges.http.auth import API, RulesApi, require
 from gateway.edges.http.gate_api import parse_json
 from gateway.edges.http.server import BadRequest, query_int, read_body
 
 _MAX_DEFINITION = 256 * 1024
+# A rule document's name: a file name of operator_dir without ".toml" (migration 007).
+_RULES_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+# application/toml is registered (IANA, 2024); text/plain for clients that know no better.
+# Anything else (JSON above all) is 415: a JSON body would otherwise read as broken TOML.
+_TOML_TYPES = frozenset({"application/toml", "text/plain"})
 
 
 async def put_sender(request: web.Request) -> web.Response:
@@ -71,8 +90,57 @@ async def audit_log(request: web.Request) -> web.Response:
     return web.json_response({"records": await request.app[API].admin.audit_log(limit)})
 
 
+def _rules(request: web.Request) -> RulesApi:
+    rules = request.app[API].rules
+    if rules is None:
+        raise web.HTTPNotFound  # a gate built without send rules (tests only)
+    return rules
+
+
+def _rules_name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not _RULES_NAME.fullmatch(name):
+        raise BadRequest("the name must be 1-64 of a-z, 0-9, '_' and '-', starting with a-z")
+    return name
+
+
+async def put_rules(request: web.Request) -> web.Response:
+    """Store one operator rule document (TOML), validated as an operator_dir file."""
+    principal = await require(request, "admin")
+    rules = _rules(request)
+    name = _rules_name(request)
+    if request.content_type not in _TOML_TYPES:
+        raise web.HTTPUnsupportedMediaType()
+    try:
+        text = (await read_body(request, _MAX_DEFINITION)).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body is not UTF-8") from exc
+    revision = await rules.put(name, text, principal.id)
+    return web.json_response({"name": name, "revision": revision})
+
+
+async def delete_rules(request: web.Request) -> web.Response:
+    """Remove one operator rule document."""
+    principal = await require(request, "admin")
+    rules = _rules(request)
+    name = _rules_name(request)
+    revision = await rules.delete(name, principal.id)
+    if revision is None:
+        raise web.HTTPNotFound
+    return web.json_response({"name": name, "deleted_revision": revision})
+
+
+async def list_rules(request: web.Request) -> web.Response:
+    """The rule set this instance serves now, and the stored documents."""
+    await require(request, "admin")
+    return web.json_response(await _rules(request).summary())
+
+
 def register(app: web.Application) -> None:
     """Add the routes."""
+    app.router.add_get("/v1/admin/rules", list_rules)
+    app.router.add_put("/v1/admin/rules/{name}", put_rules)
+    app.router.add_delete("/v1/admin/rules/{name}", delete_rules)
     app.router.add_put("/v1/admin/senders/{sender}", put_sender)
     app.router.add_get("/v1/admin/senders", list_senders)
     app.router.add_get("/v1/admin/audit", audit_log)

@@ -102,6 +102,17 @@ class Admin(Protocol):
     async def audit_log(self, limit: int) -> list[dict[str, Any]]: ...
 
 
+class RulesApi(Protocol):
+    """Operator rule documents (validated like ``[rules] operator_dir`` files, audited,
+    broadcast) and the rule set served now."""
+
+    async def summary(self) -> dict[str, Any]: ...
+
+    async def put(self, name: str, document: str, actor: str) -> int: ...
+
+    async def delete(self, name: str, actor: str) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ApiDeps:
     """Everything the API modules use, built by gateway/app/api_wiring.py."""
@@ -122,6 +133,7 @@ class ApiDeps:
     twilio_senders: Sequence[str] = ()
     max_send_segments: int = 10  # POST /v1/send: [api] max_send_segments
     max_send_email_chars: int = 32_768  # POST /v1/send: [api] max_send_email_chars
+    rules: RulesApi | None = None  # None: a gate built without send rules
 
 
 API = web.AppKey("api", ApiDeps)

@@ -21,8 +21,8 @@ _ERRORS = {
     "403": "forbidden: the key lacks the scope",
     "413": "body_too_large",
     "422": "a refusal with a stable code: unknown_sender, unknown_program, invalid_address, "
-    "suppressed, send_refused (with reason), invalid_sender, unknown_contact, body_too_long,"
-    " invalid_body, ...",
+    "suppressed, send_refused (with reason), invalid_sender, invalid_rules, unknown_contact,"
+    " body_too_long, invalid_body, ...",
     "503": "temporarily_unavailable: nothing was done; retry (Retry-After)",
 }
 
@@ -107,10 +107,51 @@ def _readyz() -> dict[str, Any]:
     return op
 
 
+def _put_rules() -> dict[str, Any]:
+    """``PUT /v1/admin/rules/{name}``: the body is TOML, an operator_dir file's text."""
+    op = _op(
+        "Store an operator rule document (the TOML of a [rules] operator_dir file), validated"
+        " on top of the shipped table, operator_dir and the other documents; 422"
+        " invalid_rules naming the document and key for a weaker rule, a conflict, a window"
+        " that never opens or a program it cannot carry; audited, live on every instance",
+        "admin",
+        ("200", _JSON_OK, "RulesStored"),
+        params=_RULES_NAME,
+    )
+    op["requestBody"] = {
+        "required": True,
+        "content": {"application/toml": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}}},
+    }  # fmt: skip
+    op["responses"]["415"] = {
+        "description": "unsupported_media_type: the body must be application/toml or text/plain",
+        "content": _json("Error"),
+    }
+    return op
+
+
+def _delete_rules() -> dict[str, Any]:
+    """``DELETE /v1/admin/rules/{name}``: 404 when there is no such document."""
+    op = _op(
+        "Remove an operator rule document (422 invalid_rules if the rest no longer loads);"
+        " audited, live on every instance",
+        "admin",
+        ("200", _JSON_OK, "RulesDeleted"),
+        params=_RULES_NAME,
+    )
+    op["responses"]["404"] = {
+        "description": "not_found: no such document",
+        "content": _json("Error"),
+    }
+    return op
+
+
 _TOKEN = [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}]
 _SENDER = [{"name": "sender", "in": "path", "required": True, "schema": {"type": "string"}}]
 _TWILIO = [{"name": "X-Twilio-Signature", "in": "header", "required": True,
             "schema": {"type": "string"}}]  # fmt: skip
+_RULES_NAME = [{"name": "name", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}}]  # fmt: skip
 _LIMIT = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
            "maximum": 1000}}]  # fmt: skip
 _EXPIRING: list[dict[str, Any]] = [
@@ -220,6 +261,15 @@ PATHS: dict[str, Any] = {
             params=_SENDER,
         )
     },
+    "/v1/admin/rules": {
+        "get": _op(
+            "The send rules this instance serves: each rule, category policy, consent duration"
+            " and holiday calendar with where it is defined, and the stored documents",
+            "admin",
+            ("200", _JSON_OK, "RulesSummary"),
+        )
+    },
+    "/v1/admin/rules/{name}": {"put": _put_rules(), "delete": _delete_rules()},
     "/v1/admin/audit": {
         "get": _op(
             "The audit log, newest first", "admin", ("200", _JSON_OK, "Object"), params=_LIMIT

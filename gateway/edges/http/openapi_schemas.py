@@ -189,6 +189,89 @@ SCHEMAS: dict[str, Any] = {
         {"id": STRING, "from": STRING, "to": STRING, "text": {"type": "string"}},
         {"timestamp": {"type": "string", "format": "date-time"}},
     ),
+    # GET /v1/admin/rules (docs/rules.md, "Operators: adding and replacing rules").
+    "RulesSummary": obj(
+        {
+            "rules": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "jurisdiction": {"type": "string"},
+                        "channels": {"type": "array", "items": CHANNEL},
+                        "categories": {"type": "array", "items": TERMS["category"]},
+                        "defined_in": ref("RulesOrigin"),
+                        "sources": {
+                            "type": "array",
+                            "items": obj(
+                                {
+                                    "citation": {"type": "string"},
+                                    "url": {"type": "string"},
+                                    "checked": {"type": "string"},
+                                }
+                            ),
+                        },
+                        "effective": obj(
+                            {
+                                "from": {"type": ["string", "null"], "format": "date"},
+                                "until": {"type": ["string", "null"], "format": "date"},
+                            }
+                        ),
+                    }
+                ),
+            },
+            "categories": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "category": {"type": "string"},
+                        "consent": {"type": "object"},
+                        "defined_in": ref("RulesOrigin"),
+                    }
+                ),
+            },
+            "consent": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "basis": {"type": "string"},
+                        "months": {"type": ["integer", "null"]},
+                        "defined_in": ref("RulesOrigin"),
+                    }
+                ),
+            },
+            "holidays": {
+                "type": "array",
+                "items": obj({"name": {"type": "string"}, "defined_in": ref("RulesOrigin")}),
+            },
+            "serving": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the stored documents this instance's rules were built from",
+            },
+            "documents": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": {"type": "string"},
+                        "revision": {"type": "integer"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                        "updated_by": {"type": "string"},
+                        "toml": {"type": "string"},
+                    }
+                ),
+            },
+        }
+    ),
+    "RulesOrigin": obj(
+        {
+            "layer": {"type": "string", "enum": ["shipped", "operator_dir", "stored"]},
+            "name": {"type": "string", "description": "the file, or the stored document"},
+        }
+    ),
+    "RulesStored": obj({"name": {"type": "string"}, "revision": {"type": "integer"}}),
+    "RulesDeleted": obj({"name": {"type": "string"}, "deleted_revision": {"type": "integer"}}),
 }
 
 SCOPE = {"sender": "12345", "program": "reminders", "channel": "sms"}
