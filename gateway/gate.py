@@ -19,9 +19,9 @@ from enum import StrEnum
 import asyncpg
 
 from gateway.addresses import E164_RE, all_e164, legacy_email_key, normalize_address
-from gateway.errors import BadInput, InvalidAddress, UnknownSender
+from gateway.errors import BadInput, InvalidAddress, TemporaryFailure, UnknownSender
 from gateway.metrics import Metrics
-from gateway.send_rules import HISTORY_SPAN, SendRules, SendTerms
+from gateway.send_rules import HISTORY_RETRY, HISTORY_SPAN, SendRules, SendTerms
 from gateway.send_rules import check as check_rules
 from gateway.store.cache import (
     NO_CONSENT,
@@ -317,13 +317,22 @@ class SendGate:
         if not later:
             return
         at = terms.at
-        past = await sends_since(
-            self._pool,
-            channel.value,
-            [a for _, a, _ in later],
-            at - HISTORY_SPAN,
-            rules.clock.to_real(at - HISTORY_SPAN),
-        )
+        try:
+            past = await sends_since(
+                self._pool,
+                channel.value,
+                [a for _, a, _ in later],
+                at - HISTORY_SPAN,
+                rules.clock.to_real(at - HISTORY_SPAN),
+            )
+        except TemporaryFailure:
+            # Consent came from the cache, but the counts cannot be read: a capped send is
+            # deferred, never allowed blind (docs/rules.md, "Caps").
+            log.warning(
+                "send history unreadable: capped sends deferred", extra={"count": len(later)}
+            )
+            self._defer_unknown(answers, later, at, memo)
+            return
         for i, address, place in later:
             sent, first = past.get(address), answers[i]
             if not sent or not (first.allowed or first.reason is GateReason.DEFERRED):
@@ -337,6 +346,26 @@ class SendGate:
             since = None if base.since is None else from_real(base.since)
             verdict = check_rules(terms, place, rules.consent(terms, since), history)
             answers[i] = base if verdict.verdict is Verdict.ALLOWED else _ruled(memo, base, verdict)
+
+    @staticmethod
+    def _defer_unknown(
+        answers: list[GateAnswer],
+        later: list[tuple[int, str, str]],
+        at: datetime,
+        memo: dict[tuple[object, int], GateAnswer],
+    ) -> None:
+        """Defer every capped recipient by ``HISTORY_RETRY`` past its answer so far."""
+        for i, _, _ in later:
+            first = answers[i]
+            if not (first.allowed or first.reason is GateReason.DEFERRED):
+                continue
+            start = max(at, first.not_before or at)
+            why = Answer(
+                Verdict.DEFERRED,
+                "the send history could not be read, so a capped rule cannot be checked",
+                start + HISTORY_RETRY,
+            )
+            answers[i] = _ruled(memo, first, why)
 
     async def _read_postgres(
         self, channel: Channel, sender: str, program: str, addresses: list[str]

@@ -52,6 +52,9 @@ from rules.model import (
 # Caps count at most a calendar week in the person's zone: eight days back covers it from
 # any zone.
 HISTORY_SPAN = timedelta(days=8)
+# When the earlier sends cannot be read, a capped send is deferred by this much and asked
+# again then (the gate errs toward deferring: docs/rules.md, "Caps").
+HISTORY_RETRY = timedelta(minutes=5)
 # A question about a send more than this far from now is refused (rules.evaluate.HORIZON).
 MAX_AT_DISTANCE = timedelta(days=400)
 

@@ -369,3 +369,32 @@ async def test_a_deferred_send_leaves_at_0800_and_an_opt_out_at_2300_cancels_ano
         to_stopping = [body for to, body, _ in provider.received if to == stopping]
         assert offer not in to_stopping
         assert "unsubscribed" in to_stopping[-1]
+
+
+async def test_unreadable_send_history_defers_capped_sends_and_allows_the_rest(
+    ruled: Gateway,
+) -> None:
+    """With the send history unreadable (its table renamed away under the running gateway,
+    a real PostgreSQL error), a Florida marketing send at noon cannot have its cap checked:
+    deferred five minutes, never allowed; California has no cap and is still allowed."""
+    key = await new_key(ruled, "read", "write")
+    for number in (FLORIDA, CALIFORNIA):
+        await opt_in(ruled, key, number, "offers", "f")
+    noon = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
+    assert "allowed" == (await check(ruled, key, FLORIDA, at=noon.isoformat()))["verdict"]
+    conn = await asyncpg.connect(
+        PG_URL, server_settings={"search_path": ruled.settings.database.schema}
+    )
+    try:
+        await conn.execute("ALTER TABLE send_reports RENAME TO send_reports_away")
+        florida = await check(ruled, key, FLORIDA, at=noon.isoformat())
+        assert ("deferred", noon + timedelta(minutes=5)) == (
+            florida["verdict"],
+            datetime.fromisoformat(florida["not_before"]),
+        )
+        assert "send history" in florida["detail"]
+        assert "allowed" == (await check(ruled, key, CALIFORNIA, at=noon.isoformat()))["verdict"]
+    finally:
+        await conn.execute("ALTER TABLE send_reports_away RENAME TO send_reports")
+        await conn.close()
+    assert "allowed" == (await check(ruled, key, FLORIDA, at=noon.isoformat()))["verdict"]
