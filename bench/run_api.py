@@ -384,7 +384,12 @@ async def _wait_port(port: int) -> None:
 def main() -> None:
     """Entry point for ``python -m bench.run_api`` and ``make bench``."""
     if len(sys.argv) == 3 and sys.argv[1] == "--bare":
-        asyncio.run(_bare_server(int(sys.argv[2])))
+        # On the loop `gateway serve` picks (uvloop when installed), as the gateway runs.
+        from gateway.app.workers import LOOP_ENV, loop_factory
+
+        _, factory = loop_factory(os.environ.get(LOOP_ENV, "auto"))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_bare_server(int(sys.argv[2])))
         return
     asyncio.run(run())
 

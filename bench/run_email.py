@@ -41,6 +41,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,17 @@ def _settings(schema: str, prefix: str) -> Any:
 
 
 # -- servers, each in its own process -------------------------------------------------------
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server on the event loop ``gateway serve`` picks (GATEWAY_EVENT_LOOP, default
+    auto: uvloop when installed, gateway/app/workers.py), the gateway and the bare servers
+    alike, so a ratio compares code, not loops."""
+    from gateway.app.workers import LOOP_ENV, loop_factory
+
+    _, factory = loop_factory(os.environ.get(LOOP_ENV, "auto"))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
 def _serve_gateway(settings: Any, pipe: Connection) -> None:
     from gateway import logs
     from gateway.app import Gateway, tune_runtime
@@ -105,7 +117,7 @@ def _serve_gateway(settings: Any, pipe: Connection) -> None:
             pipe.send((gw.http_port, gw.smtp_port))
             await asyncio.to_thread(pipe.recv)
 
-    asyncio.run(go())
+    _run(go())
 
 
 def _serve_bare_http(pipe: Connection) -> None:
@@ -126,7 +138,7 @@ def _serve_bare_http(pipe: Connection) -> None:
         await asyncio.to_thread(pipe.recv)
         await runner.cleanup()
 
-    asyncio.run(go())
+    _run(go())
 
 
 def _serve_accept_only_smtp(pipe: Connection) -> None:
@@ -143,7 +155,7 @@ def _serve_accept_only_smtp(pipe: Connection) -> None:
         await asyncio.to_thread(pipe.recv)
         server.close()
 
-    asyncio.run(go())
+    _run(go())
 
 
 class Server:
