@@ -73,10 +73,14 @@ class ContactLocations:
         """address -> (state, time zone) for those of ``addresses`` that have a record."""
         try:
             async with self._pool.acquire() as conn:
+                # The partial index's predicate is repeated so the planner may read only the
+                # located rows (2026-12-03, 100,000 contacts of which 1,000 located, 5,000
+                # addresses: a bitmap scan of contacts_located, 0.4 ms in the server; a join
+                # with unnest() took 1.2 ms, one probe per address 5.9 ms).
                 rows = await conn.fetch(
-                    "SELECT c.address, c.state, c.time_zone FROM unnest($2::text[]) AS a(address)"
-                    " JOIN contacts c ON c.channel = $1 AND c.address = a.address"
-                    " WHERE c.state IS NOT NULL OR c.time_zone IS NOT NULL",
+                    "SELECT address, state, time_zone FROM contacts WHERE channel = $1"
+                    " AND address = ANY($2::text[])"
+                    " AND (state IS NOT NULL OR time_zone IS NOT NULL)",
                     channel,
                     list(addresses),
                 )
