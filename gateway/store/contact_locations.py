@@ -148,6 +148,8 @@ class ContactLocations:
         except DB_ERRORS as exc:
             raise TemporaryFailure("contact store unavailable") from exc
         if state is not None or time_zone is not None:
-            # Counted here at once; a clear waits for the reload its own NOTIFY triggers.
+            # Counted here at once; a clear waits for the reload its own NOTIFY triggers. A
+            # reload already under way may read from before the commit and undo this; the
+            # same NOTIFY's reload, which follows it on the feed, puts it back.
             self._located = self._located | {channel}
         return done

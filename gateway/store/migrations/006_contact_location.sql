@@ -12,6 +12,9 @@
 -- Nearly every contact has neither, so the index holds only those that do: the gate reads
 -- a chunk's located recipients through it (gateway/store/contact_locations.py), and asks
 -- whether a channel has any located contact at all with one probe of it.
+--
+-- Nullable columns without a default rewrite no row; checking the CHECKs and building the
+-- index read contacts once, within the migration's transaction (writes to contacts wait).
 
 ALTER TABLE contacts
     ADD COLUMN state     text CHECK (state ~ '^[A-Z]{2}-[A-Z0-9]{1,3}$'),
