@@ -236,3 +236,31 @@ async def test_a_record_made_on_one_instance_reaches_the_other_s_gate(
         finally:
             await conn.close()
         assert 0 == located
+
+
+async def test_an_email_contact_is_located_under_its_folded_key(ruled: Gateway) -> None:
+    """Email: the address is taken as the gate keys it (case folded), so a record made with
+    another spelling lands on the one contact; a zone is accepted, an erased address is
+    refused."""
+    key = await new_key(ruled, "read", "write")
+    admin = await new_key(ruled, "admin")
+    body = {
+        "channel": "email",
+        "sender": "news@lists.acme-health.example",
+        "program": "newsletter",
+        "contact": "Ann@Example.ORG",
+        "action": "opt_in",
+        "method": "api",
+        "idempotency_key": "loc-email",
+    }
+    assert 200 == (await call(ruled, "POST", "/v1/consent", key=key, json=body))[0]
+    record = {"channel": "email", "contact": "ANN@example.org", "time_zone": "Europe/Berlin"}
+    status, answer = await call(ruled, "PUT", "/v1/contacts/location", key=key, json=record)
+    assert (200, "recorded") == (status, answer["status"]), answer
+    async with ruled.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT address, time_zone FROM contacts WHERE channel = 'email'")
+    assert [("ann@example.org", "Europe/Berlin")] == [tuple(r) for r in rows]
+    erase = {"channel": "email", "contact": "ann@example.org"}
+    assert 200 == (await call(ruled, "POST", "/v1/privacy/erase", key=admin, json=erase))[0]
+    status, answer = await call(ruled, "PUT", "/v1/contacts/location", key=key, json=record)
+    assert (422, "suppressed") == (status, answer["error"]["code"]), answer
