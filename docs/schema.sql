@@ -184,10 +184,15 @@ CREATE TABLE contacts (
     channel text NOT NULL,
     address text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    state text,
+    time_zone text,
     CONSTRAINT contacts_pkey PRIMARY KEY (id),
     CONSTRAINT contacts_channel_address_key UNIQUE (channel, address),
-    CONSTRAINT contacts_channel_check CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text])))
+    CONSTRAINT contacts_channel_check CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text]))),
+    CONSTRAINT contacts_state_check CHECK ((state ~ '^[A-Z]{2}-[A-Z0-9]{1,3}$'::text)),
+    CONSTRAINT contacts_time_zone_check CHECK ((time_zone ~ '^[A-Za-z0-9_+/-]{1,64}$'::text))
 );
+CREATE INDEX contacts_located ON contacts USING btree (channel, address) WHERE ((state IS NOT NULL) OR (time_zone IS NOT NULL));
 CREATE TRIGGER contacts_erasure_reaches_send_reports AFTER UPDATE OF address ON contacts FOR EACH ROW WHEN (((new.address ~~ 'erased:%'::text) AND (old.address !~~ 'erased:%'::text))) EXECUTE FUNCTION send_reports_follow_erasure();
 
 CREATE TABLE delivery_receipts (

@@ -30,6 +30,7 @@ from gateway.store.cache import (
     ConsentCache,
     ConsentKey,
 )
+from gateway.store.contact_locations import ContactLocations
 from gateway.store.gate_reads import consent_states
 from gateway.store.guard import CacheGuard
 from gateway.store.send_history import sends_since
@@ -129,9 +130,12 @@ class SendGate:
         suppressed: Callable[[str, str, str | None], bool],
         default_region: str,
         rules: SendRules | None = None,
+        locations: ContactLocations | None = None,
     ) -> None:
         self._pool = pool
         self.rules = rules
+        # Recorded states and zones (gateway/store/contact_locations.py); None: none kept.
+        self.locations = locations
         self._answers: dict[int, tuple[CachedConsent, GateAnswer]] = {}
         self._cache = cache
         self._guard = guard
@@ -278,6 +282,10 @@ class SendGate:
         The first pass answers from the place alone (one dict lookup per recipient when the
         basis never lapses); recipients in a place where a capped rule applies are answered
         again with their earlier sends, read in one round trip (docs/rules.md, "Caps").
+
+        The place is the area code (email: the default zone) unless the contact has a
+        recorded state or zone, which are read in one round trip, and only while some
+        contact of the channel has one (docs/rules.md, "Local time").
         """
         assert self.rules is not None
         assert terms.batch is not None
@@ -290,12 +298,16 @@ class SendGate:
         from_real = rules.clock.from_real
         allowed = Verdict.ALLOWED
         clear: set[str] = set()  # places allowed outright (lasting consent, no cap)
+        recorded = await self._recorded(channel, normalized, answers)  # {}: nobody located
         for i, answer in enumerate(answers):
             if not answer.allowed:
                 continue
             address = normalized[i]
             assert address is not None  # an allowed answer has an address
-            if not sms:
+            if recorded and address in recorded:
+                state, zone = recorded[address]
+                place = sms_key(address, state, zone) if sms else email_key(state, zone)
+            elif not sms:
                 place = email_place
             elif address.startswith("+1"):
                 place = address[:5]  # rules.location.sms_key's common case, inlined
@@ -366,6 +378,17 @@ class SendGate:
                 start + HISTORY_RETRY,
             )
             answers[i] = _ruled(memo, first, why)
+
+    async def _recorded(
+        self, channel: Channel, normalized: Sequence[str | None], answers: list[GateAnswer]
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """The recorded (state, zone) of the allowed recipients that have one; no round trip
+        while no contact of the channel has one (the common case)."""
+        locations = self.locations
+        if locations is None or not locations.located(channel.value):
+            return {}
+        wanted = [a for a, answer in zip(normalized, answers, strict=True) if answer.allowed and a]
+        return await locations.of(channel.value, wanted) if wanted else {}
 
     async def _read_postgres(
         self, channel: Channel, sender: str, program: str, addresses: list[str]

@@ -36,6 +36,7 @@ __all__ = [
     "Location",
     "area_info",
     "email_key",
+    "known_state",
     "locate",
     "sms_key",
     "state_zones",
@@ -156,11 +157,15 @@ def _state_form(state: str) -> bool:
     return len(country) == 2 and country.isupper() and 1 <= len(sub) <= 3 and sub.isalnum()
 
 
-@cache
 def valid_zone(zone: str) -> bool:
     """Whether ``zone`` is an IANA zone this machine's tz database has."""
-    if zone not in _zone_names():
-        return False
+    # The name is checked before anything is cached: API input reaches here, and a cache
+    # keyed by it would grow with every distinct string sent.
+    return zone in _zone_names() and _loads(zone)
+
+
+@cache
+def _loads(zone: str) -> bool:
     try:
         ZoneInfo(zone)
     except (ValueError, OSError):
@@ -176,6 +181,12 @@ def _zone_names() -> frozenset[str]:
 def area_info(npa: str) -> AreaInfo | None:
     """The numbering data for a +1 area code; None for one the data does not know."""
     return _nanp_table().get(npa)
+
+
+def known_state(state: str) -> bool:
+    """Whether ``state`` is a state, province or territory the numbering data places area
+    codes in ("US-FL", "US-PR", "CA-ON"): the ones a recorded state can name."""
+    return _state_form(state) and bool(state_zones(state))
 
 
 def state_zones(state: str) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from gateway.edges.http import (
     auth,
     consent_api,
     gate_api,
+    locations,
     openapi,
     preferences,
     privacy,
@@ -261,6 +262,7 @@ class ApiEdge:
         )
         self.audit = AuditEdge(settings, pool, catalogs)
         self.expiry = ExpiryEdge(settings, pool, catalogs)  # docs/rules.md, consent duration
+        self.locations = gate.locations  # recorded states and zones, shared with the gate
         self.tokens = tokens
         self._wake: Callable[[], None] = lambda: None
         self.app: Any = None
@@ -292,6 +294,8 @@ class ApiEdge:
             await self.suppression.load(self.pool)
         if topic in ("keys", "*"):
             self.store.forget_keys()
+        if topic in ("locations", "*") and self.locations is not None:
+            await self.locations.load()
 
     async def start(
         self,
@@ -343,6 +347,7 @@ class ApiEdge:
             twilio_senders=self.twilio.senders,
             max_send_segments=self.api_settings.max_send_segments,
             max_send_email_chars=self.api_settings.max_send_email_chars,
+            locations=self.locations,
         )
 
         def register(app: Any) -> None:
@@ -355,6 +360,7 @@ class ApiEdge:
             gate_api.register,
             webhooks.register,
             consent_api.register,
+            locations.register,
             preferences.register,
             privacy.register,
             admin.register,

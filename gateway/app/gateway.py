@@ -48,6 +48,7 @@ from gateway.send_rules import SendRules
 from gateway.senders.base import OutboundSender
 from gateway.settings import Settings
 from gateway.store.cache import ConsentCache, LocalConsentCache, RedisConsentCache
+from gateway.store.contact_locations import ContactLocations
 from gateway.store.db import create_pool, embedded_postgres
 from gateway.store.guard import CacheGuard
 from gateway.store.instance_lock import InstanceLock, LockLost
@@ -228,6 +229,10 @@ class Gateway:
             suppressed=self.suppression.contains,
             default_region=s.pipeline.default_region,
             rules=self.send_rules,
+            # Recorded states and zones; loaded, and kept current, by the API's change feed.
+            locations=ContactLocations(
+                self.pool, self.suppression, channel=f"{s.database.schema}_api"
+            ),
         )
         self.email = EmailEdge(s, self.catalogs, self.pool, self.tokens)
         self._senders.update(self.email.senders(self._senders))

@@ -103,7 +103,9 @@ class PrivacyStore:
             if cid is None:
                 return None
             queries = {
-                "contact": "SELECT id, channel, address, created_at FROM contacts WHERE id = $1",
+                # A recorded state and time zone (migration 006) are data on the person too.
+                "contact": "SELECT id, channel, address, created_at, state, time_zone"
+                " FROM contacts WHERE id = $1",
                 "consent": "SELECT sender, program, channel, state, version, updated_at, last_seq"
                 " FROM consent WHERE contact_id = $1 ORDER BY sender, program",
                 "inbound_events": "SELECT id, dedupe_key, channel, sender, method, received_at,"
@@ -227,8 +229,11 @@ class PrivacyStore:
             if channel == "sms":  # parts of a long text still waiting for the rest
                 await conn.execute("DELETE FROM sms_part_sets WHERE source = $1", address)
             for cid in ids:
+                # The recorded location (migration 006) goes with the address.
                 await conn.execute(
-                    "UPDATE contacts SET address = 'erased:' || id WHERE id = $1", cid
+                    "UPDATE contacts SET address = 'erased:' || id, state = NULL,"
+                    " time_zone = NULL WHERE id = $1",
+                    cid,
                 )
                 await conn.execute("DELETE FROM contact_addresses WHERE contact_id = $1", cid)
                 # An open keep offer (migration 003) must not outlive the person's data.

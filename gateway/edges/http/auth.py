@@ -92,6 +92,34 @@ class Sends(Protocol):
     ) -> int | None: ...
 
 
+class LocationRecord(Protocol):
+    """A recorded location as the store answers it (gateway/store/contact_locations.py)."""
+
+    @property
+    def contact_id(self) -> int: ...
+
+    @property
+    def state(self) -> str | None: ...
+
+    @property
+    def time_zone(self) -> str | None: ...
+
+
+class Locations(Protocol):
+    """A contact's recorded state and time zone, which the send rules read (docs/rules.md)."""
+
+    async def record(
+        self,
+        channel: str,
+        address: str,
+        state: str | None,
+        time_zone: str | None,
+        *,
+        actor: str,
+        legacy: str | None = None,
+    ) -> LocationRecord: ...
+
+
 class Admin(Protocol):
     """Sender changes (validated like check-config, audited, broadcast) and the audit log."""
 
@@ -134,6 +162,7 @@ class ApiDeps:
     max_send_segments: int = 10  # POST /v1/send: [api] max_send_segments
     max_send_email_chars: int = 32_768  # POST /v1/send: [api] max_send_email_chars
     rules: RulesApi | None = None  # None: a gate built without send rules
+    locations: Locations | None = None  # PUT /v1/contacts/location; None: not offered
 
 
 API = web.AppKey("api", ApiDeps)

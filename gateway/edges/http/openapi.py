@@ -22,7 +22,7 @@ _ERRORS = {
     "413": "body_too_large",
     "422": "a refusal with a stable code: unknown_sender, unknown_program, invalid_address, "
     "suppressed, send_refused (with reason), invalid_sender, invalid_rules, unknown_contact,"
-    " body_too_long, invalid_body, ...",
+    " body_too_long, invalid_body, invalid_state, invalid_time_zone, ...",
     "503": "temporarily_unavailable: nothing was done; retry (Retry-After)",
 }
 
@@ -211,6 +211,16 @@ PATHS: dict[str, Any] = {
             "read",
             ("200", _JSON_OK, "ExpiringConsents"),
             params=_EXPIRING,
+        )
+    },
+    "/v1/contacts/location": {
+        "put": _op(
+            "Record a contact's state (ISO 3166-2) and IANA time zone for the send rules;"
+            " a field left out or null is cleared (docs/rules.md, Local time). 422"
+            " invalid_state, invalid_time_zone, unknown_contact, suppressed",
+            "write",
+            ("200", _JSON_OK, "LocationRecorded"),
+            "Location",
         )
     },
     "/v1/preferences/links": {

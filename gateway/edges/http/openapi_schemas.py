@@ -145,6 +145,28 @@ SCHEMAS: dict[str, Any] = {
     "Subject": obj({"channel": CHANNEL, "contact": STRING}),
     "Rectify": obj({"channel": CHANNEL, "contact": STRING, "new_contact": STRING}),
     "Link": obj({"url": {"type": "string"}}),
+    # PUT /v1/contacts/location: the whole record; left out or null clears (docs/rules.md).
+    "Location": {
+        **obj(
+            {"channel": CHANNEL, "contact": STRING},
+            {
+                "state": {"type": ["string", "null"], "description": "ISO 3166-2, e.g. US-FL"},
+                "time_zone": {
+                    "type": ["string", "null"],
+                    "description": "IANA, e.g. America/New_York",
+                },
+            },
+        ),
+        "additionalProperties": False,
+    },
+    "LocationRecorded": obj(
+        {
+            "status": {"type": "string", "enum": ["recorded", "cleared"]},
+            "contact_id": {"type": "integer"},
+            "state": {"type": ["string", "null"]},
+            "time_zone": {"type": ["string", "null"]},
+        }
+    ),
     "PreferenceLink": {
         "type": "object",
         "properties": {
@@ -302,4 +324,5 @@ EXAMPLES: dict[str, Any] = {
         ]
     },
     "Rectify": {"channel": "sms", "contact": "+14155550123", "new_contact": "+14155550177"},
+    "Location": {"channel": "sms", "contact": "+14155550123", "time_zone": "America/New_York"},
 }
