@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +44,7 @@ from gateway.edges.http.server import BadRequest
 from gateway.errors import BadInput, ConfigError
 from gateway.settings import Settings
 from gateway.store.consent_exports import COLUMNS, LISTS
-from gateway.store.db import connect_existing, create_pool, embedded_postgres
+from gateway.store.db import connect_existing, create_pool, existing_dsn
 from keywords.loading import load_catalogs
 from keywords.model import Channel
 
@@ -106,19 +105,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         one.add_argument("--note", required=True)
 
 
-@contextlib.asynccontextmanager
-async def _dsn(settings: Settings) -> AsyncIterator[str]:
-    if settings.database_url is not None:
-        yield settings.database_url
-        return
-    settings.require_embedded_allowed()
-    async with embedded_postgres(Path(settings.database.embedded_data_dir), create=False) as dsn:
-        yield dsn
-
-
 async def _with_audit(settings: Settings, work: Callable[[AuditEdge], Awaitable[_T]]) -> _T:
     """``work`` with the audit service over a pool of an existing schema."""
-    async with _dsn(settings) as dsn:
+    async with existing_dsn(settings) as dsn:
         conn = await connect_existing(dsn, settings.database)  # refuses a missing ledger
         await conn.close()
         pool = await create_pool(dsn, settings.database)
@@ -274,7 +263,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
         disclosure=args.disclosure,
         dry_run=args.dry_run,
     )
-    async with _dsn(settings) as dsn, open_runtime(settings, dsn) as runtime:
+    async with existing_dsn(settings) as dsn, open_runtime(settings, dsn) as runtime:
         summary = await run_import(runtime, plan, progress=not args.no_progress)
     print(json.dumps(summary.as_json(plan), indent=2), file=sys.stderr)
     return 0

@@ -11,18 +11,15 @@ for consents recorded before the ledger evidence named one (gateway/store/consen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from gateway.app.expiry_wiring import load_durations
 from gateway.errors import ConfigError
 from gateway.settings import Settings
 from gateway.store.consent_expiry import MAX_DAYS, program_bases, read_expiring
-from gateway.store.db import connect_existing, embedded_postgres
+from gateway.store.db import connect_existing, existing_dsn
 from keywords.loading import load_catalogs
 
 
@@ -42,24 +39,13 @@ def add_parser(consent_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     cmd.add_argument("--sender", help="one sender only")
 
 
-@contextlib.asynccontextmanager
-async def _dsn(settings: Settings) -> AsyncIterator[str]:
-    """The database to read: the URL, or an embedded cluster that must exist already."""
-    if settings.database_url is not None:
-        yield settings.database_url
-        return
-    settings.require_embedded_allowed()
-    async with embedded_postgres(Path(settings.database.embedded_data_dir), create=False) as dsn:
-        yield dsn
-
-
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     """Print the listing; 0 on success (an empty list included)."""
     catalogs = load_catalogs(settings.senders_dir)
     if args.sender is not None and args.sender not in catalogs:
         raise ConfigError(f"unknown sender {args.sender!r}")
     durations = load_durations(settings)
-    async with _dsn(settings) as dsn:
+    async with existing_dsn(settings) as dsn:
         conn = await connect_existing(dsn, settings.database)  # refuses a missing ledger
         try:
             found = await read_expiring(

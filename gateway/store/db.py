@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import asyncpg
 
 from gateway.errors import ConfigError, TemporaryFailure
-from gateway.settings import DatabaseSettings
+from gateway.settings import DatabaseSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +233,15 @@ async def embedded_postgres(data_dir: Path, *, create: bool = True) -> AsyncIter
         yield str(server.get_uri())
     finally:
         await asyncio.to_thread(server.cleanup)
+
+
+@asynccontextmanager
+async def existing_dsn(settings: Settings) -> AsyncIterator[str]:
+    """The database a read-only command reads: ``GATEWAY_DATABASE_URL``, or an embedded
+    cluster that must exist already (``create=False``: a read never invents one)."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    settings.require_embedded_allowed()
+    async with embedded_postgres(Path(settings.database.embedded_data_dir), create=False) as dsn:
+        yield dsn
