@@ -111,6 +111,7 @@ class Seeded:
     seconds: float = 0.0
     vacuum_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
 
 
 @dataclass
@@ -190,6 +191,13 @@ async def seed(out: Seeded) -> None:
         out.vacuum_seconds = time.perf_counter() - started
         for table in (*SEEDED_TABLES, "ledger_head"):
             out.counts[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
+        # Tables with their indexes and TOAST: what the disk must hold for the large run.
+        out.bytes = await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relkind = 'r'",
+            schema,
+        )
         head = await conn.fetchval("SELECT seq FROM ledger_head")
         assert head == contacts == out.counts["ledger"], (head, out.counts)
     finally:
@@ -349,7 +357,8 @@ async def run() -> None:
             await seed(db)
             counts = ", ".join(f"{t} {n:,}" for t, n in db.counts.items())
             print(f"seeded {db.label} in {db.seconds:.1f} s, then VACUUM ANALYZE and"
-                  f" CHECKPOINT in {db.vacuum_seconds:.1f} s: {counts}", flush=True)  # fmt: skip
+                  f" CHECKPOINT in {db.vacuum_seconds:.1f} s; {db.bytes / 2**20:,.0f} MiB,"
+                  f" {counts}", flush=True)  # fmt: skip
             figures = Figures()
             await measure_gate(db, figures, prefix)
             figures.smpp = await run_gateway(1, schema=db.schema, mos=MOS)
