@@ -98,14 +98,15 @@ class Simulator:
                 raise RuntimeError("nothing bound to the simulator")
             await asyncio.sleep(0.1)
 
-    async def flood(self) -> dict[str, Any]:
+    async def flood(self, count: int = MOS) -> dict[str, Any]:
+        """500 STOPs to warm up, then ``count`` STOPs from distinct numbers (+1416555...)."""
         await self.call("POST", "/mode", {"dlr": False})
         await self.call("POST", "/flood", {"count": 500, "dest": "12345", "text": "STOP",
                                            "window": WINDOW, "source_base": "14155550000",
                                            "wait_replies": True, "timeout_ms": 60_000})  # fmt: skip
         await self.call("POST", "/reset")
         result: dict[str, Any] = await self.call("POST", "/flood", {
-            "count": MOS, "dest": "12345", "text": "STOP", "window": WINDOW,
+            "count": count, "dest": "12345", "text": "STOP", "window": WINDOW,
             "source_base": "14165550000", "wait_replies": True, "timeout_ms": 600_000,
         })  # fmt: skip
         return result
@@ -127,8 +128,17 @@ def _gateway_config(work: Path, schema: str, sim: Simulator) -> Path:
     return config
 
 
-async def run_gateway(workers: int = 1) -> dict[str, Any]:
-    schema = f"bench_smpp_{uuid.uuid4().hex[:8]}"
+async def run_gateway(
+    workers: int = 1, *, schema: str | None = None, mos: int = MOS
+) -> dict[str, Any]:
+    """``gateway serve --workers N`` through one flood of ``mos`` STOPs.
+
+    Without ``schema`` it runs on a new schema and drops it; with one (migrated and seeded
+    by the caller, bench/run_scale.py) it serves that schema and leaves it to the caller,
+    and ``committed`` counts the seeded inbound events too.
+    """
+    own = schema is None
+    schema = schema or f"bench_smpp_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-smpp-") as tmp:
         async with Simulator() as sim:
             env = {**os.environ, "GATEWAY_DATABASE_URL": PG_URL, "GATEWAY_REDIS_URL": REDIS_URL,
@@ -143,7 +153,7 @@ async def run_gateway(workers: int = 1) -> dict[str, Any]:
                 try:
                     await sim.wait_bound(receivers=workers)
                     with _profiled(proc.pid if workers == 1 else None):
-                        result = await sim.flood()
+                        result = await sim.flood(mos)
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(timeout=60)
@@ -152,7 +162,8 @@ async def run_gateway(workers: int = 1) -> dict[str, Any]:
             result["committed"] = await conn.fetchval(
                 f'SELECT count(*) FROM "{schema}".inbound_events'  # noqa: S608 - bench schema
             )
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            if own:
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         finally:
             await conn.close()
         await drop_redis_prefix(REDIS_URL, f"b{schema[-8:]}")
