@@ -176,7 +176,9 @@ class Server:
 
 async def _bare_server(port: int) -> None:
     """The ceiling: the same web framework, body parsing and streaming, no lookups."""
-    answer = {"allowed": False, "reason": "no_consent", "since": None}
+    # The gateway's answer shape (gateway/edges/http/gate_api.py answer_json), so both sides
+    # stream as many bytes per recipient and the client parses as much.
+    answer = {"allowed": False, "verdict": "refused", "reason": "no_consent", "since": None}
 
     async def batch(request: web.Request) -> web.StreamResponse:
         data = orjson.loads(await request.read())
