@@ -111,8 +111,20 @@ def _ruled(
     return found
 
 
+# Consent rows committed in one group commit share their time, so the instants an answer
+# names repeat: each is made once (``fromtimestamp`` was the cold batch's largest single
+# cost, 2026-12-03 cProfile of 100,000 answers read from Redis). Bounded like the memo.
+_INSTANTS: dict[float, datetime] = {}
+
+
 def _answer(entry: CachedConsent) -> GateAnswer:
-    since = None if entry.since is None else datetime.fromtimestamp(entry.since, UTC)
+    since = None
+    if entry.since is not None:
+        since = _INSTANTS.get(entry.since)
+        if since is None:
+            if len(_INSTANTS) > _MEMO_LIMIT:
+                _INSTANTS.clear()
+            since = _INSTANTS[entry.since] = datetime.fromtimestamp(entry.since, UTC)
     return GateAnswer(entry.state is ConsentState.OPTED_IN, _REASON[entry.state], since)
 
 
