@@ -49,7 +49,8 @@ LATENCY_SAMPLES = 300
 DAYTIME = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 
 
-def _settings(schema: str, prefix: str) -> Settings:
+def settings_for(schema: str, prefix: str) -> Settings:
+    """The example config on the benchmark's servers, in its own schema and key prefix."""
     base = load_settings(CONFIG, {"GATEWAY_SECRET_KEY": SECRET})
     return dataclasses.replace(
         base,
@@ -199,7 +200,7 @@ async def _drop(schema: str) -> None:
 async def run() -> None:
     """Run the three benchmarks and print each next to its ceiling."""
     schema, prefix = f"bench_{uuid.uuid4().hex[:8]}", f"bench{uuid.uuid4().hex[:6]}"
-    settings = _settings(schema, prefix)
+    settings = settings_for(schema, prefix)
     try:
         async with Gateway(settings, serve_http=False) as a:
             rate, p99 = await _pipeline(a, PIPELINE_EVENTS)

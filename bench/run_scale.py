@@ -65,10 +65,10 @@ from typing import Any
 import asyncpg
 
 from bench.cleanup import drop_redis_prefix
-from bench.run_smpp import PG_URL, REDIS_URL, SECRET, run_gateway
+from bench.run_core import settings_for as _settings
+from bench.run_smpp import PG_URL, REDIS_URL, run_gateway
 from gateway.app import Gateway
 from gateway.send_rules import SendTerms
-from gateway.settings import CacheSettings, DatabaseSettings, Settings, load_settings
 from gateway.store.db import migrate
 from keywords.model import Channel
 
@@ -202,17 +202,6 @@ async def seed(out: Seeded) -> None:
         assert head == contacts == out.counts["ledger"], (head, out.counts)
     finally:
         await conn.close()
-
-
-def _settings(schema: str, prefix: str) -> Settings:
-    base = load_settings(CONFIG, {"GATEWAY_SECRET_KEY": SECRET})
-    return dataclasses.replace(
-        base,
-        database=DatabaseSettings(schema=schema, pool_min=4, pool_max=10),
-        cache=CacheSettings(key_prefix=prefix),
-        database_url=PG_URL,
-        redis_url=REDIS_URL,
-    )
 
 
 def _terms(gw: Gateway) -> SendTerms | None:
