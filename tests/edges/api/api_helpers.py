@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.settings import Settings
 
 TWILIO_TOKEN = "twilio-test-auth-token-0123456789"
 TWILIO_SID = "AC00000000000000000000000000000001"
+MESSAGES_PATH = "/2010-04-01/Accounts/{sid}/Messages.json"
+
+
+@contextlib.asynccontextmanager
+async def twilio_messages(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[str]:
+    """A Twilio-compatible Messages.json answered by ``handler`` on an ephemeral port of
+    127.0.0.1; yields its base URL."""
+    app = web.Application()
+    app.router.add_post(MESSAGES_PATH, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
 
 
 async def new_key(gateway: Gateway, *scopes: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiohttp import web
-from api_helpers import TWILIO_SID, TWILIO_TOKEN, with_edges
+from api_helpers import TWILIO_SID, TWILIO_TOKEN, twilio_messages, with_edges
 from support import eventually, sms
 
 from gateway.app import Gateway
@@ -44,15 +44,8 @@ class OddProvider:
 async def odd_provider() -> AsyncIterator[OddProvider]:
     """The provider on an ephemeral port."""
     provider = OddProvider()
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", provider.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    provider.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield provider
-    await runner.cleanup()
+    async with twilio_messages(provider.messages) as provider.url:
+        yield provider
 
 
 async def _statuses(db: asyncpg.Connection) -> list[tuple[str, str | None]]:
@@ -154,14 +147,8 @@ async def refusing_provider() -> AsyncIterator[str]:
         text = f"Attempt to send to unsubscribed recipient {form.get('To')!s}"
         return web.json_response({"code": 21610, "message": text, "status": 400}, status=400)
 
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    await runner.cleanup()
+    async with twilio_messages(messages) as url:
+        yield url
 
 
 async def test_a_failed_send_is_logged_with_its_reason_and_a_masked_recipient(

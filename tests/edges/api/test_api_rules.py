@@ -18,7 +18,15 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
-from api_helpers import TWILIO_SID, TWILIO_TOKEN, call, new_key, opt_in_body, with_edges
+from api_helpers import (
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    call,
+    new_key,
+    opt_in_body,
+    twilio_messages,
+    with_edges,
+)
 from support import CONFIG, PG_URL, eventually, make_settings, sms
 
 from gateway.app import Gateway
@@ -311,15 +319,8 @@ class Provider:
 async def provider() -> AsyncIterator[Provider]:
     """The provider on an ephemeral port."""
     found = Provider()
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", found.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    found.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield found
-    await runner.cleanup()
+    async with twilio_messages(found.messages) as found.url:
+        yield found
 
 
 async def test_a_deferred_send_leaves_at_0800_and_an_opt_out_at_2300_cancels_another(

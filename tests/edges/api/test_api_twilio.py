@@ -10,7 +10,15 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from api_helpers import TWILIO_SID, TWILIO_TOKEN, call, new_key, opt_in_body, with_edges
+from api_helpers import (
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    call,
+    new_key,
+    opt_in_body,
+    twilio_messages,
+    with_edges,
+)
 from support import count_rows, eventually
 
 from gateway.app import Gateway
@@ -38,15 +46,8 @@ class FakeTwilio:
 async def fake_twilio() -> AsyncIterator[FakeTwilio]:
     """The provider's REST API on an ephemeral port."""
     fake = FakeTwilio()
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", fake.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    yield fake
-    await runner.cleanup()
+    async with twilio_messages(fake.messages) as fake.url:
+        yield fake
 
 
 @pytest.fixture
@@ -160,27 +161,17 @@ async def test_provider_errors_are_temporary_or_permanent(status: int, temporary
     async def refuse(_request: web.Request) -> web.Response:
         return web.json_response({"code": 21610, "message": "unsubscribed"}, status=status)
 
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     row = OutboxRow(1, "sms", "12345", None, "+14155550123", "opt_out", "en", "bye", 1)
-    try:
-        async with aiohttp.ClientSession() as session:
-            provider = HttpSmsProvider(
-                session,
-                base_url=f"http://127.0.0.1:{port}",
-                account_sid=TWILIO_SID,
-                auth_token=TWILIO_TOKEN,
-                timeout_seconds=5,
-            )
-            with pytest.raises(SendError) as caught:
-                await provider.send(row)
-    finally:
-        await runner.cleanup()
+    async with twilio_messages(refuse) as url, aiohttp.ClientSession() as session:
+        provider = HttpSmsProvider(
+            session,
+            base_url=url,
+            account_sid=TWILIO_SID,
+            auth_token=TWILIO_TOKEN,
+            timeout_seconds=5,
+        )
+        with pytest.raises(SendError) as caught:
+            await provider.send(row)
     assert temporary == caught.value.temporary
 
 
