@@ -84,8 +84,8 @@ def terms_of(deps: Any, data: dict[str, Any], scope: tuple[str, str, Channel]) -
     """The send rules' question of a request: its ``category`` (default: the program's
     first) and ``at`` (an ISO 8601 instant with offset; default now)."""
     category = data.get("category")
-    if category is not None and not isinstance(category, str):
-        raise BadRequest("field 'category' must be a string")
+    if category is not None and (not isinstance(category, str) or len(category) > 64):
+        raise BadRequest("field 'category' must be a string of at most 64 characters")
     at = data.get("at")
     when = None
     if at is not None:

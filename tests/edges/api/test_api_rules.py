@@ -141,6 +141,14 @@ async def test_a_category_the_program_does_not_send_is_refused_for_the_whole_req
             ruled, "POST", "/v1/gate/check", key=key, json={**scope, "category": category}
         )
         assert (422, "category_not_allowed") == (status, answer["error"]["code"]), answer
+    # Not echoed back at any length, and never a 5xx: a string too long or not a string.
+    bad: tuple[object, ...] = ("x" * 65_000, 7, ["marketing"])
+    for wrong in bad:
+        status, answer = await call(
+            ruled, "POST", "/v1/gate/check", key=key, json={**scope, "category": wrong}
+        )
+        assert 400 == status, answer
+        assert len(answer["error"]["message"]) < 200
     status, answer = await call(
         ruled,
         "POST",
