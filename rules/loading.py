@@ -88,11 +88,7 @@ def load_rule_file(path: Path) -> Layer:
 
 def parse_rule_text(text: str, source: str) -> Layer:
     """Validate one document given as TOML text, named ``source`` in every error."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(source, "", f"invalid TOML: {exc}") from exc
-    return parse_rule_data(data, source)
+    return parse_rule_data(_toml(text, source), source)
 
 
 def _files(directory: Path) -> list[Path]:
@@ -108,11 +104,21 @@ def _read(path: Path) -> Mapping[str, object]:
     except OSError as exc:
         raise RulesError(source, "", f"cannot read: {exc.strerror or exc}") from exc
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RulesError(source, "", f"not UTF-8: {exc}") from exc
+    return _toml(text, source)
+
+
+def _toml(text: str, source: str) -> dict[str, object]:
+    """``text`` read as TOML; a document tomllib cannot read, or nests too deeply for its
+    recursive parser (``a = [[[...]]]``: RecursionError), is a RulesError like any other."""
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(source, "", f"invalid TOML: {exc}") from exc
+    except RecursionError:
+        raise RulesError(source, "", "invalid TOML: nested too deeply") from None
 
 
 def _merge(into: Layer, new: Layer) -> None:

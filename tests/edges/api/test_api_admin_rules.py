@@ -122,7 +122,8 @@ async def test_refused_documents_change_nothing(
     schema: str, redis_prefix: str, db: asyncpg.Connection
 ) -> None:
     """A window that never opens, a rule another stored document already defines, an
-    empty document and text that is not TOML are each 422 invalid_rules naming where;
+    empty document, text that is not TOML and arrays nested past the parser's depth are
+    each 422 invalid_rules naming where;
     a JSON body is 415; a bad name 400. Nothing is stored or audited."""
     async with Gateway(rules_settings(schema, redis_prefix), catalogs=catalogs()) as gw:
         admin = await new_key(gw, "admin")
@@ -146,6 +147,8 @@ daily = "08:00-19:00"
             ("/v1/admin/rules/again", extra, "rules.house_fl_late: is already defined"),
             ("/v1/admin/rules/empty", "# nothing\n", "defines no rule"),
             ("/v1/admin/rules/broken", "[rules", "invalid TOML"),
+            # tomllib parses arrays recursively: this depth raised RecursionError (a 500).
+            ("/v1/admin/rules/deep", "a = " + "[" * 20_000 + "]" * 20_000, "nested too deeply"),
         ]
         for path, text, where in cases:
             status, answer = await put(gw, admin, path, text)
