@@ -85,6 +85,7 @@ class _LimitedSMTP(SMTP):
         self._holds_slot = False
         self._client = ""
         self._idle_before_mail = idle_before_mail
+        self._deadline = 0.0  # loop time at which an idle connection is closed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         starttls = self._original_transport is not None  # the TLS layer re-enters here
@@ -111,12 +112,26 @@ class _LimitedSMTP(SMTP):
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """aiosmtpd restarts one timer on each command; before MAIL (``envelope.mail_from``
-        unset, also again after each mail) it runs the shorter ``idle_before_mail``."""
+        unset, also again after each mail) it runs the shorter ``idle_before_mail``.
+
+        The timer is lazy: a command only moves ``_deadline``, and a timer already due no
+        later than the new deadline stays; when it fires early, ``_timeout_cb`` re-arms it
+        for the rest. aiosmtpd cancels and schedules a new timer on every command (four or
+        five per mail), and each cancelled one stays in the loop's heap until it is swept;
+        here a mail costs one timer. A deadline that moves earlier (back to the short one
+        after a mail) replaces the timer."""
         if duration is None:
             envelope = getattr(self, "envelope", None)
             if envelope is None or envelope.mail_from is None:
                 duration = self._idle_before_mail
-        super()._reset_timeout(duration)
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._deadline = deadline
+        handle = self._timeout_handle
+        if handle is not None and not handle.cancelled() and handle.when() <= deadline:
+            return
+        if handle is not None:
+            handle.cancel()
+        self._timeout_handle = self.loop.call_at(deadline, self._timeout_cb)
 
     async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method
         """MAIL as aiosmtpd runs it; a MAIL it accepted then starts the longer timer."""
@@ -124,8 +139,29 @@ class _LimitedSMTP(SMTP):
         if self.envelope is not None and self.envelope.mail_from is not None:
             self._reset_timeout()
 
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method
+        """DATA as aiosmtpd runs it; the mail done, the short timer before MAIL runs again
+        (aiosmtpd set the timer before the command, while the transaction was open)."""
+        await super().smtp_DATA(arg)
+        self._rearm_after_transaction()
+
+    async def smtp_RSET(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method
+        """RSET as aiosmtpd runs it; the transaction gone, the short timer runs again."""
+        await super().smtp_RSET(arg)
+        self._rearm_after_transaction()
+
+    def _rearm_after_transaction(self) -> None:
+        envelope = self.envelope
+        if self.transport is not None and (envelope is None or envelope.mail_from is None):
+            self._reset_timeout()
+
     def _timeout_cb(self) -> None:
-        """Say why before closing (RFC 5321 section 3.8: 421 and close), not a bare close."""
+        """Re-arm a timer that fired before the deadline a later command set; at the
+        deadline say why before closing (RFC 5321 section 3.8: 421 and close), not a bare
+        close."""
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+            return
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             transport.write(b"421 4.4.2 Idle too long, closing connection\r\n")

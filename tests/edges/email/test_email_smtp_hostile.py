@@ -185,6 +185,39 @@ async def test_an_idle_client_is_closed_sooner_before_mail_than_after(settings: 
     assert 0.8 < waited < 4.0
 
 
+async def test_the_idle_deadline_follows_the_last_command(settings: Settings) -> None:
+    """The idle timer is lazy (it only moves a deadline), so it must still measure from the
+    last command: a client that sends NOOP every 0.4 s outlives a 1 s limit many times over,
+    and once a mail is done the short limit before MAIL applies again."""
+    timeouts = {"idle_before_mail_seconds": 1.0, "idle_seconds": 6.0}
+    async with running(mail_settings(settings, smtp=timeouts)) as gw:
+        port = _port(gw)
+
+        def chatty_then_silent() -> tuple[list[int], bytes, float]:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                reader = sock.makefile("rb")
+                reader.readline()
+                sock.sendall(b"HELO client.example.org\r\n")
+                codes = [int(reader.readline()[:3])]
+                for _ in range(7):
+                    time.sleep(0.4)
+                    sock.sendall(b"NOOP\r\n")
+                    codes.append(int(reader.readline()[:3]))
+                sock.sendall(b"MAIL FROM:<ann.reader@example.org>\r\n")
+                codes.append(int(reader.readline()[:3]))
+                time.sleep(1.5)  # past the short limit, inside the long one
+                sock.sendall(b"RSET\r\n")  # ends the transaction: the short limit again
+                codes.append(int(reader.readline()[:3]))
+                started = time.monotonic()
+                said = reader.read()
+                return codes, said, time.monotonic() - started
+
+        codes, said, waited = await asyncio.to_thread(chatty_then_silent)
+    assert [250] * 10 == codes
+    assert said.startswith(b"421 4.4.2 "), said
+    assert 0.8 < waited < 4.0
+
+
 async def test_free_text_and_tokens_never_reach_the_logs(
     mail_gateway: Gateway, mdb: asyncpg.Connection
 ) -> None:
