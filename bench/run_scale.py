@@ -78,6 +78,10 @@ LARGE = int(os.environ.get("BENCH_SCALE_LARGE", "10000000"))
 MOS = int(os.environ.get("BENCH_SCALE_MOS", "20000"))
 SINGLES = int(os.environ.get("BENCH_SCALE_SINGLES", "2000"))
 EXPLAIN = os.environ.get("BENCH_SCALE_EXPLAIN") == "1"
+PREWARM = os.environ.get("BENCH_SCALE_PREWARM", "1") == "1"
+# What a gate read from PostgreSQL touches (gateway/store/gate_reads.py): a probe of each
+# index and the heap row behind it.
+GATE_RELATIONS = ("contacts_channel_address_key", "contacts", "consent_pkey", "consent")
 BATCH = 100_000
 GATE_ROUNDS = 5
 # A Wednesday, 13:00 in New York: inside every shipped window (as bench/run_core.py).
@@ -112,6 +116,8 @@ class Seeded:
     vacuum_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
+    gate_bytes: int = 0  # GATE_RELATIONS together
+    prewarmed: int = 0  # of those, pages read into shared buffers by pg_prewarm
 
 
 @dataclass
@@ -198,6 +204,29 @@ async def seed(out: Seeded) -> None:
             " WHERE n.nspname = $1 AND c.relkind = 'r'",
             schema,
         )
+        out.gate_bytes = await conn.fetchval(
+            "SELECT sum(pg_relation_size(r::regclass))::bigint FROM unnest($1::text[]) r",
+            list(GATE_RELATIONS),
+        )
+        if PREWARM and await conn.fetchval(
+            "SELECT true FROM pg_available_extensions WHERE name = 'pg_prewarm'"
+        ):
+            # The small database is in shared buffers because it was just written; the large
+            # one only partly. pg_prewarm (contrib; its autoprewarm worker does the same after
+            # a restart in production) gives both the same start, so a ratio away from 1.00
+            # is the cost of the data, not of a cold cache. It can only hold what
+            # shared_buffers holds: the run prints both sizes.
+            # In the seeded schema, so dropping the schema drops it (unless it was there).
+            await conn.execute(f'CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA "{schema}"')
+            home = await conn.fetchval(
+                "SELECT extnamespace::regnamespace::text FROM pg_extension"
+                " WHERE extname = 'pg_prewarm'"
+            )
+            for relation in GATE_RELATIONS:
+                out.prewarmed += await conn.fetchval(
+                    f"SELECT {home}.pg_prewarm($1::regclass)",
+                    relation,
+                )
         head = await conn.fetchval("SELECT seq FROM ledger_head")
         assert head == contacts == out.counts["ledger"], (head, out.counts)
     finally:
@@ -341,6 +370,14 @@ async def run() -> None:
     results: list[Figures] = []
     print(f"{time.strftime('%Y-%m-%d %H:%M')}: scale, {MOS:,} MOs, {SINGLES:,} single checks,"
           f" {BATCH:,} a batch, {os.cpu_count()} cores")  # fmt: skip
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        buffers = await conn.fetchval("SHOW shared_buffers")
+        buffers_bytes = await conn.fetchval(
+            "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
+        )
+    finally:
+        await conn.close()
     try:
         for db, prefix in zip(dbs, prefixes, strict=True):
             await seed(db)
@@ -348,6 +385,10 @@ async def run() -> None:
             print(f"seeded {db.label} in {db.seconds:.1f} s, then VACUUM ANALYZE and"
                   f" CHECKPOINT in {db.vacuum_seconds:.1f} s; {db.bytes / 2**20:,.0f} MiB,"
                   f" {counts}", flush=True)  # fmt: skip
+            fits = "fit in" if db.gate_bytes <= buffers_bytes else "do not fit in"
+            print(f"  the gate's indexes and heaps: {db.gate_bytes / 2**20:,.0f} MiB, read by"
+                  f" pg_prewarm {db.prewarmed * 8192 / 2**20:,.0f} MiB; they {fits}"
+                  f" shared_buffers ({buffers})", flush=True)  # fmt: skip
             figures = Figures()
             await measure_gate(db, figures, prefix)
             figures.smpp = await run_gateway(1, schema=db.schema, mos=MOS)

@@ -151,6 +151,7 @@ CREATE TABLE consent (
     CONSTRAINT consent_state_check CHECK ((state = ANY (ARRAY['none'::text, 'pending'::text, 'opted_in'::text, 'opted_out'::text]))),
     CONSTRAINT consent_version_check CHECK ((version > 0))
 );
+CREATE INDEX consent_pending_since ON consent USING btree (updated_at) WHERE (state = 'pending'::text);
 CREATE TRIGGER consent_cancels_sends AFTER UPDATE OF state ON consent FOR EACH ROW WHEN (((old.state = 'opted_in'::text) AND (new.state <> 'opted_in'::text))) EXECUTE FUNCTION cancel_sends_after_opt_out();
 
 CREATE TABLE consent_reviews (
