@@ -117,7 +117,7 @@ class Seeded:
     counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     gate_bytes: int = 0  # GATE_RELATIONS together
-    prewarmed: int = 0  # of those, pages read into shared buffers by pg_prewarm
+    prewarmed: int = 0  # of those, bytes read into shared buffers by pg_prewarm
 
 
 @dataclass
@@ -215,8 +215,8 @@ async def seed(out: Seeded) -> None:
             # one only partly. pg_prewarm (contrib; its autoprewarm worker does the same after
             # a restart in production) gives both the same start, so a ratio away from 1.00
             # is the cost of the data, not of a cold cache. It can only hold what
-            # shared_buffers holds: the run prints both sizes.
-            # In the seeded schema, so dropping the schema drops it (unless it was there).
+            # shared_buffers holds: the run prints both sizes. Created in the seeded schema,
+            # so dropping the schema drops it (unless it was already installed elsewhere).
             await conn.execute(f'CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA "{schema}"')
             home = await conn.fetchval(
                 "SELECT extnamespace::regnamespace::text FROM pg_extension"
@@ -224,7 +224,8 @@ async def seed(out: Seeded) -> None:
             )
             for relation in GATE_RELATIONS:
                 out.prewarmed += await conn.fetchval(
-                    f"SELECT {home}.pg_prewarm($1::regclass)",
+                    f"SELECT {home}.pg_prewarm($1::regclass)"
+                    " * current_setting('block_size')::bigint",
                     relation,
                 )
         head = await conn.fetchval("SELECT seq FROM ledger_head")
@@ -372,10 +373,12 @@ async def run() -> None:
           f" {BATCH:,} a batch, {os.cpu_count()} cores")  # fmt: skip
     conn = await asyncpg.connect(PG_URL)
     try:
-        buffers = await conn.fetchval("SHOW shared_buffers")
-        buffers_bytes = await conn.fetchval(
-            "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
+        row = await conn.fetchrow(
+            "SELECT current_setting('shared_buffers') AS text,"
+            " pg_size_bytes(current_setting('shared_buffers')) AS bytes"
         )
+        assert row is not None
+        buffers, buffers_bytes = row["text"], row["bytes"]
     finally:
         await conn.close()
     try:
@@ -387,7 +390,7 @@ async def run() -> None:
                   f" {counts}", flush=True)  # fmt: skip
             fits = "fit in" if db.gate_bytes <= buffers_bytes else "do not fit in"
             print(f"  the gate's indexes and heaps: {db.gate_bytes / 2**20:,.0f} MiB, read by"
-                  f" pg_prewarm {db.prewarmed * 8192 / 2**20:,.0f} MiB; they {fits}"
+                  f" pg_prewarm {db.prewarmed / 2**20:,.0f} MiB; they {fits}"
                   f" shared_buffers ({buffers})", flush=True)  # fmt: skip
             figures = Figures()
             await measure_gate(db, figures, prefix)
