@@ -6,7 +6,11 @@ run it), marks them ``sending`` with a lease, sends outside any transaction, and
 result. A row whose lease expires (the process died mid-send) is claimed again: delivery is
 at least once, and a channel sender that can detect its own duplicates should. Temporary
 failures retry with exponential backoff and jitter; after ``max_attempts`` the row is
-``failed``. Channels without a sender are never claimed: their rows wait, queued.
+``failed``. Channels without a sender are never claimed: their rows wait, queued; so are the
+channels whose sender is not ``available()`` (no SMSC bound), until it is. A refusal raised
+before anything left (``SendError(attempted=False)``) gives the attempt back: ``attempts``
+counts sends that may have reached a peer, and an outage of any length never fails a reply
+for good (docs/DESIGN.md, invariant 5).
 
 One row never stops the worker: whatever a sender raises, expected (``SendError``) or not
 (a provider's answer we could not decode, a bug), fails or retries *that row*, with the
@@ -82,10 +86,11 @@ class OutboxWorker:
 
     async def claim(self) -> list[OutboxRow]:
         """Lease up to ``batch_size`` due rows of channels we can send."""
-        if not self._senders:
+        channels = [channel for channel, s in self._senders.items() if s.available()]
+        if not channels:
             return []
         rows = await self._rows.claim(
-            list(self._senders), self._settings.batch_size, self._settings.lease_seconds
+            channels, self._settings.batch_size, self._settings.lease_seconds
         )
         return [OutboxRow(**r) for r in rows]
 
@@ -94,7 +99,9 @@ class OutboxWorker:
         try:
             ref = await sender.send(row)
         except SendError as exc:
-            await self._record_failure(row, str(exc), temporary=exc.temporary)
+            await self._record_failure(
+                row, str(exc), temporary=exc.temporary, attempted=exc.attempted
+            )
             return None
         except Exception as exc:  # not ours to expect, and still this row's failure only
             reason = f"unexpected {type(exc).__name__}: {mask(str(exc))}"
@@ -107,9 +114,11 @@ class OutboxWorker:
             return None
         return row, ref
 
-    async def _record_failure(self, row: OutboxRow, error: str, *, temporary: bool) -> None:
+    async def _record_failure(
+        self, row: OutboxRow, error: str, *, temporary: bool, attempted: bool = True
+    ) -> None:
         try:
-            await self._failed(row, error, temporary=temporary)
+            await self._failed(row, error, temporary=temporary, attempted=attempted)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             # The row stays leased: it is claimed again when its lease expires.
             log.warning("outbox: could not record a failed send", extra={"outbox_id": row.id})
@@ -119,16 +128,23 @@ class OutboxWorker:
         for row, _ in sent:
             self._metrics.outbox.labels(row.channel, "sent").inc()
 
-    async def _failed(self, row: OutboxRow, error: str, *, temporary: bool) -> None:
-        final = not temporary or row.attempts >= self._settings.max_attempts
+    async def _failed(
+        self, row: OutboxRow, error: str, *, temporary: bool, attempted: bool
+    ) -> None:
+        final = not temporary or (attempted and row.attempts >= self._settings.max_attempts)
         await self._rows.failed(
             row.id,
             final=final,
             error=error[:500],
+            # Not attempted: the claim's increment is handed back, and the wait stays at this
+            # row's level instead of growing, as nothing was tried; the bind's return brings
+            # the row forward anyway (``channel_ready``).
             retry_in=0.0 if final else self.backoff(row.attempts),
+            attempted=attempted,
         )
         self._metrics.outbox.labels(row.channel, "failed" if final else "retry").inc()
-        log.warning(
+        log.log(
+            logging.WARNING if attempted else logging.INFO,
             "outbox send failed",
             extra={
                 "outbox_id": row.id,

@@ -41,6 +41,10 @@ class HttpSmsProvider:
         self._headers = {"Authorization": f"Basic {basic}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
+    def available(self) -> bool:
+        """Always: whether the provider is up is learnt by sending."""
+        return True
+
     async def send(self, row: OutboxRow) -> str | None:
         """Send one SMS; return the provider's message sid.
 
@@ -85,6 +89,11 @@ class RoutingSender:
     ) -> None:
         self._routes = dict(routes)
         self._fallback = fallback
+
+    def available(self) -> bool:
+        """Whether any route (or the fallback) could send now."""
+        outs = [*self._routes.values(), *([self._fallback] if self._fallback else [])]
+        return any(out.available() for out in outs)
 
     async def send(self, row: OutboxRow) -> str | None:
         """Send ``row`` by its sender's route."""

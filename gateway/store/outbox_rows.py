@@ -65,19 +65,26 @@ class OutboxRows:
                 list(refs),
             )
 
-    async def failed(self, row_id: int, *, final: bool, error: str, retry_in: float) -> None:
-        """Record a failed send: ``failed`` for good, or queued again in ``retry_in`` s."""
+    async def failed(
+        self, row_id: int, *, final: bool, error: str, retry_in: float, attempted: bool = True
+    ) -> None:
+        """Record a failed send: ``failed`` for good, or queued again in ``retry_in`` s.
+
+        ``attempted=False`` (nothing reached a peer) takes back the claim's increment.
+        """
         async with self._pool.acquire() as conn:
             await conn.execute(
                 # Only while still leased: an opt-out meanwhile cancelled the row, and a
                 # cancelled reply must stay unsent (docs/DESIGN.md, invariant 2).
                 "UPDATE outbox SET status = $2, last_error = $3,"
-                " next_attempt_at = now() + make_interval(secs => $4)"
+                " next_attempt_at = now() + make_interval(secs => $4),"
+                " attempts = attempts - CASE WHEN $5 THEN 0 ELSE 1 END"
                 " WHERE id = $1 AND status = 'sending'",
                 row_id,
                 "failed" if final else "queued",
                 error,
                 retry_in,
+                attempted,
             )
 
     async def backlog(self) -> dict[tuple[str, str], tuple[int, float]]:

@@ -54,6 +54,9 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[OutboxRow] = []
 
+    def available(self) -> bool:
+        return True
+
     async def send(self, row: OutboxRow) -> str | None:
         self.sent.append(row)
         return f"ref-{row.id}"

@@ -15,7 +15,7 @@ from support import eventually, sms
 from gateway.app import Gateway
 from gateway.metrics import Metrics
 from gateway.outbox import OutboxWorker
-from gateway.senders.base import OutboxRow, SendError
+from gateway.senders.base import OutboundSender, OutboxRow, SendError
 from gateway.settings import OutboxSettings
 
 
@@ -27,6 +27,9 @@ class _Recorder:
         self.failures = failures
         self.temporary = temporary
 
+    def available(self) -> bool:
+        return True
+
     async def send(self, row: OutboxRow) -> str | None:
         if self.failures:
             self.failures -= 1
@@ -35,7 +38,7 @@ class _Recorder:
         return f"ref-{row.id}"
 
 
-def _worker(gateway: Gateway, sender: _Recorder, **overrides: float) -> OutboxWorker:
+def _worker(gateway: Gateway, sender: OutboundSender, **overrides: float) -> OutboxWorker:
     settings = replace(OutboxSettings(), **overrides)  # type: ignore[arg-type]
     return OutboxWorker(gateway.pool, {"sms": sender}, settings, Metrics())
 
@@ -133,12 +136,62 @@ async def test_rows_of_a_channel_without_a_sender_stay_queued(
     assert ("queued", 0) == tuple(await db.fetchrow("SELECT status, attempts FROM outbox") or ())
 
 
+class _NoWayOut:
+    """A sender with no peer to hand to (an SMPP sender with no SMSC bound), until ``up``."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.claimable = False  # what available() says; True with up False is the race
+        self.refusals = 0
+        self.sent: list[OutboxRow] = []
+
+    def available(self) -> bool:
+        return self.claimable or self.up
+
+    async def send(self, row: OutboxRow) -> str | None:
+        if not self.up:
+            self.refusals += 1
+            raise SendError("no SMSC bound for this sender", temporary=True, attempted=False)
+        self.sent.append(row)
+        return f"ref-{row.id}"
+
+
+async def test_an_outage_of_any_length_spends_no_attempt(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """While the sender is not available its channel is not claimed; a refusal before anything
+    left gives the attempt back and is never final, however many exceed ``max_attempts``. The
+    opt-out's confirmation goes out once the peer returns, on its first counted attempt."""
+    await gateway.pipeline.handle(sms("STOP"))
+    sender = _NoWayOut()
+    worker = _worker(gateway, sender, max_attempts=2, backoff_base_seconds=0.0)
+    assert 0 == await worker.run_once()
+    assert ("queued", 0) == tuple(await db.fetchrow("SELECT status, attempts FROM outbox") or ())
+
+    # The race a bind loss leaves: available when claimed, gone when sent.
+    sender.claimable = True
+    for _ in range(5):
+        assert 1 == await worker.run_once()
+    assert 5 == sender.refusals
+    row = await db.fetchrow("SELECT status, attempts, last_error FROM outbox")
+    assert row is not None
+    assert ("queued", 0, "no SMSC bound for this sender") == tuple(row)
+
+    sender.up = True
+    assert 1 == await worker.run_once()
+    assert [1] == [r.attempts for r in sender.sent]
+    assert ("sent", 1) == tuple(await db.fetchrow("SELECT status, attempts FROM outbox") or ())
+
+
 class _Stalled:
     """A sender whose send waits until released, then fails temporarily (a slow, dead peer)."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
+
+    def available(self) -> bool:
+        return True
 
     async def send(self, row: OutboxRow) -> str | None:
         self.started.set()

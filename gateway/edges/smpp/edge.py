@@ -314,6 +314,10 @@ class SmppSender:
         self._edge = edge
         self._turn = itertools.count()
 
+    def available(self) -> bool:
+        """Whether some SMSC is bound and open for submits (its own senders checked later)."""
+        return any(s.can_submit and s.bound.is_set() for s in self._edge.sessions)
+
     async def send(self, row: OutboxRow) -> str | None:
         """Submit ``row``; return ``"<smsc>/<id> ..."`` (one per part) or raise ``SendError``."""
         edge = self._edge
@@ -321,7 +325,9 @@ class SmppSender:
             raise SendError("no SMSC carries this sender", temporary=False)
         sessions = edge.sessions_for(row.sender)
         if not sessions:
-            raise SendError("no SMSC bound for this sender", temporary=True)
+            # Nothing left: the attempt is given back (gateway/senders/base.py), and the
+            # bind's return brings the row forward (OutboxWorker.channel_ready).
+            raise SendError("no SMSC bound for this sender", temporary=True, attempted=False)
         session = sessions[next(self._turn) % len(sessions)]
         smsc = session.smsc
         destination = row.recipient.removeprefix("+")

@@ -97,6 +97,9 @@ class BuggySender:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
+    def available(self) -> bool:
+        return True
+
     async def send(self, row: OutboxRow) -> str | None:
         if row.recipient.endswith("23"):
             raise KeyError("a bug in a sender")

@@ -216,6 +216,9 @@ class _Recorder:
         self.name = name
         self.rows: list[int] = []
 
+    def available(self) -> bool:
+        return True
+
     async def send(self, row: OutboxRow) -> str | None:
         self.rows.append(row.id)
         return self.name
