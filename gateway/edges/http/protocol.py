@@ -15,8 +15,11 @@ the app through a subclass of that handler which, at the connection level:
   ``client_header_timeout``). aiohttp 3.14 has only ``keepalive_timeout``, which a
   trickling client shares with an idle one (default about an hour), so 200 sockets sending
   a header byte a second were held open indefinitely. If bytes had arrived it answers 408
-  first (RFC 9110 section 15.5.9, with ``Connection: close``); a connection that sent
-  nothing is closed silently, as browsers open spare ones. An idle keep-alive connection
+  first (RFC 9110 section 15.5.9, with ``Connection: close``) and closes in stages (RFC
+  9112 section 9.6: write side first, then read and discard for up to two seconds), because
+  a close with the trickler's later bytes unread makes the kernel send a reset that can
+  reach the client before it has read the 408; a connection that sent nothing is closed
+  silently, as browsers open spare ones. An idle keep-alive connection
   that sent nothing since its last answer is still ``keepalive_timeout``'s, so a reverse
   proxy's pooled connections are not cut under it;
 - honours ``Expect`` only when it is ``100-continue``: aiohttp's default answer to another
@@ -55,12 +58,15 @@ _TIMEOUT_RESPONSE = (
     b"Connection: close\r\n"
     b"Server: " + SERVER.encode() + b"\r\n\r\n" + _TIMEOUT_BODY
 )
+# After a 408 the connection reads and drops what still comes for this long, then closes:
+# nginx's lingering_timeout is 5 s; two are plenty for an answer this small on its way.
+LINGER_SECONDS = 2.0
 
 
 class GuardedHandler(web.RequestHandler):
     """aiohttp's HTTP/1.1 protocol handler with a head timeout and quiet, fixed refusals."""
 
-    __slots__ = ("_head_bytes", "_head_timeout", "_head_timer", "_refusals")
+    __slots__ = ("_head_bytes", "_head_timeout", "_head_timer", "_linger", "_refusals")
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -68,6 +74,7 @@ class GuardedHandler(web.RequestHandler):
         self._refusals = manager.refusals
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = False  # bytes of a request head not yet complete have arrived
+        self._linger: asyncio.TimerHandle | None = None  # the staged close after a 408
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -87,7 +94,15 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         super().connection_lost(exc)
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 - aiohttp's signature
+        """The server stops: a connection still lingering after its 408 closes now."""
+        self._end_linger()
+        await super().shutdown(timeout)
 
     def _arm_head_timer(self) -> None:
         if self._head_timeout > 0:
@@ -109,8 +124,6 @@ class GuardedHandler(web.RequestHandler):
         transport = self.transport
         if transport is None or self._force_close or self._close or not self._awaiting_head():
             return  # closing already, or a request is queued or being answered
-        if self._head_bytes:
-            transport.write(_TIMEOUT_RESPONSE)
         self._refusals.log(
             logging.INFO,
             "HTTP request head timed out",
@@ -118,7 +131,24 @@ class GuardedHandler(web.RequestHandler):
             reason="header_timeout",
             bytes_received=self._head_bytes,
         )
-        self.force_close()
+        if not self._head_bytes or not transport.can_write_eof():
+            self.force_close()
+            return
+        transport.write(_TIMEOUT_RESPONSE)
+        # RFC 9112 section 9.6: half-close, so the 408 and then our FIN go out, and keep
+        # reading (``data_received`` drops everything once ``_force_close`` is set) until the
+        # client closes (``eof_received`` lets the transport close) or the linger ends.
+        self._force_close = True
+        if self._waiter is not None:
+            self._waiter.cancel()
+        transport.write_eof()
+        self._linger = self._loop.call_later(LINGER_SECONDS, self._end_linger)
+
+    def _end_linger(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+            self.force_close()
 
     def handle_error(
         self,

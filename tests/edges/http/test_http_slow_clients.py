@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from gateway.app import Gateway
+from gateway.edges.http.protocol import LINGER_SECONDS
 from gateway.settings import Settings
 
 TIMEOUT = 1.0  # seconds: short, so the test is quick; the default is 10
@@ -103,6 +104,26 @@ async def test_a_head_after_an_answer_is_timed_from_its_first_byte(gateway: Gate
     answer = await _read_until_closed(reader, TIMEOUT + 10)
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 10
+    writer.close()
+
+
+async def test_after_a_head_408_the_connection_closes_in_stages(gateway: Gateway) -> None:
+    """RFC 9112 section 9.6: after the 408 the server closes its write side and goes on
+    reading for a while. A close with the trickler's next bytes unread made the kernel answer
+    them with a reset, which could reach the client before it read the 408 (seen in a full
+    run: ConnectionResetError instead of the answer). Bytes sent after the 408 and the FIN
+    are dropped quietly; only after the linger is the connection gone."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http_port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    answer = await _read_until_closed(reader, TIMEOUT + 10)  # the 408, then end of stream
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    lingering_since = time.monotonic()
+    for _ in range(5):  # a careless client still trickling: no reset while the server reads
+        writer.write(b"X")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    assert not writer.transport.is_closing()
+    assert time.monotonic() - lingering_since < LINGER_SECONDS
     writer.close()
 
 
