@@ -76,6 +76,8 @@ async def test_trickling_heads_are_cut_and_a_normal_client_is_served(gateway: Ga
             )
         finally:
             trickling.cancel()
+            for _, writer in tricklers + silent:  # closed even when an assertion failed:
+                writer.close()  # a leaked socket's warning would fail a later test instead
         elapsed = time.monotonic() - started
         assert TRICKLERS == sum(a.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for a in answers)
         assert [b""] * SILENT == quiet  # nothing was sent: closed without an answer
@@ -84,8 +86,6 @@ async def test_trickling_heads_are_cut_and_a_normal_client_is_served(gateway: Ga
         # new one both still work.
         async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
             assert 200 == resp.status
-        for _, writer in tricklers + silent:
-            writer.close()
 
 
 async def test_a_head_after_an_answer_is_timed_from_its_first_byte(gateway: Gateway) -> None:
