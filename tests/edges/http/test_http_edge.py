@@ -158,6 +158,22 @@ async def test_gate_api_single_and_batch(gateway: Gateway) -> None:
     assert (422, "unknown_program") == (status, err["error"]["code"])
 
 
+@pytest.mark.parametrize(
+    "to",
+    [[1], ["+14155550123", None], [["+14155550123"]], [{"n": "+1"}], [True], "+14155550123"],
+)
+async def test_a_batch_whose_to_is_not_a_list_of_strings_is_refused(
+    gateway: Gateway, to: object
+) -> None:
+    """Numbers as JSON numbers, nulls, nested lists or objects: 400 naming the field."""
+    _, key = await gateway.api.store.create_key("test", ["read"], actor="test")
+    scope = {"sender": "12345", "program": "reminders", "channel": "sms"}
+    status, err = await _gate(
+        gateway, "/v1/gate/batch", json.dumps({**scope, "to": to}).encode(), key
+    )
+    assert (400, "field 'to' must be a list of strings") == (status, err["error"]["message"])
+
+
 async def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     """Liveness, readiness with the cache state, and Prometheus counters after a message."""
     await _post(gateway, "/v1/inbound/sms", _mo())
