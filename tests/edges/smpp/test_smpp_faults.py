@@ -5,6 +5,7 @@ like a real SMSC, keeps every text not acknowledged ESME_ROK and delivers it aga
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -212,3 +213,48 @@ async def test_readyz_and_metrics_show_an_smsc_bind_that_is_down(
             await eventually(ready, interval=0.05, message="/readyz never answered 200")
             async with http.get(f"{base}/metrics") as resp:
                 assert 'gateway_smpp_binds_up{smsc="sim"} 1.0' in await resp.text()
+
+
+async def test_an_smsc_outage_longer_than_max_attempts_loses_no_confirmation(
+    settings: Settings, smsc: Smsc
+) -> None:
+    """While the SMSC refuses every bind, an opt-out's confirmation waits queued with no
+    attempt spent: with two attempts at most and backoff of at most 0.3 s, counting the
+    refusals ("no SMSC bound") made it 'failed' for good within a second, so the person never
+    got the one confirmation the rules require. Once the bind is back it leaves, on its first
+    counted attempt."""
+    await smsc.mode(bind="reject")
+    base = smpp_settings(settings, smsc)
+    outage = dataclasses.replace(base, outbox=dataclasses.replace(base.outbox, max_attempts=2))
+    async with Gateway(outage, serve_http=False) as gw:
+        conn = await _connect(settings.database.schema)
+        try:
+            contact = await conn.fetchval(
+                "INSERT INTO contacts (channel, address) VALUES ('sms', '+14155550321')"
+                " RETURNING id"
+            )
+            await conn.execute(
+                "INSERT INTO outbox (channel, sender, contact_id, recipient, kind, language,"
+                " body) VALUES ('sms', '12345', $1, '+14155550321', 'opt_out', 'en',"
+                " 'You are unsubscribed.')",
+                contact,
+            )
+            gw.outbox.wake()
+            # Long enough for the older code to spend both attempts several times over.
+            await asyncio.sleep(1.5)
+            waiting = await conn.fetchrow("SELECT status, attempts FROM outbox")
+            assert waiting is not None
+            assert ("queued", 0) == tuple(waiting)
+
+            await smsc.mode(bind="ok")
+            await smsc.wait_bound()
+            await smsc.wait_for(lambda st: any(m["dest"] == "14155550321" for m in st["submits"]))
+
+            async def sent() -> bool:
+                status = await conn.fetchval("SELECT status FROM outbox")
+                return bool(status == "sent")
+
+            await eventually(sent, interval=0.05, message="the confirmation was never recorded")
+            assert 1 == await conn.fetchval("SELECT attempts FROM outbox")
+        finally:
+            await conn.close()
