@@ -295,16 +295,16 @@ class SmppEdge:
 
     # ---- outbound -------------------------------------------------------------------------
 
+    def submitting(self) -> list[Session]:
+        """Sessions bound and able to submit (transmitter or transceiver), for any sender."""
+        return [s for s in self.sessions if s.can_submit and s.bound.is_set()]
+
     def sessions_for(self, sender: str) -> list[Session]:
         """Bound sessions able to submit for ``sender`` (its routes, else the only SMSC)."""
         names = self.settings.routes.get(sender)
         if names is None and len(self.settings.smscs) == 1:
             names = (self.settings.smscs[0].name,)
-        return [
-            s
-            for s in self.sessions
-            if names and s.smsc.name in names and s.can_submit and s.bound.is_set()
-        ]
+        return [s for s in self.submitting() if names and s.smsc.name in names]
 
 
 class SmppSender:
@@ -316,7 +316,7 @@ class SmppSender:
 
     def available(self) -> bool:
         """Whether some SMSC is bound and open for submits (its own senders checked later)."""
-        return any(s.can_submit and s.bound.is_set() for s in self._edge.sessions)
+        return bool(self._edge.submitting())
 
     async def send(self, row: OutboxRow) -> str | None:
         """Submit ``row``; return ``"<smsc>/<id> ..."`` (one per part) or raise ``SendError``."""
