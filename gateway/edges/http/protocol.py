@@ -94,9 +94,7 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
+        self._cancel_linger()
         super().connection_lost(exc)
 
     async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 - aiohttp's signature
@@ -144,10 +142,16 @@ class GuardedHandler(web.RequestHandler):
         transport.write_eof()
         self._linger = self._loop.call_later(LINGER_SECONDS, self._end_linger)
 
+    def _cancel_linger(self) -> bool:
+        """Stop the linger timer; False when none was running."""
+        if self._linger is None:
+            return False
+        self._linger.cancel()
+        self._linger = None
+        return True
+
     def _end_linger(self) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
+        if self._cancel_linger():
             self.force_close()
 
     def handle_error(
