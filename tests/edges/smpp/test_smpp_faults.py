@@ -219,10 +219,9 @@ async def test_an_smsc_outage_longer_than_max_attempts_loses_no_confirmation(
     settings: Settings, smsc: Smsc
 ) -> None:
     """While the SMSC refuses every bind, an opt-out's confirmation waits queued with no
-    attempt spent: with two attempts at most and backoff of at most 0.3 s, counting the
-    refusals ("no SMSC bound") made it 'failed' for good within a second, so the person never
-    got the one confirmation the rules require. Once the bind is back it leaves, on its first
-    counted attempt."""
+    attempt spent: with two attempts at most, counting the refusals ("no SMSC bound") made it
+    'failed' for good after two rounds, so the person never got the one confirmation the
+    rules require. Once the bind is back it leaves, on its first counted attempt."""
     await smsc.mode(bind="reject")
     base = smpp_settings(settings, smsc)
     outage = dataclasses.replace(base, outbox=dataclasses.replace(base.outbox, max_attempts=2))
@@ -239,9 +238,11 @@ async def test_an_smsc_outage_longer_than_max_attempts_loses_no_confirmation(
                 " 'You are unsubscribed.')",
                 contact,
             )
-            gw.outbox.wake()
-            # Long enough for the older code to spend both attempts several times over.
-            await asyncio.sleep(1.5)
+            # Three rounds with the row due: the older code leased it in each one, and its
+            # second "no SMSC bound" ended it (max_attempts = 2).
+            for _ in range(3):
+                await conn.execute("UPDATE outbox SET next_attempt_at = now()")
+                assert 0 == await gw.outbox.run_once()
             waiting = await conn.fetchrow("SELECT status, attempts FROM outbox")
             assert waiting is not None
             assert ("queued", 0) == tuple(waiting)
