@@ -10,13 +10,21 @@ Knowing the head saves the round trip that locks and reads it, and keeps the row
 from the statement that writes it to COMMIT: the second writer task chains its batch onto
 the first's while the first commits, and its head update waits inside Postgres for that
 commit. Another instance appending meanwhile costs one retry, never a wrong chain.
+
+A retry redoes the whole batch (contact locks, inbound rows, the plan), so while another
+instance is appending, remembering is the wrong bet: with two workers on one host about one
+batch in three was written twice (2026-12-07, docs/benchmarks.md). After a batch finds the
+head moved (``moved``), this process reads the head under its lock for the next
+``CONTENDED_SECONDS``, one round trip per batch instead of a redone batch, and trusts its
+memory again once nobody else has moved the head for that long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +36,8 @@ if TYPE_CHECKING:
     from gateway.store.db import Connection
 
 Head = tuple[int, bytes]  # the chain's last (seq, hash)
+
+CONTENDED_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +86,23 @@ def link(head: Head, rows: Sequence[LedgerRow]) -> tuple[list[tuple[object, ...]
 class Chain:
     """The last batch chained here (committed or in flight), shared by the writer tasks."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._last: _Link | None = None  # None: read the head under its lock
+        self._clock = clock
+        self._contended_until = float("-inf")
 
     def forget(self) -> None:
         """A batch failed: whatever it chained onto, or others onto it, may not commit."""
         self._last = None
+
+    def moved(self) -> None:
+        """Another instance moved the head under a batch: read it under its lock for a while."""
+        self._last = None
+        self._contended_until = self._clock() + CONTENDED_SECONDS
+
+    def contended(self) -> bool:
+        """True while this process reads the head under its lock instead of remembering it."""
+        return self._clock() < self._contended_until
 
     @contextlib.asynccontextmanager
     async def append(self, conn: Connection, rows: Sequence[LedgerRow]) -> AsyncIterator[Chained]:
@@ -90,7 +111,7 @@ class Chain:
         if not rows:
             yield _NOTHING
             return
-        before = self._last
+        before = None if self.contended() else self._last
         start = before.head if before is not None else await sql.lock_head(conn)
         records, seqs, head = link(start, rows)
         # The next batch chains from here. (Between reading ``_last`` and this line the

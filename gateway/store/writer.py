@@ -276,13 +276,16 @@ class ConsentWriter:
                 await conn.execute("COMMIT; BEGIN")
                 return applied
             except BaseException as exc:
+                reason = retry_reason(exc)
                 # Whatever this batch chained onto, or others onto it, may not commit.
-                self._chain.forget()
+                if reason == "head_moved":
+                    self._chain.moved()
+                else:
+                    self._chain.forget()
                 if is_connection_error(exc) or is_closed(conn):
                     await lease.discard()
                 elif conn.is_in_transaction():
                     await lease.rollback()
-                reason = retry_reason(exc)
                 if reason is None or attempt == _ATTEMPTS - 1:
                     raise
                 self._metrics.commit_retries.labels(reason).inc()

@@ -13,6 +13,7 @@ from gateway.app import Gateway
 from gateway.errors import TemporaryFailure
 from gateway.messages import OutcomeStatus
 from gateway.settings import Settings
+from gateway.store import chain
 from gateway.store import statements as sql
 from gateway.store.chain import link
 from gateway.store.lease import retry_reason
@@ -187,6 +188,35 @@ async def test_two_instances_appending_at_once_keep_one_gap_free_chain(
     assert (True, ()) == (report.ok, report.problems)
     assert 600 == report.events == await db.fetchval("SELECT seq FROM ledger_head")
     assert list(range(1, 601)) == sorted(mine + theirs)
+
+
+async def test_an_instance_that_found_the_head_moved_reads_it_under_its_lock(
+    settings: Settings, gateway: Gateway, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry redoes a whole batch, so once another instance has moved the head under one,
+    an instance reads the head under its lock: waves that cross each other all along cost
+    each instance the batches in flight at the first crossing, not one retry per crossing."""
+    monkeypatch.setattr(chain, "CONTENDED_SECONDS", 600.0)  # the whole test is contended
+
+    async def waves(gw: Gateway, offset: int) -> None:
+        for wave in range(30):
+            outcomes = await asyncio.gather(
+                *(
+                    gw.pipeline.handle(sms("STOP", contact=f"+1415554{offset + wave * 10 + i:04d}"))
+                    for i in range(10)
+                )
+            )
+            assert all(o.status is OutcomeStatus.COMMITTED for o in outcomes)
+
+    async with Gateway(settings) as other:
+        await asyncio.gather(waves(gateway, 0), waves(other, 5000))
+        retried = (_retries(gateway), _retries(other))
+
+    # Each writer task's batch in flight at the first crossing (two tasks per instance).
+    assert max(retried) <= 2, retried
+    report = await verify(db)
+    assert (True, ()) == (report.ok, report.problems)
+    assert 1200 == report.events == await db.fetchval("SELECT seq FROM ledger_head")
 
 
 async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
