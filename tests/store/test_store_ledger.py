@@ -219,6 +219,20 @@ async def test_an_instance_that_found_the_head_moved_reads_it_under_its_lock(
     assert 1200 == report.events == await db.fetchval("SELECT seq FROM ledger_head")
 
 
+def test_the_chain_trusts_its_memory_again_once_nobody_has_moved_the_head_for_a_while() -> None:
+    now = [100.0]
+    tracked = chain.Chain(clock=lambda: now[0])
+    assert not tracked.contended()
+    tracked.moved()
+    now[0] += chain.CONTENDED_SECONDS - 0.01
+    assert tracked.contended()
+    tracked.moved()  # moved again: the window starts over
+    now[0] += chain.CONTENDED_SECONDS - 0.01
+    assert tracked.contended()
+    now[0] += 0.02
+    assert not tracked.contended()
+
+
 async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
     gateway: Gateway, db: asyncpg.Connection
 ) -> None:
