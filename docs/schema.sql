@@ -147,7 +147,6 @@ CREATE TABLE consent (
     updated_at timestamp with time zone NOT NULL,
     last_seq bigint NOT NULL,
     CONSTRAINT consent_pkey PRIMARY KEY (contact_id, sender, program, channel),
-    CONSTRAINT consent_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES contacts(id),
     CONSTRAINT consent_state_check CHECK ((state = ANY (ARRAY['none'::text, 'pending'::text, 'opted_in'::text, 'opted_out'::text]))),
     CONSTRAINT consent_version_check CHECK ((version > 0))
 );
@@ -195,6 +194,8 @@ CREATE TABLE contacts (
 );
 CREATE INDEX contacts_located ON contacts USING btree (channel, address) WHERE ((state IS NOT NULL) OR (time_zone IS NOT NULL));
 CREATE TRIGGER contacts_erasure_reaches_send_reports AFTER UPDATE OF address ON contacts FOR EACH ROW WHEN (((new.address ~~ 'erased:%'::text) AND (old.address !~~ 'erased:%'::text))) EXECUTE FUNCTION send_reports_follow_erasure();
+CREATE TRIGGER contacts_no_truncate BEFORE TRUNCATE ON contacts FOR EACH STATEMENT EXECUTE FUNCTION referenced_rows_stay();
+CREATE TRIGGER contacts_stay BEFORE DELETE OR UPDATE OF id ON contacts FOR EACH ROW EXECUTE FUNCTION referenced_rows_stay();
 
 CREATE TABLE delivery_receipts (
     id bigint DEFAULT nextval('delivery_receipts_id_seq'::regclass) NOT NULL,
@@ -238,10 +239,11 @@ CREATE TABLE inbound_events (
     body text NOT NULL,
     evidence jsonb NOT NULL,
     CONSTRAINT inbound_events_pkey PRIMARY KEY (id),
-    CONSTRAINT inbound_events_dedupe_key_key UNIQUE (dedupe_key),
-    CONSTRAINT inbound_events_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES contacts(id)
+    CONSTRAINT inbound_events_dedupe_key_key UNIQUE (dedupe_key)
 );
 CREATE INDEX inbound_events_review ON inbound_events USING btree (received_at) WHERE needs_review;
+CREATE TRIGGER inbound_events_no_truncate BEFORE TRUNCATE ON inbound_events FOR EACH STATEMENT EXECUTE FUNCTION referenced_rows_stay();
+CREATE TRIGGER inbound_events_stay BEFORE DELETE OR UPDATE OF id ON inbound_events FOR EACH ROW EXECUTE FUNCTION referenced_rows_stay();
 
 CREATE TABLE keep_offers (
     contact_id bigint NOT NULL,
@@ -274,9 +276,7 @@ CREATE TABLE ledger (
     evidence_sha256 bytea NOT NULL,
     prev_hash bytea NOT NULL,
     hash bytea NOT NULL,
-    CONSTRAINT ledger_pkey PRIMARY KEY (seq),
-    CONSTRAINT ledger_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES contacts(id),
-    CONSTRAINT ledger_inbound_id_fkey FOREIGN KEY (inbound_id) REFERENCES inbound_events(id)
+    CONSTRAINT ledger_pkey PRIMARY KEY (seq)
 );
 CREATE INDEX ledger_contact ON ledger USING btree (contact_id, seq);
 CREATE TRIGGER ledger_append_only BEFORE DELETE OR UPDATE ON ledger FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
@@ -329,8 +329,6 @@ CREATE TABLE outbox (
     delivery_state text,
     delivered_at timestamp with time zone,
     CONSTRAINT outbox_pkey PRIMARY KEY (id),
-    CONSTRAINT outbox_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES contacts(id),
-    CONSTRAINT outbox_inbound_id_fkey FOREIGN KEY (inbound_id) REFERENCES inbound_events(id),
     CONSTRAINT outbox_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'cancelled'::text])))
 );
 CREATE INDEX outbox_cancellable ON outbox USING btree (contact_id) WHERE ((status = ANY (ARRAY['queued'::text, 'sending'::text])) AND (kind = ANY (ARRAY['opt_in'::text, 'pending'::text, 'already_opted_in'::text])));
@@ -496,6 +494,16 @@ BEGIN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'the consent ledger is append-only (%)', TG_OP;
+END $function$;
+
+CREATE OR REPLACE FUNCTION referenced_rows_stay()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    RAISE EXCEPTION '% rows are referenced by the consent ledger and are never deleted or renumbered (%)',
+        TG_TABLE_NAME, TG_OP
+        USING HINT = 'an erasure pseudonymises the contact instead (README, "Data-subject rights")';
 END $function$;
 
 CREATE OR REPLACE FUNCTION send_reports_follow_erasure()

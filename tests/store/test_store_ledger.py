@@ -48,6 +48,59 @@ async def test_ledger_refuses_update_and_delete(gateway: Gateway, db: asyncpg.Co
         await db.execute("DELETE FROM ledger WHERE seq = 2")
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM contacts",
+        "TRUNCATE contacts CASCADE",
+        "UPDATE contacts SET id = id + 1000",
+        "DELETE FROM inbound_events",
+        "TRUNCATE inbound_events CASCADE",
+        "UPDATE inbound_events SET id = id + 1000",
+    ],
+)
+async def test_the_rows_the_ledger_points_at_are_never_removed_or_renumbered(
+    gateway: Gateway, db: asyncpg.Connection, statement: str
+) -> None:
+    """The ledger, consent and outbox rows name their contact and inbound event without a
+    foreign key (migration 009), so the database refuses whatever alone could orphan them."""
+    await _fill(gateway)
+    with pytest.raises(asyncpg.RaiseError, match="never deleted or renumbered"):
+        await db.execute(statement)
+    assert 5 == await count_rows(db, "ledger")
+    report = await verify(db)
+    assert (True, ()) == (report.ok, report.problems)
+
+
+async def test_a_ledger_row_whose_contact_or_inbound_event_went_missing_is_reported(
+    gateway: Gateway, db: asyncpg.Connection
+) -> None:
+    """Past the guards (triggers switched off, as an attacker with table rights would),
+    a removed contact or inbound event is named by the audit, row by row."""
+    await _fill(gateway)
+    await db.execute(
+        "ALTER TABLE contacts DISABLE TRIGGER USER; ALTER TABLE inbound_events DISABLE TRIGGER USER"
+    )
+    first = await db.fetchrow("SELECT contact_id, inbound_id FROM ledger WHERE seq = 1")
+    assert first is not None
+    await db.execute("DELETE FROM inbound_events WHERE id = $1", first["inbound_id"])
+    await db.execute(
+        "DELETE FROM contacts WHERE id = (SELECT contact_id FROM ledger WHERE seq = 2)"
+        " AND id <> $1",
+        first["contact_id"],
+    )
+    report = await verify(db)
+    seqs = await db.fetch(
+        "SELECT seq FROM ledger WHERE contact_id = (SELECT contact_id FROM ledger WHERE seq = 2)"
+        " ORDER BY seq"
+    )
+    assert [
+        "seq 1: its inbound event is missing (deleted)",
+        *(f"seq {r['seq']}: its contact is missing (deleted)" for r in seqs),
+    ] == sorted(report.problems, key=lambda p: int(p.split()[1].rstrip(":")))
+    assert len(seqs) >= 2, report.problems  # START, then a STOP of both programs
+
+
 async def test_altered_row_is_detected(gateway: Gateway, db: asyncpg.Connection) -> None:
     """Flipping an opt-out into an opt-in breaks that row's hash."""
     await _fill(gateway)
