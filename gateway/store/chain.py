@@ -15,8 +15,9 @@ A retry redoes the whole batch (contact locks, inbound rows, the plan), so while
 instance is appending, remembering is the wrong bet: with two workers on one host about one
 batch in three was written twice (2026-12-07, docs/benchmarks.md). After a batch finds the
 head moved (``moved``), this process reads the head under its lock for the next
-``CONTENDED_SECONDS``, one round trip per batch instead of a redone batch, and trusts its
-memory again once nobody else has moved the head for that long.
+``CONTENDED_SECONDS``, one round trip per batch instead of a redone batch. Each head it
+reads that is not the one it last wrote starts the window again, so it trusts its memory
+once nobody else has moved the head for that long.
 """
 
 from __future__ import annotations
@@ -111,8 +112,17 @@ class Chain:
         if not rows:
             yield _NOTHING
             return
-        before = None if self.contended() else self._last
-        start = before.head if before is not None else await sql.lock_head(conn)
+        contended = self.contended()
+        before = None if contended else self._last
+        if before is not None:
+            start = before.head
+        else:
+            start = await sql.lock_head(conn)
+            known = self._last
+            if contended and known is not None and known.head != start:
+                # Another instance appended since this process did: stay contended, rather
+                # than learn it again from a redone batch when the window ends.
+                self._contended_until = self._clock() + CONTENDED_SECONDS
         records, seqs, head = link(start, rows)
         # The next batch chains from here. (Between reading ``_last`` and this line the
         # only await is ``lock_head``, and a batch that holds the head lock knows the

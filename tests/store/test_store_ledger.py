@@ -286,6 +286,50 @@ def test_the_chain_trusts_its_memory_again_once_nobody_has_moved_the_head_for_a_
     assert not tracked.contended()
 
 
+class _HeadRow:
+    """What ``sql.lock_head`` reads, from a connection that only answers it."""
+
+    def __init__(self) -> None:
+        self.head: tuple[int, bytes] = (0, b"\0" * 32)
+
+    async def fetchrow(self, query: str) -> dict[str, object]:
+        assert "FOR UPDATE" in query
+        return {"seq": self.head[0], "hash": self.head[1]}
+
+
+async def test_a_head_another_instance_moved_keeps_the_chain_contended() -> None:
+    """Read under its lock, a head that is not the one this process wrote means another
+    instance is appending: the window starts over, with no redone batch to say so."""
+    now = [0.0]
+    tracked = chain.Chain(clock=lambda: now[0])
+    conn = _HeadRow()
+    row = LedgerRow(
+        1, "sms", "12345", "reminders", "opt_out", "sms_keyword", "none", "opted_out",
+        datetime.now(UTC), None, None, "{}", evidence_digest("{}"),
+    )  # fmt: skip
+
+    async def commit_one() -> tuple[int, bytes]:
+        async with tracked.append(conn, [row]) as ours:  # type: ignore[arg-type]
+            assert ours.heads is not None
+            conn.head = ours.heads[1]
+            return ours.heads[0]
+
+    tracked.moved()
+    window = chain.CONTENDED_SECONDS
+    now[0] = window - 0.2
+    await commit_one()  # nothing known: read under the lock
+    ours = conn.head
+    now[0] = window - 0.15
+    assert ours == await commit_one()  # read again: still the head this process wrote
+    conn.head = theirs = (conn.head[0] + 5, b"\1" * 32)  # then another instance appends
+    now[0] = window - 0.1
+    assert theirs == await commit_one()  # read under the lock and chained onto
+    now[0] = 2 * window - 0.15
+    assert tracked.contended()  # that read started the window again
+    now[0] = 2 * window - 0.1
+    assert not tracked.contended()  # nobody else moved it since: memory is trusted again
+
+
 async def test_a_batch_chained_onto_one_that_failed_is_chained_again(
     gateway: Gateway, db: asyncpg.Connection
 ) -> None:
