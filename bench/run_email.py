@@ -26,9 +26,12 @@ load generator in this process has its own core) and is driven by the same clien
 The gateway runs as ``gateway serve`` does, logging at INFO (one JSON line per inbound
 event) to a file in the temp directory; the ceilings log nothing.
 
+Each ceiling row is printed with the load generator's own CPU during it: this process is
+one Python process, so near one core it is the client's limit that the ceiling shows.
+
 Run: ``python -m bench.run_email`` (``make bench``). Sizes: BENCH_EMAIL_POSTS, BENCH_EMAIL_MAILS,
-BENCH_EMAIL_ROUNDS. Acceptance (issue 4): one-click >= 40% of the aiohttp ceiling with p99 <=
-50 ms at 200 clients; inbound SMTP >= 60% of aiosmtpd's ceiling.
+BENCH_EMAIL_ROUNDS. Targets: one-click >= 60% of the aiohttp ceiling with p99 <= 50 ms at 200
+clients; inbound SMTP >= 80% of aiosmtpd's ceiling at 50 connections (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -266,6 +269,26 @@ async def _mails(port: int, tokens: list[str], connections: int) -> float:
     return len(tokens) / (time.perf_counter() - began)
 
 
+class _LoadCpu:
+    """Adds this process's CPU over the block, in cores, to ``into[key]``: the load
+    generator's own ceiling is one core, so a side that keeps it near one measures the
+    client, not the server."""
+
+    def __init__(self, into: dict[object, list[float]], key: object) -> None:
+        self._into, self._key = into, key
+
+    def __enter__(self) -> None:
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        cores = (time.process_time() - self._cpu) / (time.perf_counter() - self._wall)
+        self._into.setdefault(self._key, []).append(cores)
+
+
+def _cores(load: dict[object, list[float]], key: object) -> str:
+    return f"{statistics.median(load[key]):.2f} of a core"
+
+
 async def _drop_cache_keys(prefix: str) -> None:
     """Remove the run's consent-cache keys from the shared Redis."""
     import redis.asyncio as aioredis
@@ -299,6 +322,7 @@ async def run() -> None:
 
     http: dict[str, list[tuple[float, float, float]]] = {"bare": [], "ours": []}
     smtp: dict[tuple[int, str], list[float]] = {}
+    load: dict[object, list[float]] = {}  # this process's cores during each round, by side
     paced: dict[str, list[tuple[float, float, float]]] = {"bare": [], "ours": []}
     try:
         # All servers stay up and the rounds alternate, so a burst of other load on this
@@ -314,12 +338,14 @@ async def run() -> None:
                 await _mails(port, tokens(f"v{port}.", 200), max(SMTP_CONNECTIONS))
             for n in range(ROUNDS):
                 posts = tokens(f"p{n}.", POSTS)
-                http["bare"].append(await _posts(bare_port, posts))
-                http["ours"].append(await _posts(http_port, posts))
+                for key, port in (("bare", bare_port), ("ours", http_port)):
+                    with _LoadCpu(load, key):
+                        http[key].append(await _posts(port, posts))
                 for c in SMTP_CONNECTIONS:
                     mails = tokens(f"m{n}.{c}.", MAILS)
-                    smtp.setdefault((c, "bare"), []).append(await _mails(sink_port, mails, c))
-                    smtp.setdefault((c, "ours"), []).append(await _mails(smtp_port, mails, c))
+                    for key, port in (("bare", sink_port), ("ours", smtp_port)):
+                        with _LoadCpu(load, (c, key)):
+                            smtp.setdefault((c, key), []).append(await _mails(port, mails, c))
             rate = PACED_SHARE * statistics.median(r[0] for r in http["ours"])
             for n in range(ROUNDS):
                 paced["bare"].append(await _paced_posts(bare_port, tokens(f"b{n}.", PACED), rate))
@@ -344,7 +370,9 @@ async def run() -> None:
         print(f"  {name} : {med(rows, 0):8.0f} req/s   p50 {med(rows, 1):6.1f} ms"
               f"   p99 {med(rows, 2):6.1f} ms")  # fmt: skip
     by_round = " ".join(f"{r:.0%}" for r in http_ratios)
-    print(f"  ratio                : {http_ratio:8.0%}   (target >= 40%; by round: {by_round})")
+    print(f"  ratio                : {http_ratio:8.0%}   (target >= 60%; by round: {by_round})")
+    print(f"  load generator       : {_cores(load, 'bare')} against the bare handler,"
+          f" {_cores(load, 'ours')} against ours (one core is its own ceiling)")  # fmt: skip
     offered = f"{CLIENTS} clients offering {rate:.0f} req/s ({PACED_SHARE:.0%} of ours), open loop"
     print(f"  {offered}:")
     for name, key in (("bare aiohttp handler", "bare"), ("gateway one-click   ", "ours")):
@@ -363,8 +391,12 @@ async def run() -> None:
         print(f"  aiosmtpd accept-only : {statistics.median(bare):8.0f} mails/s")
         print(f"  gateway SMTP edge    : {statistics.median(ours):8.0f} mails/s")
         by_round = " ".join(f"{r:.0%}" for r in ratios)
-        print(f"  ratio                : {statistics.median(ratios):8.0%}   (target >= 60%;"
-              f" by round: {by_round})")  # fmt: skip
+        target = "target >= 80%; " if c == 50 else ""
+        print(f"  ratio                : {statistics.median(ratios):8.0%}   ({target}"
+              f"by round: {by_round})")  # fmt: skip
+        print(f"  load generator       : {_cores(load, (c, 'bare'))} against aiosmtpd,"
+              f" {_cores(load, (c, 'ours'))} against ours; every round opens {c} connections"
+              f" for {MAILS} mails")  # fmt: skip
     print(f"gateway log: {GATEWAY_LOG}")
 
 
